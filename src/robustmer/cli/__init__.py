@@ -1,0 +1,37 @@
+"""The ``robustmer`` command line: thin typer commands that parse arguments, call one library
+function, and print where results went. Nothing in the library imports this package.
+
+Each stage has its own module here with a ``register(app)`` function, so that commands of
+different stages live in different files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from robustmer.errors import RobustmerError
+
+app = typer.Typer(
+    name="robustmer",
+    help="Robustness and interpretability of music emotion recognition models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_COMMAND_MODULES = ("data", "train", "attack", "study")
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"robustmer.cli.{_name}").register(app)
+
+
+def main() -> None:
+    """Console entry point: typed robustmer errors become one clear line and exit status 2."""
+    try:
+        app()
+    except RobustmerError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
