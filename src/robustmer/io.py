@@ -112,7 +112,9 @@ def git_commit() -> str | None:
                              text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def versions() -> dict[str, str]:

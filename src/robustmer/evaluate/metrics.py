@@ -41,7 +41,9 @@ def regression_metrics(
     t = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
     if t.shape != p.shape or t.ndim != 2:
-        raise ValueError(f"y_true and y_pred must be equal (N, K) arrays, got {t.shape} and {p.shape}")
+        raise ValueError(
+            f"y_true and y_pred must be equal (N, K) arrays, got {t.shape} and {p.shape}"
+        )
     names = list(names) if names is not None else [str(i) for i in range(t.shape[1])]
     if len(names) != t.shape[1]:
         raise ValueError(f"{len(names)} names for {t.shape[1]} columns")
