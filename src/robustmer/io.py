@@ -141,7 +141,7 @@ def versions() -> dict[str, str]:
 
 
 def run_meta(**extra: Any) -> dict[str, Any]:
-    """The ``meta.json`` payload: versions, git commit, timestamp, plus caller fields (seed, ...)."""
+    """The ``meta.json`` payload: versions, git commit, timestamp, plus caller fields."""
     meta: dict[str, Any] = {
         "versions": versions(),
         "git_commit": git_commit(),
