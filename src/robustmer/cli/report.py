@@ -1,0 +1,45 @@
+"""CLI commands of the report stage: the HTML report and the import of published attack logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` and ``import-cpjku`` to the main app."""
+
+    @app.command("report")
+    def report(
+        results_dir: Path = typer.Argument(..., help="Results store (runs.csv + clips.csv)."),
+        out: Path | None = typer.Option(
+            None, "--out", help="HTML file to write (default RESULTS_DIR/report.html)."),
+        compare: list[Path] = typer.Option(
+            [], "--compare", help="Another results store to show side by side (repeatable)."),
+        emotion: list[str] = typer.Option(
+            ["tension", "tender"], "--emotion", help="Emotion(s) for Figure 4 (repeatable)."),
+        media_clips: int = typer.Option(
+            2, "--media-clips", min=0, help="Audio / δ examples per model type."),
+        alpha: float = typer.Option(0.05, "--alpha", help="Family-wise significance level."),
+    ) -> None:
+        """Write a self-contained HTML report (tables, figures, t-tests, SNR, audio)."""
+        from robustmer.report.html import build_report
+
+        path = build_report(results_dir, out, compare, emotions=emotion, alpha=alpha,
+                            media_clips=media_clips)
+        typer.echo(str(path))
+
+    @app.command("import-cpjku")
+    def import_cpjku_cmd(
+        log_dir: Path = typer.Argument(..., help="Folder of published run folders (log.csv)."),
+        out: Path = typer.Option(..., "--out", help="Results store to write."),
+        runs: Path | None = typer.Option(
+            None, "--runs", help="runs.json: run folder -> model_type, seed "
+                                 "(default LOG_DIR/runs.json)."),
+    ) -> None:
+        """Import the published CP-JKU attack logs into a results store."""
+        from robustmer.study.cpjku import import_cpjku
+
+        store = import_cpjku(log_dir, out, runs)
+        typer.echo(str(store.path))

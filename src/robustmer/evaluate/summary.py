@@ -1,0 +1,166 @@
+"""From per-clip results to per-run summaries: the code that fills ``clips.csv`` and ``runs.csv``.
+
+The study runner and the import of published logs both build their tables here, and the report
+recomputes every run summary from ``clips.csv`` with the same functions, so all numbers go
+through ``evaluate.metrics.regression_metrics`` exactly once per definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robustmer import EMOTIONS
+from robustmer.errors import DatasetError
+from robustmer.evaluate.metrics import per_sample_mae, regression_metrics
+from robustmer.evaluate.store import (
+    ADV_COLUMNS,
+    CLIPS_COLUMNS,
+    PRED_COLUMNS,
+    RUNS_COLUMNS,
+    RUNS_METRIC_COLUMNS,
+    Y_COLUMNS,
+    order_model_types,
+)
+
+
+def _col(values: Any, n: int, name: str, fill: float = np.nan) -> np.ndarray:
+    if values is None:
+        return np.full(n, fill, dtype=np.float64)
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.shape[0] != n:
+        raise DatasetError(f"{name}: expected {n} values (one per clip), got {arr.shape[0]}")
+    return arr
+
+
+def clips_frame(
+    run_id: str,
+    model_type: str,
+    seed: int,
+    clip_ids: Sequence[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    y_adv: np.ndarray,
+    *,
+    iterations: Sequence[int] | np.ndarray | None = None,
+    converged: Sequence[bool] | np.ndarray | None = None,
+    final_threshold: Sequence[float] | np.ndarray | None = None,
+    delta_linf: Sequence[float] | np.ndarray | None = None,
+    delta_l2: Sequence[float] | np.ndarray | None = None,
+    snr_db: Sequence[float] | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The ``clips.csv`` rows of one run: targets, clean and adversarial predictions ``(N, 8)``
+    in ``EMOTIONS`` order, per-clip MAEs (``per_sample_mae``) and the attack's per-clip stats
+    (NaN / False where a source does not provide them)."""
+    n = len(clip_ids)
+    arrays = {}
+    for name, arr in (("y_true", y_true), ("y_pred", y_pred), ("y_adv", y_adv)):
+        a = np.asarray(arr, dtype=np.float64)
+        if a.shape != (n, len(EMOTIONS)):
+            raise DatasetError(
+                f"run {run_id}: {name} must have shape ({n}, {len(EMOTIONS)}), got {a.shape}"
+            )
+        arrays[name] = a
+    data: dict[str, Any] = {
+        "run_id": [str(run_id)] * n,
+        "model_type": [str(model_type)] * n,
+        "seed": [int(seed)] * n,
+        "clip_id": [str(c) for c in clip_ids],
+    }
+    for prefix_cols, a in ((Y_COLUMNS, arrays["y_true"]), (PRED_COLUMNS, arrays["y_pred"]),
+                           (ADV_COLUMNS, arrays["y_adv"])):
+        for j, col in enumerate(prefix_cols):
+            data[col] = a[:, j]
+    data["mae_clean"] = per_sample_mae(arrays["y_true"], arrays["y_pred"])
+    data["mae_adv"] = per_sample_mae(arrays["y_true"], arrays["y_adv"])
+    data["iterations"] = _col(iterations, n, f"run {run_id}: iterations")
+    data["converged"] = (np.zeros(n, dtype=bool) if converged is None
+                         else np.asarray(converged, dtype=bool).reshape(-1))
+    if len(data["converged"]) != n:
+        raise DatasetError(f"run {run_id}: converged: expected {n} values")
+    data["final_threshold"] = _col(final_threshold, n, f"run {run_id}: final_threshold")
+    data["delta_linf"] = _col(delta_linf, n, f"run {run_id}: delta_linf")
+    data["delta_l2"] = _col(delta_l2, n, f"run {run_id}: delta_l2")
+    data["snr_db"] = _col(snr_db, n, f"run {run_id}: snr_db")
+    return pd.DataFrame(data, columns=list(CLIPS_COLUMNS))
+
+
+def _nanmean(values: pd.Series) -> float:
+    arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
+
+
+def summarize_run(clips: pd.DataFrame) -> dict[str, float]:
+    """The ``runs.csv`` metric columns of one run, from its ``clips.csv`` rows.
+
+    Clean metrics compare ``y_*`` with ``pred_*``, adversarial ones ``y_*`` with ``adv_*``
+    (both via ``regression_metrics`` over the run's clips); ``delta_mae = adv_mae - clean_mae``
+    (equal to the mean over clips of ``mae_adv - mae_clean``); SNR and iterations are means over
+    the clips that report them (NaN when none does).
+    """
+    if len(clips) == 0:
+        return {c: float("nan") for c in RUNS_METRIC_COLUMNS}
+    y = clips[list(Y_COLUMNS)].to_numpy(dtype=np.float64)
+    p = clips[list(PRED_COLUMNS)].to_numpy(dtype=np.float64)
+    a = clips[list(ADV_COLUMNS)].to_numpy(dtype=np.float64)
+    clean = regression_metrics(y, p, EMOTIONS)
+    adv = regression_metrics(y, a, EMOTIONS)
+    out: dict[str, float] = {
+        "clean_mean_r": clean["mean_r"],
+        "clean_mae": clean["mae"],
+        "clean_rmse": clean["rmse"],
+        "clean_r2": clean["r2"],
+    }
+    for e in EMOTIONS:
+        out[f"r_{e}"] = clean["r"][e]
+    out["adv_mean_r"] = adv["mean_r"]
+    out["adv_mae"] = adv["mae"]
+    out["delta_mae"] = adv["mae"] - clean["mae"]
+    out["mean_snr_db"] = _nanmean(clips["snr_db"]) if "snr_db" in clips else float("nan")
+    out["mean_iterations"] = (_nanmean(clips["iterations"]) if "iterations" in clips
+                              else float("nan"))
+    return out
+
+
+def run_row(run_id: str, model_type: str, seed: int, status: str = "done", message: str = "",
+            clips: pd.DataFrame | None = None) -> dict[str, Any]:
+    """One ``runs.csv`` row: identity + status, and the metrics of ``clips`` (NaN when None,
+    e.g. for a failed or not-runnable run)."""
+    row: dict[str, Any] = {"run_id": str(run_id), "model_type": str(model_type),
+                           "seed": int(seed), "status": status, "message": message}
+    metrics = (summarize_run(clips) if clips is not None
+               else {c: float("nan") for c in RUNS_METRIC_COLUMNS})
+    row.update(metrics)
+    return row
+
+
+def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-run summaries recomputed from ``clips.csv``.
+
+    Without ``runs`` every run in ``clips`` is ``done``. With ``runs`` (``runs.csv``), its
+    identity, status and message are kept, runs that are not ``done`` keep NaN metrics, and a
+    ``done`` run without clips gets NaN metrics too. Rows come in model-type order, then seed.
+    """
+    rows: list[dict[str, Any]] = []
+    groups = {str(k): g for k, g in clips.groupby("run_id", sort=False)} if len(clips) else {}
+    if runs is None:
+        for run_id, g in groups.items():
+            rows.append(run_row(run_id, g["model_type"].iloc[0], int(g["seed"].iloc[0]),
+                                clips=g))
+    else:
+        for rec in runs.to_dict("records"):
+            run_id = str(rec["run_id"])
+            g = groups.get(run_id) if rec["status"] == "done" else None
+            rows.append(run_row(run_id, rec["model_type"], int(rec["seed"]), rec["status"],
+                                "" if pd.isna(rec.get("message")) else str(rec["message"]),
+                                clips=g))
+    df = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+    if len(df) == 0:
+        return df
+    order = {t: i for i, t in enumerate(order_model_types(df["model_type"]))}
+    df["_o"] = df["model_type"].map(order)
+    return df.sort_values(["_o", "seed", "run_id"], kind="stable").drop(columns="_o").reset_index(
+        drop=True)
