@@ -1,0 +1,22 @@
+"""Training: the reference recipe, early stopping, checkpoints, resume, adversarial training.
+
+Takes any torch ``Dataset`` of the documented item dicts and any attack callable; does not
+import ``robustmer.data`` or ``robustmer.attacks`` (the CLI and the study wire them in).
+"""
+
+from robustmer.train.checkpoint import LoadedRun, load_run
+from robustmer.train.config import TrainConfig
+from robustmer.train.trainer import (
+    TrainResult,
+    compute_loss,
+    epoch_generator,
+    evaluate_model,
+    seed_everything,
+    train_run,
+    validation_score,
+)
+
+__all__ = [
+    "LoadedRun", "TrainConfig", "TrainResult", "compute_loss", "epoch_generator",
+    "evaluate_model", "load_run", "seed_everything", "train_run", "validation_score",
+]

@@ -1,0 +1,374 @@
+"""The training loop: the reference recipe, early stopping, resumable checkpoints and optional
+adversarial training with any ``attack(model, x, y) -> result with .x_adv``.
+
+Does not import ``robustmer.data`` or ``robustmer.attacks``: it takes any torch ``Dataset`` whose
+items are the dicts documented in docs/ARCHITECTURE.md and any attack callable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from robustmer import CONCEPTS, EMOTIONS, io
+from robustmer.errors import CheckpointError, ConfigError
+from robustmer.evaluate.metrics import regression_metrics
+from robustmer.models import MERModel, build_model
+from robustmer.train import checkpoint as ck
+from robustmer.train.config import RESUMABLE_CHANGES, TrainConfig
+
+Attack = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], Any]
+"""Any ``attack(model, x, y)`` returning an object with ``.x_adv`` (e.g. robustmer.attacks.BIM)."""
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator that fixes the data order of one epoch, from (seed, epoch) alone, so an
+    epoch's order does not depend on what ran before it (which makes resuming exact)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def _device(name: str) -> torch.device:
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
+    return dev
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device,
+               channels_last: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, val in batch.items():
+        if isinstance(val, torch.Tensor):
+            val = val.to(device, non_blocking=True)
+            if key == "x" and channels_last:
+                val = val.contiguous(memory_format=torch.channels_last)
+        out[key] = val
+    return out
+
+
+def compute_loss(model: MERModel, out: Mapping[str, torch.Tensor | None],
+                 batch: Mapping[str, Any], emotion_weight: float = 0.5) -> torch.Tensor:
+    """The recipe's loss: MSE on emotions; A2M2E adds ``(1-w)·MSE`` on the concepts of samples
+    whose ``concept_mask`` is set (``w·MSE(emotions)`` then); the classifier uses cross-entropy on
+    ``label`` (entries ``-1`` are skipped)."""
+    if model.kind == "classifier":
+        logits = out["logits"]
+        assert logits is not None
+        labels = batch["label"].long()
+        keep = labels >= 0
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[keep].float(), labels[keep])
+    emo = out["emotions"]
+    assert emo is not None
+    loss = F.mse_loss(emo.float(), batch["emotions"].float())
+    if model.kind != "a2m2e":
+        return loss
+    mask = batch["concept_mask"].bool().reshape(-1)
+    bott = out["bottleneck"]
+    assert bott is not None
+    concept = (F.mse_loss(bott[mask].float(), batch["concepts"][mask].float())
+               if bool(mask.any()) else bott.sum() * 0.0)
+    return emotion_weight * loss + (1.0 - emotion_weight) * concept
+
+
+def _names(n: int, names: tuple[str, ...]) -> list[str] | None:
+    return list(names) if n == len(names) else None
+
+
+@torch.no_grad()
+def evaluate_model(model: MERModel, data: Dataset | DataLoader, device: str | torch.device = "cpu",
+                   batch_size: int = 32) -> dict[str, Any]:
+    """Predict a dataset (or loader) in eval mode and score it with ``regression_metrics``.
+
+    Returns ``ids``, ``predictions`` / ``targets`` ``(N, 8)`` arrays and ``metrics`` (emotions);
+    for bottleneck models also ``bottleneck`` ``(N, 7)``, ``concept_targets``, ``concept_mask``
+    and ``concept_metrics`` over the masked clips (``None`` when fewer than 2 are annotated); for
+    the classifier ``logits``, ``labels`` and ``accuracy`` over labelled clips.
+    """
+    dev = torch.device(device)
+    loader = data if isinstance(data, DataLoader) else DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=0)
+    was_training = model.training
+    model.eval()
+    ids: list[str] = []
+    cols: dict[str, list[np.ndarray]] = {}
+    try:
+        for batch in loader:
+            b = _to_device(batch, dev)
+            out = model.forward_all(b["x"])
+            ids.extend(str(i) for i in batch["id"])
+            parts = {"targets": batch.get("emotions"), "predictions": out["emotions"],
+                     "bottleneck": out["bottleneck"], "concept_targets": batch.get("concepts"),
+                     "concept_mask": batch.get("concept_mask"), "logits": out["logits"],
+                     "labels": batch.get("label")}
+            for key, val in parts.items():
+                if val is not None:
+                    cols.setdefault(key, []).append(val.detach().float().cpu().numpy()
+                                                    if val.dtype.is_floating_point
+                                                    else val.detach().cpu().numpy())
+    finally:
+        model.train(was_training)
+    res: dict[str, Any] = {"ids": ids}
+    res.update({k: np.concatenate(v) for k, v in cols.items()})
+    if model.kind == "classifier":
+        labels = res["labels"].astype(np.int64)
+        keep = labels >= 0
+        pred = res["logits"].argmax(axis=1)
+        res["accuracy"] = float((pred[keep] == labels[keep]).mean()) if keep.any() else math.nan
+        return res
+    res["metrics"] = regression_metrics(res["targets"], res["predictions"],
+                                        _names(res["targets"].shape[1], EMOTIONS))
+    if "bottleneck" in res:
+        mask = res.get("concept_mask", np.zeros(len(ids), bool)).astype(bool).reshape(-1)
+        res["concept_metrics"] = (
+            regression_metrics(res["concept_targets"][mask], res["bottleneck"][mask],
+                               _names(res["bottleneck"].shape[1], CONCEPTS))
+            if mask.sum() >= 2 else None)
+    return res
+
+
+def validation_score(model: MERModel, ev: Mapping[str, Any]) -> float:
+    """The early-stopping score: emotion mean r (A2M2E: + concept mean r where concepts are
+    annotated in the validation set; classifier: accuracy). NaN (constant output) -> -inf."""
+    if model.kind == "classifier":
+        score = ev["accuracy"]
+    else:
+        score = ev["metrics"]["mean_r"]
+        if model.kind == "a2m2e" and ev.get("concept_metrics") is not None:
+            score += ev["concept_metrics"]["mean_r"]
+    return float(score) if math.isfinite(score) else -math.inf
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_run` returns; ``model`` holds the best checkpoint's weights (eval mode)."""
+
+    model: MERModel
+    run_dir: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_score: float
+    last_epoch: int
+    stopped_early: bool
+
+
+def _check_resume(ckpt: ck.Checkpoint, model_config: dict[str, Any], config: TrainConfig,
+                  data_description: dict[str, Any] | None, run_dir: Path) -> None:
+    stored_split = (ckpt.data or {}).get("split_id")
+    asked_split = (data_description or {}).get("split_id")
+    if stored_split is not None and asked_split is not None and stored_split != asked_split:
+        raise CheckpointError(f"{run_dir}: cannot resume on another split (stored split_id "
+                              f"{stored_split!r}, asked {asked_split!r})")
+    if ckpt.model_config != model_config:
+        raise CheckpointError(f"{run_dir}: cannot resume, the stored model config "
+                              f"{ckpt.model_config} differs from the requested {model_config}")
+    stored = TrainConfig.from_dict(ckpt.train_config).to_dict()
+    asked = config.to_dict()
+    diff = sorted(k for k in asked if asked[k] != stored[k] and k not in RESUMABLE_CHANGES)
+    if diff:
+        raise CheckpointError(f"{run_dir}: cannot resume with changed training settings "
+                              + ", ".join(f"{k}: stored {stored[k]!r}, asked {asked[k]!r}"
+                                          for k in diff))
+
+
+def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    io.write_json(run_dir / "history.json", history)
+    io.write_csv(run_dir / "history.csv", pd.DataFrame(history))
+
+
+def _open_tensorboard(config: TrainConfig, run_dir: Path) -> Any:
+    if not config.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed; TrainConfig.tensorboard ignored",
+                      stacklevel=3)
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind: str,
+              width: float = 1.0, n_classes: int | None = None,
+              config: TrainConfig | None = None, data_description: dict[str, Any] | None = None,
+              normaliser: dict[str, Any] | None = None, attack: Attack | None = None,
+              resume: bool = False, progress: bool = True,
+              callbacks: Iterable[EpochCallback] = ()) -> TrainResult:
+    """Train one model with the recipe in ``config`` and keep ``last/`` + ``best/`` in ``run_dir``.
+
+    With ``resume=True`` a run continues from ``last/`` (or starts fresh if there is none) and
+    ends with bit-identical weights to an uninterrupted run (CPU). ``callbacks`` are called as
+    ``cb(epoch, history_record)`` after each epoch's checkpoint is on disk. ``attack`` is needed
+    when ``config.adversarial_every > 0``: after the clean step on a batch of every n-th epoch,
+    the batch is attacked (model in eval mode) and a second step is taken on the result.
+    """
+    config = config or TrainConfig()
+    run = Path(run_dir)
+    if config.adversarial_every > 0 and attack is None:
+        raise ConfigError("TrainConfig.adversarial_every > 0 needs an attack callable")
+    if config.adversarial_every > 0 and kind == "classifier":
+        raise ConfigError("adversarial training is for the emotion regressors, not 'classifier'")
+    device = _device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+    seed_everything(config.seed)
+    model = build_model(kind, width=width, n_classes=n_classes)
+    model_config = dict(model.config)
+    ck.recover(run)
+    resuming = (run / ck.LAST).is_dir()
+    if resuming and not resume:
+        raise CheckpointError(f"{run} already holds a run (last/); pass resume=True (--resume) "
+                              f"to continue it or choose another folder")
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    use_amp = config.amp
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+
+    history: list[dict[str, Any]] = []
+    es: dict[str, Any] = {"best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
+                          "stopped": False}
+    start = 1
+    if resuming:
+        last = ck.read_checkpoint(run, ck.LAST, for_resume=True)
+        _check_resume(last, model_config, config, data_description, run)
+        model.load_state_dict(last.model_state)
+        opt_state = last.optimizer_state or {}
+        optimizer.load_state_dict(opt_state["optimizer"])
+        scaler.load_state_dict(opt_state.get("scaler") or {})
+        history = list(last.history)
+        es = dict(last.state["early_stopping"])
+        start = int(last.state["epoch"]) + 1
+        assert last.rng is not None
+        ck.restore_rng(last.rng)
+        meta = last.meta
+        best_ok = (run / ck.BEST / ck.STATE_FILE).is_file() and int(
+            io.read_json(run / ck.BEST / ck.STATE_FILE)["epoch"]) == es["best_epoch"]
+        if es["best_epoch"] == last.state["epoch"] and not best_ok:  # killed before best/ copy
+            ck.copy_checkpoint(run, ck.LAST, ck.BEST)
+    else:
+        meta = io.run_meta(seed=config.seed, model=model_config)
+        run.mkdir(parents=True, exist_ok=True)
+        io.write_yaml(run / "config.yaml", {"model": model_config, "train": config.to_dict(),
+                                            "data": data_description})
+        io.write_json(run / "meta.json", meta)
+    if history:
+        _write_history(run, history)
+
+    writer = _open_tensorboard(config, run)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp \
+        else contextlib.nullcontext
+
+    def step(batch: dict[str, Any], x: torch.Tensor) -> float:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = compute_loss(model, model.forward_all(x), batch, config.emotion_weight)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return float(loss.detach())
+
+    for epoch in range(start, config.max_epochs + 1):
+        if es["stopped"]:
+            break
+        t0 = time.perf_counter()
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                            generator=epoch_generator(config.seed, epoch), num_workers=0)
+        adversarial = config.adversarial_every > 0 and epoch % config.adversarial_every == 0
+        model.train()
+        total = adv_total = attack_time = 0.0
+        n_batches = 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{config.max_epochs}", leave=False,
+                   disable=not progress)
+        for raw in bar:
+            batch = _to_device(raw, device, config.channels_last)
+            total += step(batch, batch["x"])
+            n_batches += 1
+            if adversarial:
+                assert attack is not None
+                model.eval()
+                ta = time.perf_counter()
+                x_adv = attack(model, batch["x"], batch["emotions"]).x_adv.detach()
+                attack_time += time.perf_counter() - ta
+                model.train()
+                adv_total += step(batch, x_adv)
+            bar.set_postfix(loss=f"{total / n_batches:.4f}")
+        bar.close()
+
+        ev = evaluate_model(model, val_set, device, batch_size=max(config.batch_size, 32))
+        score = validation_score(model, ev)
+        improved = score > es["best_score"]
+        if improved:
+            es.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+        else:
+            es["bad_epochs"] += 1
+        es["stopped"] = es["bad_epochs"] >= config.patience
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(n_batches, 1)}
+        if model.kind == "classifier":
+            record["val_accuracy"] = ev["accuracy"]
+        else:
+            record.update(val_mean_r=ev["metrics"]["mean_r"], val_mae=ev["metrics"]["mae"])
+            if ev.get("concept_metrics") is not None:
+                record["val_concept_mean_r"] = ev["concept_metrics"]["mean_r"]
+        record.update(val_score=score, best_epoch=es["best_epoch"],
+                      adv_loss=adv_total / n_batches if adversarial and n_batches else None,
+                      attack_time_s=attack_time, time_s=time.perf_counter() - t0)
+        history.append(record)
+
+        ck.save_checkpoint(run, ck.LAST, ck.Checkpoint(
+            model_state=model.state_dict(),
+            state={"epoch": epoch, "early_stopping": es},
+            model_config=model_config, train_config=config.to_dict(), data=data_description,
+            normaliser=normaliser, history=history, meta=meta,
+            optimizer_state={"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
+            rng=ck.capture_rng()))
+        if improved:
+            ck.copy_checkpoint(run, ck.LAST, ck.BEST)
+        _write_history(run, history)
+        if writer is not None:
+            for key, val in record.items():
+                if isinstance(val, int | float) and key != "epoch" and math.isfinite(val):
+                    writer.add_scalar(key, val, epoch)
+        for cb in callbacks:
+            cb(epoch, record)
+    if writer is not None:
+        writer.close()
+
+    if not (run / ck.BEST).is_dir():
+        raise CheckpointError(f"{run}: no epoch was trained (max_epochs={config.max_epochs} "
+                              f"<= the last finished epoch?)")
+    best = ck.load_run(run, ck.BEST, device=str(device))
+    last_epoch = int(history[-1]["epoch"]) if history else 0
+    return TrainResult(model=best.model, run_dir=run, history=history,
+                       best_epoch=int(es["best_epoch"]), best_score=float(es["best_score"]),
+                       last_epoch=last_epoch, stopped_early=bool(es["stopped"]))
