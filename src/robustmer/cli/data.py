@@ -1,9 +1,77 @@
-"""CLI commands of the data stage."""
+"""CLI commands of the data stage: ``robustmer data check|synth|features``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import typer
+
+data_app = typer.Typer(name="data", help="Check, synthesise and featurise datasets.",
+                       no_args_is_help=True)
+
+
+@data_app.command("check")
+def check(
+    root: Path = typer.Argument(..., help="Dataset folder (Set1/ + mean_ratings_set1.csv)."),
+    midlevel: Path | None = typer.Option(None, "--midlevel",
+                                         help="Mid-level folder (default: ROOT/midlevel)."),
+) -> None:
+    """List every problem of a dataset (decoding all audio); exit 1 if there is any."""
+    from robustmer.data import check_dataset, load_dataset
+
+    problems = check_dataset(root, midlevel)
+    if problems:
+        for problem in problems:
+            typer.echo(str(problem))
+        typer.secho(f"{len(problems)} problem(s) in {root}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    table = load_dataset(root, midlevel)
+    n_concepts = int(table.concepts.notna().all(axis=1).sum())
+    typer.echo(f"OK: {len(table)} clips, {len(table.classes)} classes, "
+               f"{n_concepts} with concept ratings, all audio decodes ({root})")
+
+
+@data_app.command("synth")
+def synth(
+    out: Path = typer.Option(..., "--out", help="Folder to write the synthetic dataset to."),
+    clips: int = typer.Option(120, "--clips", help="Number of clips."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (fixes every byte written)."),
+) -> None:
+    """Write the synthetic concept dataset (Soundtracks + Mid-level formats)."""
+    from robustmer.data.synth import synthesize
+
+    info = synthesize(out, clips=clips, seed=seed)
+    typer.echo(f"wrote {info.clips} clips to {info.root}")
+
+
+@data_app.command("features")
+def features(
+    root: Path = typer.Argument(..., help="Dataset folder."),
+    cache: Path | None = typer.Option(None, "--cache",
+                                      help="Cache folder (default: $ROBUSTMER_CACHE or "
+                                      "~/.cache/robustmer)."),
+) -> None:
+    """Compute (or read from the cache) the spectrograms of every clip and summarise them."""
+    from robustmer.data import FeatureCache, load_dataset
+
+    table = load_dataset(root)
+    feature_cache = FeatureCache(cache)
+    specs, stats = feature_cache.featurize(table.audio_paths)
+    frames = np.array([s.shape[0] for s in specs.values()])
+    total = sum(s.size for s in specs.values())
+    mean = sum(float(s.sum(dtype=np.float64)) for s in specs.values()) / total
+    var = sum(float(((s.astype(np.float64) - mean) ** 2).sum()) for s in specs.values()) / total
+    bands = {s.shape[1] for s in specs.values()}
+    typer.echo(f"clips: {stats.clips} ({stats.computed} computed, {stats.cached} from cache)")
+    typer.echo(f"frames: min {frames.min()}, mean {frames.mean():.1f}, max {frames.max()}; "
+               f"bands: {sorted(bands)}")
+    typer.echo(f"values: mean {mean:.4f}, std {np.sqrt(var):.4f} (all clips)")
+    typer.echo(f"time: {stats.seconds:.2f} s total, {stats.seconds / max(stats.clips, 1):.3f} "
+               "s per clip")
+    typer.echo(f"cache: {feature_cache.directory}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
+    app.add_typer(data_app, name="data")

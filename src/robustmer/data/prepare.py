@@ -1,0 +1,116 @@
+"""``prepare_data``: table + split + cached spectrograms + standardiser, ready for training.
+
+One call gives every later stage what it needs and records, in ``to_dict()``, which data it was:
+the dataset root, the split id and file, the standardiser and the front-end settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustmer.audio import load_audio
+from robustmer.data.cache import FeatureCache, FeatureStats
+from robustmer.data.soundtracks import load_dataset
+from robustmer.data.split import Split, make_split
+from robustmer.data.table import ClipTable
+from robustmer.data.torchdata import ExcerptDataset
+from robustmer.errors import DatasetError
+from robustmer.features import FrontEndConfig, Standardizer
+from robustmer.io import stable_hash, write_json
+
+
+@dataclass
+class PreparedData:
+    """A loaded dataset with its split, spectrograms (in memory) and training standardiser."""
+
+    root: Path
+    table: ClipTable
+    split: Split
+    standardizer: Standardizer
+    frontend: FrontEndConfig
+    specs: dict[str, np.ndarray]
+    cache_dir: Path
+    split_path: Path | None = None
+    standardizer_path: Path | None = None
+    feature_stats: FeatureStats | None = None
+
+    @property
+    def midlevel_root(self) -> Path | None:
+        """Where the concept annotations came from (None if there were none)."""
+        return self.table.midlevel_root
+
+    def spec(self, clip_id: str) -> np.ndarray:
+        """The clip's full (T, bands) float32 spectrogram (not standardised)."""
+        try:
+            return self.specs[clip_id]
+        except KeyError:
+            raise DatasetError(f"clip {clip_id!r} is not in the dataset at {self.root}") from None
+
+    def waveform(self, clip_id: str) -> np.ndarray:
+        """The clip's waveform as the front end sees it (``load_audio``: mono, 22 050 Hz)."""
+        path = self.table.audio_paths.get(clip_id)
+        if path is None:
+            raise DatasetError(f"clip {clip_id!r} is not in the dataset at {self.root}")
+        return load_audio(path)
+
+    def dataset(self, part: str, *, mode: str = "fixed", seed: int = 0) -> ExcerptDataset:
+        """An ``ExcerptDataset`` of one split part (``train``/``val``/``test``/``all``)."""
+        return ExcerptDataset(self.split.part(part), self.specs, self.table, self.standardizer,
+                              mode=mode, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description of the data, recorded in checkpoints and results."""
+        return {
+            "root": str(self.root),
+            "midlevel_root": None if self.midlevel_root is None else str(self.midlevel_root),
+            "split_id": self.split.split_id,
+            "split_path": None if self.split_path is None else str(self.split_path),
+            "split_sizes": {p: len(self.split.part(p)) for p in ("train", "val", "test")},
+            "standardizer": self.standardizer.to_dict(),
+            "frontend": self.frontend.to_dict(),
+            "frontend_key": self.frontend.key(),
+            "cache_dir": str(self.cache_dir),
+        }
+
+
+def load_or_make_split(table: ClipTable, split_path: str | Path | None, seed: int) -> Split:
+    """Load the split at ``split_path`` if it exists (checked against the table), else make one
+    with ``seed`` and write it there when a path was given."""
+    if split_path is not None and Path(split_path).exists():
+        return Split.load(split_path, valid_ids=table.ids)
+    split = make_split(table.ids, seed=seed)
+    if split_path is not None:
+        split.save(split_path)
+    return split
+
+
+def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
+                 split_path: str | Path | None = None, split_seed: int = 0,
+                 midlevel_root: str | Path | None = None,
+                 frontend: FrontEndConfig | None = None,
+                 progress: bool | None = None) -> PreparedData:
+    """Load the dataset, its split, all spectrograms (cached) and the training-split standardiser.
+
+    The standardiser is also written as JSON beside the cache
+    (``CACHE/<frontend key>/standardizer-<hash>.json``, named by the training clips' audio).
+    """
+    frontend = frontend if frontend is not None else FrontEndConfig()
+    table = load_dataset(root, midlevel_root=midlevel_root)
+    split = load_or_make_split(table, split_path, split_seed)
+    cache = FeatureCache(cache_dir, frontend)
+    specs, stats = cache.featurize(table.audio_paths, progress=progress)
+    # Fit on the TRAINING split only. The reference implementation standardised with statistics
+    # of all clips, test clips included, which leaks test information into the model input.
+    standardizer = Standardizer.fit(specs[i] for i in split.train)
+    train_audio = sorted(cache.digests[i] for i in split.train)
+    std_path = cache.directory / f"standardizer-{stable_hash(train_audio)}.json"
+    write_json(std_path, {**standardizer.to_dict(), "split_id": split.split_id,
+                          "train_clips": len(split.train), "frontend": frontend.to_dict()})
+    return PreparedData(root=Path(root), table=table, split=split, standardizer=standardizer,
+                        frontend=frontend, specs=specs, cache_dir=cache.root,
+                        split_path=None if split_path is None else Path(split_path),
+                        standardizer_path=std_path, feature_stats=stats)
