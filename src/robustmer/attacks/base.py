@@ -1,0 +1,279 @@
+"""The one attack loop: stepping, projection, per-sample masking and stopping.
+
+An attack is a small subclass of :class:`Attack` that supplies its ``objective`` (a per-sample
+value to *maximise*) and its :class:`StopRule`; the loop here does everything else, for every
+attack alike (regression BIM/PGD, targeted PGD, the C&W-style audio attack).
+
+Per iteration, for the samples still running: forward at ``x + δ`` (one pass, also used by the
+stop rule to judge the current ``δ``), stop-rule update (record ``δ`` as the best when a threshold
+is passed; freeze samples that are done or have used ``max_iters`` steps), then one step
+``δ ← Proj(δ + η·dir(∇δ objective))`` for the rest. Only the running samples are forwarded, and
+every quantity is per sample, so a batch gives exactly the per-sample results of a
+one-at-a-time loop. Gradients are taken with ``torch.autograd.grad`` w.r.t. ``δ`` only, so
+nothing accumulates in the model's ``.grad``; the model runs in eval mode and its mode is
+restored afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from robustmer.attacks import norms
+from robustmer.errors import ConfigError
+
+UPDATES: tuple[str, ...] = ("sign", "adam_sign")
+CLIPS: tuple[str, ...] = ("project", "reference_noop")
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns (tensors, batch first).
+
+    ``delta`` is the returned perturbation: the ``δ`` recorded when the last threshold was passed
+    (the best one), or the last ``δ`` if no threshold was passed; ``x_adv = x + delta``.
+    ``iterations`` counts the update steps each sample took; ``converged`` says the final
+    threshold (or the target class) was reached; ``final_threshold`` is the threshold the sample
+    was working towards when it stopped (the final one if converged; NaN for class targets);
+    ``last_passed`` the last threshold passed (NaN if none); ``score`` the stop metric at the
+    returned ``δ`` (per-sample r, MSE, or 1/0 for target reached); ``last_delta`` the ``δ`` after
+    the last step.
+    """
+
+    x_adv: torch.Tensor
+    delta: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+    final_threshold: torch.Tensor
+    last_passed: torch.Tensor
+    score: torch.Tensor
+    last_delta: torch.Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> AttackResult:
+        """A copy with every tensor on ``device``."""
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in kw.items():
+            if isinstance(v, torch.Tensor):
+                kw[k] = v.to(device)
+        return AttackResult(**kw)
+
+
+@runtime_checkable
+class Subsettable(Protocol):
+    """A model holding per-sample state (e.g. each clip's excerpt window) implements ``subset``
+    so that the loop can forward only the samples still running."""
+
+    def subset(self, index: torch.Tensor) -> nn.Module:
+        """The same model restricted to the batch rows ``index``."""
+        ...
+
+
+class StopRule:
+    """Per-sample stopping: ``start`` sets the state from the clean output, ``update`` judges the
+    current output. Subclasses keep their state in tensors indexed by batch row."""
+
+    def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Initialise from the output at ``δ₀``; return ``(done, score)`` ``(B,)`` each
+        (``done``: already at the goal)."""
+        raise NotImplementedError
+
+    def update(self, out: torch.Tensor, y: torch.Tensor,
+               rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Judge outputs of batch ``rows``; return ``(passed, done, score)`` for those rows."""
+        raise NotImplementedError
+
+    def final_threshold(self) -> torch.Tensor:
+        """``(B,)`` threshold being worked towards (NaN where the rule has none)."""
+        raise NotImplementedError
+
+    def last_passed(self) -> torch.Tensor:
+        """``(B,)`` last threshold passed (NaN where none)."""
+        raise NotImplementedError
+
+
+def _check_pos(name: str, value: float, allow_zero: bool = False) -> float:
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
+                          f"finite number, got {value!r}")
+    return v
+
+
+class Attack:
+    """Base class: hyper-parameters + the shared loop. Subclasses define ``objective`` and
+    ``make_stop``; call as ``attack(model, x, y, mask=None) -> AttackResult``.
+
+    ``box``: optional ``(lo, hi)`` range for ``x + δ`` (``(-1, 1)`` for audio); the clean ``x``
+    must lie inside it. ``update="adam_sign"`` and ``clip="reference_noop"`` reproduce the
+    reference implementation (Adam on the sign of the gradient; an ε-clip that never took
+    effect); the default is the projected steepest-ascent step with the ε bound after every step.
+    """
+
+    name = "attack"
+
+    def __init__(self, *, eps: float, eta: float, max_iters: int, norm: str = "linf",
+                 box: tuple[float, float] | None = None, update: str = "sign",
+                 clip: str = "project", random_start: bool = False, seed: int = 0) -> None:
+        self.eps = _check_pos("eps", eps, allow_zero=True)
+        self.eta = _check_pos("eta", eta)
+        if int(max_iters) != max_iters or max_iters < 0:
+            raise ConfigError(f"max_iters must be an integer >= 0, got {max_iters!r}")
+        self.max_iters = int(max_iters)
+        self.norm = norms.check_norm(norm)
+        if box is not None:
+            lo, hi = float(box[0]), float(box[1])
+            if not lo < hi:
+                raise ConfigError(f"box must be (lo, hi) with lo < hi, got {box!r}")
+            box = (lo, hi)
+        self.box = box
+        if update not in UPDATES:
+            raise ConfigError(f"update must be one of {list(UPDATES)}, got {update!r}")
+        if clip not in CLIPS:
+            raise ConfigError(f"clip must be one of {list(CLIPS)}, got {clip!r}")
+        self.update, self.clip = update, clip
+        self.random_start, self.seed = bool(random_start), int(seed)
+
+    # -- what a subclass supplies -------------------------------------------------------------
+    def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Per-sample value ``(B,)`` that the attack maximises."""
+        raise NotImplementedError
+
+    def make_stop(self) -> StopRule:
+        """A fresh stop rule for one call."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able settings (recorded in ``config.yaml`` beside results)."""
+        return {"attack": self.name, "eps": self.eps, "eta": self.eta,
+                "max_iters": self.max_iters, "norm": self.norm,
+                "box": None if self.box is None else list(self.box), "update": self.update,
+                "clip": self.clip, "random_start": self.random_start, "seed": self.seed}
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _project(self, delta: torch.Tensor, x: torch.Tensor,
+                 mask: torch.Tensor | None) -> torch.Tensor:
+        if self.clip == "reference_noop":
+            # The reference wrote `delta.data.clamp(-eps, eps)`: the clamped copy was discarded,
+            # so δ was never bounded. Reproduced on purpose; only the box (audio range) remains.
+            if mask is not None:
+                delta = delta * mask
+            if self.box is not None:
+                delta = torch.clamp(x + delta, *self.box) - x
+            return delta
+        return norms.project(delta, x, self.eps, self.norm, self.box, mask)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> AttackResult:
+        """Attack ``model`` at inputs ``x`` (targets ``y``); ``mask`` marks perturbable
+        positions (same shape as ``x``, e.g. the valid samples of zero-padded clips)."""
+        if x.ndim < 1 or x.shape[0] != y.shape[0]:
+            raise ConfigError(f"x and y must share the batch dimension, got {tuple(x.shape)} "
+                              f"and {tuple(y.shape)}")
+        if mask is not None and mask.shape != x.shape:
+            raise ConfigError(f"mask must have the shape of x {tuple(x.shape)}, "
+                              f"got {tuple(mask.shape)}")
+        if not torch.isfinite(x).all():
+            raise ConfigError("x holds NaN/Inf values")
+        if self.box is not None and ((x < self.box[0]).any() or (x > self.box[1]).any()):
+            raise ConfigError(f"x lies outside box {self.box} (range {float(x.min()):.4g}.."
+                              f"{float(x.max()):.4g}); rescale the input or widen the box")
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.enable_grad():
+                return self._run(model, x.detach(), y.detach(),
+                                 None if mask is None else mask.to(x.dtype).detach())
+        finally:
+            model.train(was_training)
+
+    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             mask: torch.Tensor | None) -> AttackResult:
+        B = x.shape[0]
+        dev = x.device
+        if self.random_start and self.eps > 0:
+            gen = torch.Generator().manual_seed(self.seed)
+            delta = self._project(norms.random_start(x, self.eps, self.norm, gen, mask), x, mask)
+        else:
+            delta = torch.zeros_like(x)
+        best = delta.clone()
+        stop = self.make_stop()
+        with torch.no_grad():
+            done, score0 = stop.start(model(x + delta), y)
+        done = done.to(dev)
+        iters = torch.zeros(B, dtype=torch.int64, device=dev)
+        converged = done.clone()
+        score_last = score0.to(dev, torch.float64)
+        score_best = score_last.clone()
+        recorded = done.clone()  # best δ recorded (a threshold passed, or done at δ₀)
+        active = ~done
+        adam_m = adam_v = None
+        if self.update == "adam_sign":
+            adam_m, adam_v = torch.zeros_like(x), torch.zeros_like(x)
+        while bool(active.any()):
+            rows = active.nonzero().squeeze(1)
+            sub_model = model.subset(rows) if isinstance(model, Subsettable) else model
+            d = delta[rows].clone().requires_grad_(True)
+            out = sub_model(x[rows] + d)
+            passed, finished, s = stop.update(out.detach(), y[rows], rows)
+            best[rows[passed]] = d.detach()[passed]
+            s = s.to(dev, torch.float64)
+            score_last[rows] = s
+            score_best[rows[passed]] = s[passed]
+            recorded[rows[passed]] = True
+            converged[rows[finished]] = True
+            out_of_steps = iters[rows] >= self.max_iters
+            step = ~finished & ~out_of_steps
+            active[rows[~step]] = False
+            if not bool(step.any()):
+                continue
+            obj = self.objective(out, y[rows], d)
+            (grad,) = torch.autograd.grad(obj[step].sum(), d)
+            srows = rows[step]
+            grad = grad[step]
+            x_s, d_s = x[srows], d.detach()[step]
+            m_s = None if mask is None else mask[srows]
+            if m_s is not None:
+                grad = grad * m_s
+            if self.update == "sign":
+                d_new = d_s + self.eta * norms.direction(grad, self.norm)
+            else:
+                assert adam_m is not None and adam_v is not None
+                d_new = d_s + self.eta * self._adam(grad, srows, iters[srows] + 1, adam_m, adam_v)
+            delta[srows] = self._project(d_new, x_s, m_s)
+            iters[srows] += 1
+        # a sample that never passed a threshold returns its last δ (and the score there)
+        never = ~recorded
+        last_delta = delta.clone()
+        best[never] = delta[never]
+        score = torch.where(never, score_last, score_best)
+        return AttackResult(
+            x_adv=(x + best).detach(), delta=best.detach(), iterations=iters.cpu(),
+            converged=converged.cpu(), final_threshold=stop.final_threshold().cpu(),
+            last_passed=stop.last_passed().cpu(), score=score.cpu(),
+            last_delta=last_delta.detach())
+
+    @staticmethod
+    def _adam(grad: torch.Tensor, rows: torch.Tensor, t: torch.Tensor, m: torch.Tensor,
+              v: torch.Tensor) -> torch.Tensor:
+        """Adam's step direction for ascent on ``sign(grad)`` (torch defaults β=(0.9, 0.999),
+        ε=1e-8), with per-sample step counts ``t``.
+
+        Written out because torch.optim.Adam keeps one global step count and updates every row;
+        here frozen samples must keep their state and each sample its own ``t``, so that a
+        batch equals one-at-a-time runs. Adam is odd in its gradient, so ascent on ``sign(g)``
+        is ``+lr·m̂/(√v̂+ε)``, the same as the reference minimising ``-loss``.
+        """
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        g = torch.sign(grad)
+        m[rows] = b1 * m[rows] + (1 - b1) * g
+        v[rows] = b2 * v[rows] + (1 - b2) * g * g
+        shape = (-1,) + (1,) * (g.ndim - 1)
+        tt = t.to(g.dtype).reshape(shape)
+        m_hat = m[rows] / (1 - b1 ** tt)
+        v_hat = v[rows] / (1 - b2 ** tt)
+        return m_hat / (v_hat.sqrt() + eps)

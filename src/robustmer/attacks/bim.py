@@ -1,0 +1,197 @@
+"""Untargeted regression BIM / PGD: gradient ascent on the per-sample MSE, with the stepped
+correlation (or MSE) stopping rule of the reference study.
+
+Update (default): ``δ ← Proj_ε(δ + η·sign(∇δ MSE(f(x+δ), y)))`` (L∞) or
+``δ ← Proj_ε(δ + η·g/‖g‖₂)`` (L2), ``δ₀ = 0`` (or a seeded random start: :class:`PGD`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from robustmer.attacks.base import Attack, StopRule, _check_pos
+from robustmer.errors import ConfigError
+
+STOPS: tuple[str, ...] = ("corr", "mse", "none")
+_GRID_TOL = 1e-9
+"""A value within 1e-9 steps of a grid point counts as on it (0.3 / 0.1 is 2.9999999999999996
+in floating point), so "strictly below 0.3" gives 0.2, not 0.3."""
+
+
+def _grid(k: torch.Tensor, step: float) -> torch.Tensor:
+    """``k·step`` rounded to 12 decimals, so tables show -0.6, not -0.6000000000000001."""
+    return torch.round(k * step, decimals=12)
+
+
+def per_sample_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of each sample's outputs, ``(B,)``."""
+    return ((out - y) ** 2).reshape(out.shape[0], -1).mean(dim=1)
+
+
+def per_sample_corr(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pearson r between each sample's K predictions and K targets, float64 ``(B,)``; NaN where
+    either is constant (the same definition as ``evaluate.metrics.rowwise_pearson_r``)."""
+    a = out.detach().double().reshape(out.shape[0], -1)
+    b = y.detach().double().reshape(y.shape[0], -1)
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    den = torch.sqrt((a * a).sum(dim=1) * (b * b).sum(dim=1))
+    r = (a * b).sum(dim=1) / torch.where(den > 0, den, 1.0)
+    return torch.where(den > 0, r, torch.full_like(r, math.nan))
+
+
+class ThresholdStop(StopRule):
+    """The stepped threshold rule on the per-sample correlation (falling) or MSE (rising).
+
+    Thresholds are multiples ``k·step`` (float64). Start: for ``corr`` the largest multiple
+    strictly below the clean r (a NaN r counts as 1.0), for ``mse`` the smallest multiple strictly
+    above the clean MSE; both capped at the final threshold (``corr``: -1; ``mse``: ``limit``).
+    A threshold is passed when ``r ≤ t`` (``mse ≥ t``); then the current ``δ`` is recorded as the
+    best and the next threshold is the first multiple beyond the *current* value (several may be
+    passed in one step). Done when the final threshold is passed.
+    """
+
+    def __init__(self, metric: str, step: float = 0.1, limit: float = 1.0) -> None:
+        if metric not in ("corr", "mse"):
+            raise ConfigError(f"stop must be 'corr' or 'mse', got {metric!r}")
+        self.metric = metric
+        self.step = _check_pos("threshold_step", step)
+        self.final = -1.0 if metric == "corr" else _check_pos("mse_limit", limit)
+        self.t: torch.Tensor | None = None
+        self.passed_t: torch.Tensor | None = None
+
+    def value(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The judged per-sample metric (float64)."""
+        if self.metric == "corr":
+            return per_sample_corr(out, y)
+        return per_sample_mse(out.detach().double(), y.detach().double())
+
+    def _next(self, v: torch.Tensor) -> torch.Tensor:
+        if self.metric == "corr":
+            v = torch.where(torch.isnan(v), torch.ones_like(v), v)
+            k = torch.ceil(v / self.step - _GRID_TOL) - 1
+            return torch.clamp(_grid(k, self.step), min=self.final)
+        k = torch.floor(v / self.step + _GRID_TOL) + 1
+        return torch.clamp(_grid(k, self.step), max=self.final)
+
+    def _reached(self, v: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        ok = v <= t if self.metric == "corr" else v >= t
+        return ok & ~torch.isnan(v)
+
+    def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """First threshold from the clean value; samples already past the final one are done."""
+        v = self.value(out, y)
+        self.t = self._next(v)
+        done = self._reached(v, self.final)
+        self.t = torch.where(done, torch.full_like(v, self.final), self.t)
+        self.passed_t = torch.where(done, torch.full_like(v, self.final),
+                                    torch.full_like(v, math.nan))
+        return done, v
+
+    def update(self, out: torch.Tensor, y: torch.Tensor,
+               rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Passed / done for ``rows``; moves their thresholds."""
+        assert self.t is not None and self.passed_t is not None
+        rows = rows.to(self.t.device)
+        v = self.value(out, y).to(self.t.device)
+        t = self.t[rows]
+        passed = self._reached(v, t)
+        done = self._reached(v, self.final)
+        if self.metric == "corr":
+            # the lowest grid point passed
+            grid = _grid(torch.ceil(v / self.step - _GRID_TOL), self.step)
+            last = torch.minimum(t, grid)
+        else:
+            grid = _grid(torch.floor(v / self.step + _GRID_TOL), self.step)
+            last = torch.maximum(t, grid)
+        last = torch.where(done, torch.full_like(v, self.final), last)
+        self.passed_t[rows] = torch.where(passed, last, self.passed_t[rows])
+        self.t[rows] = torch.where(passed, self._next(v), t)
+        self.t[rows] = torch.where(done, torch.full_like(v, self.final), self.t[rows])
+        return passed, done, v
+
+    def final_threshold(self) -> torch.Tensor:
+        """The threshold each sample was working towards when it stopped."""
+        assert self.t is not None
+        return self.t.clone()
+
+    def last_passed(self) -> torch.Tensor:
+        """The last threshold each sample passed (NaN if none)."""
+        assert self.passed_t is not None
+        return self.passed_t.clone()
+
+
+class NoStop(StopRule):
+    """Run every sample for ``max_iters`` steps (score: per-sample MSE)."""
+
+    def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nothing is done at the start."""
+        self.n = out.shape[0]
+        return torch.zeros(self.n, dtype=torch.bool), per_sample_mse(out.double(), y.double())
+
+    def update(self, out: torch.Tensor, y: torch.Tensor,
+               rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Never passes, never done."""
+        no = torch.zeros(len(rows), dtype=torch.bool, device=out.device)
+        return no, no, per_sample_mse(out.double(), y.double())
+
+    def final_threshold(self) -> torch.Tensor:
+        """NaN: no thresholds."""
+        return torch.full((self.n,), math.nan, dtype=torch.float64)
+
+    def last_passed(self) -> torch.Tensor:
+        """NaN: no thresholds."""
+        return torch.full((self.n,), math.nan, dtype=torch.float64)
+
+
+class BIM(Attack):
+    """Untargeted regression BIM: maximise the per-sample MSE between ``f(x+δ)`` and ``y``.
+
+    Defaults are the study's choice (ε=0.001, η=0.002, 1000 iterations, L∞, correlation rule down
+    to -1). ``stop="mse"`` uses the rising MSE rule up to ``mse_limit``; ``stop="none"`` runs all
+    ``max_iters`` steps and returns the last ``δ``.
+    """
+
+    name = "bim"
+
+    def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
+                 norm: str = "linf", stop: str = "corr", *, threshold_step: float = 0.1,
+                 mse_limit: float = 1.0, box: tuple[float, float] | None = None,
+                 update: str = "sign", clip: str = "project", random_start: bool = False,
+                 seed: int = 0) -> None:
+        super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, box=box,
+                         update=update, clip=clip, random_start=random_start, seed=seed)
+        if stop not in STOPS:
+            raise ConfigError(f"stop must be one of {list(STOPS)}, got {stop!r}")
+        self.stop = stop
+        self.threshold_step = _check_pos("threshold_step", threshold_step)
+        self.mse_limit = _check_pos("mse_limit", mse_limit)
+
+    def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Per-sample MSE (ascended)."""
+        return per_sample_mse(out, y.to(out.dtype))
+
+    def make_stop(self) -> StopRule:
+        """The configured stop rule."""
+        if self.stop == "none":
+            return NoStop()
+        return ThresholdStop(self.stop, self.threshold_step, self.mse_limit)
+
+    def config(self) -> dict[str, Any]:
+        """Settings incl. the stop rule."""
+        return {**super().config(), "stop": self.stop, "threshold_step": self.threshold_step,
+                "mse_limit": self.mse_limit}
+
+
+class PGD(BIM):
+    """:class:`BIM` with a seeded uniform random start inside the ε-ball (Madry et al.)."""
+
+    name = "pgd"
+
+    def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
+                 norm: str = "linf", stop: str = "corr", **kwargs: Any) -> None:
+        kwargs.setdefault("random_start", True)
+        super().__init__(eps, eta, max_iters, norm, stop, **kwargs)

@@ -1,0 +1,64 @@
+"""Targeted PGD for classifiers: ``δ ← clip_ε(δ − η·sign(∇δ CE(f(x+δ), t)))`` until ``t`` is
+predicted. ``y`` passed to the attack holds the target class indices ``(B,)``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from robustmer.attacks.base import Attack, StopRule
+
+
+class TargetReached(StopRule):
+    """Done (and ``δ`` recorded) as soon as ``argmax f(x+δ) == target``; no thresholds (NaN)."""
+
+    def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples already classified as their target are done at ``δ₀``."""
+        self.n = out.shape[0]
+        hit = out.argmax(dim=1) == y
+        return hit, hit.double()
+
+    def update(self, out: torch.Tensor, y: torch.Tensor,
+               rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Passed == done == target predicted."""
+        hit = out.argmax(dim=1) == y
+        return hit, hit, hit.double()
+
+    def final_threshold(self) -> torch.Tensor:
+        """NaN: a class target has no threshold."""
+        return torch.full((self.n,), math.nan, dtype=torch.float64)
+
+    def last_passed(self) -> torch.Tensor:
+        """NaN: a class target has no threshold."""
+        return torch.full((self.n,), math.nan, dtype=torch.float64)
+
+
+def _check_targets(out: torch.Tensor, y: torch.Tensor) -> None:
+    if y.ndim != 1 or y.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"targets must be integer class indices (B,), got {y.dtype} "
+                         f"{tuple(y.shape)}")
+    if out.ndim != 2 or bool(((y < 0) | (y >= out.shape[1])).any()):
+        raise ValueError(f"targets must lie in [0, {out.shape[-1]}) for logits "
+                         f"{tuple(out.shape)}")
+
+
+class TargetedPGD(Attack):
+    """Targeted attack on a classifier: descend the cross-entropy to the target class."""
+
+    name = "targeted_pgd"
+
+    def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
+                 norm: str = "linf", **kwargs: Any) -> None:
+        super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, **kwargs)
+
+    def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``-CE(f(x+δ), t)`` per sample (so ascent descends the CE)."""
+        _check_targets(out, y)
+        return -F.cross_entropy(out, y.long(), reduction="none")
+
+    def make_stop(self) -> StopRule:
+        """Stop when the target is predicted."""
+        return TargetReached()
