@@ -1,0 +1,56 @@
+"""Imports flow one way (docs/ARCHITECTURE.md): a model never imports training or data, attacks
+work on any nn.Module, the report reads only the results store, nothing imports the CLI."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "robustmer"
+
+FORBIDDEN: dict[str, set[str]] = {
+    "audio": {"features", "data", "models", "train", "attacks", "explain", "evaluate", "study",
+              "report", "cli"},
+    "features": {"data", "models", "train", "attacks", "explain", "evaluate", "study", "report",
+                 "cli"},
+    "data": {"models", "train", "attacks", "explain", "evaluate", "study", "report", "cli"},
+    "models": {"data", "train", "attacks", "explain", "evaluate", "study", "report", "cli"},
+    "attacks": {"data", "train", "study", "report", "cli"},
+    "explain": {"data", "train", "study", "report", "cli"},
+    "evaluate": {"data", "train", "study", "report", "cli"},
+    "train": {"data", "attacks", "study", "report", "cli"},
+    "report": {"data", "train", "attacks", "study", "cli"},
+    "study": {"cli"},
+}
+
+
+def _imported_stages(path: Path) -> set[str]:
+    stages = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "robustmer" and len(parts) > 1:
+                stages.add(parts[1])
+    return stages
+
+
+@pytest.mark.parametrize("stage", sorted(FORBIDDEN))
+def test_stage_imports_flow_downwards(stage: str) -> None:
+    bad = {}
+    for path in sorted((PKG / stage).rglob("*.py")):
+        hits = _imported_stages(path) & FORBIDDEN[stage]
+        if hits:
+            bad[str(path.relative_to(PKG))] = sorted(hits)
+    assert not bad, f"{stage}/ imports stages above it: {bad}"
+
+
+def test_shared_modules_import_no_stage() -> None:
+    for name in ("errors.py", "io.py", "__init__.py"):
+        assert not _imported_stages(PKG / name), name
