@@ -192,6 +192,28 @@ def test_runner_waveform_and_dataset_adapter(tmp_path):
         assert row["snr_db"] == pytest.approx(snr, abs=0.05)
 
 
+def test_runner_waveform_predictions_are_eval_mode(tmp_path):
+    """Regression: the wrapper once started in training mode, so the attack's mode restore left
+    BatchNorm/dropout in training mode and the table's clean predictions were wrong."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(),
+                          nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(2, 8)).eval()
+    waves = [clip(6000, 1), clip(9000, 2), clip(7000, 3)]
+    idx = np.array([0, 1, 2])
+    items = [{"id": str(i), "wave": w, "frame_index": idx, "y": torch.rand(8)}
+             for i, w in enumerate(waves)]
+    fe = LogFilteredSpectrogram(FrontEndConfig())
+    table = attack_items(model, items, BIM(eps=0.005, eta=0.001, max_iters=2), tmp_path,
+                         domain="waveform", frontend=fe, standardizer=STD, batch_size=3)
+    assert not model.training
+    x, _ = pad_batch([torch.from_numpy(w) for w in waves])
+    with torch.no_grad():
+        expected = WaveformModel(model, fe, STD, idx).eval()(x).double().numpy()
+    pred = table[[f"pred_{e}" for e in EMOTIONS]].to_numpy()
+    np.testing.assert_allclose(pred, expected, rtol=1e-6, atol=1e-7)
+
+
 def test_cli_commands_registered():
     from robustmer.cli import app
 

@@ -163,6 +163,7 @@ def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack,
         x, mask = x.to(device), m.to(device)
         idx = np.stack([np.asarray(it["frame_index"], dtype=np.int64) for it in batch])
         target = WaveformModel(model, frontend, standardizer, idx)
+    target.eval()  # predictions below are the model's eval-mode outputs (BatchNorm, dropout)
     res = attack(target, x, y, mask=mask)
     pred, adv = _predict(target, x), _predict(target, res.x_adv)
     delta = res.delta

@@ -41,6 +41,9 @@ class WaveformModel(nn.Module):
             raise ConfigError(f"frame_index must be non-negative (T,) or (B, T) indices, got "
                               f"shape {tuple(idx.shape)}")
         self.register_buffer("frame_index", idx, persistent=False)
+        # A new nn.Module starts in training mode; take the wrapped model's mode instead, or an
+        # attack that restores "the" mode afterwards would switch the model to training mode.
+        self.train(model.training)
 
     def spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
         """``(B, S)`` waveform -> ``(B, 1, T_excerpt, bands)`` standardised excerpt."""
