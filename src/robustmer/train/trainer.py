@@ -327,7 +327,9 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
 
         ev = evaluate_model(model, val_set, device, batch_size=max(config.batch_size, 32))
         score = validation_score(model, ev)
-        improved = score > es["best_score"]
+        # An undefined score (e.g. r over a single validation clip) is -inf; the first epoch
+        # still becomes "best" so that a run always has a best checkpoint.
+        improved = score > es["best_score"] or es["best_epoch"] == 0
         if improved:
             es.update(best_score=score, best_epoch=epoch, bad_epochs=0)
         else:
