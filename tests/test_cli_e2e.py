@@ -1,6 +1,6 @@
-"""The CLI stages wired together on a tiny synthetic dataset: synth -> check -> train
-(one validation clip, so the validation r is undefined: the run must still keep a best/)
-(adversarial) -> evaluate -> attack (both domains, with resume) -> robustness curve."""
+"""The CLI stages wired together on a tiny synthetic dataset: synth -> check -> adversarial
+train -> evaluate -> attack in both domains, with resume. With 10 clips there is one validation
+clip, so the validation r is undefined: the run must still keep a best/ checkpoint."""
 
 from __future__ import annotations
 
