@@ -103,3 +103,15 @@ def test_output_folder_of_another_study_is_refused(tmp_path: Path) -> None:
     other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=3))
     with pytest.raises(ConfigError, match="different train"):
         runner.run_study(other, progress=False, log=_quiet)
+
+
+def test_waveform_study_puts_listenable_audio_in_the_store(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path / "out", tmp_path / "cache", models=["A2E"],
+               attack={"domain": "waveform", "eps": 0.002, "eta": 0.0005, "iters": 2,
+                       "batch_size": 2})
+    res = runner.run_study(cfg, progress=False, log=_quiet)
+    clips = res.store.read_clips()
+    assert (clips["delta_linf"] <= 0.002 + 1e-7).all()
+    assert (clips["snr_db"] > 20).all()
+    wavs = sorted(p.name for p in res.store.media_dir.glob("A2E_seed1/*.wav"))
+    assert len(wavs) == 2 and wavs[0].endswith("_adv.wav") and wavs[1].endswith("_clean.wav")

@@ -48,6 +48,8 @@ class TrainSpec:
     device: str = "cpu"
     adv_every: int = 5
     adv_iters: int = 50
+    adv_eps: float = 0.001
+    adv_eta: float = 0.002
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     if attack.norm not in ("linf", "l2"):
         raise ConfigError(f"{source}: attack.norm must be linf or l2, found {attack.norm!r}")
     for name, val in (("attack.eps", attack.eps), ("attack.eta", attack.eta),
+                      ("train.adv_eps", train.adv_eps), ("train.adv_eta", train.adv_eta),
                       ("train.lr", train.lr), ("train.width", train.width)):
         if not val > 0:
             raise ConfigError(f"{source}: {name} must be > 0, found {val}")

@@ -87,9 +87,17 @@ def _train_config(config: StudyConfig, seed: int, adversarial: bool) -> TrainCon
                        device=t.device)
 
 
-def _attack(config: StudyConfig, iters: int | None = None) -> BIM:
+def _attack(config: StudyConfig) -> BIM:
+    """The attack on the test split (spectrogram or waveform domain, as configured)."""
     a = config.attack
-    return BIM(eps=a.eps, eta=a.eta, max_iters=iters or a.iters, norm=a.norm, stop=a.stop)
+    return BIM(eps=a.eps, eta=a.eta, max_iters=a.iters, norm=a.norm, stop=a.stop)
+
+
+def _training_attack(config: StudyConfig) -> BIM:
+    """The attack inside adversarial training: always on the training batches' spectrogram
+    excerpts, with its own budget (``train.adv_eps``, ``train.adv_eta``, ``train.adv_iters``)."""
+    a, t = config.attack, config.train
+    return BIM(eps=t.adv_eps, eta=t.adv_eta, max_iters=t.adv_iters, norm=a.norm, stop=a.stop)
 
 
 def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int, out: Path,
@@ -99,7 +107,7 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
     run_dir = out / "runs" / run_id_of(model_type, seed)
     train_dir = run_dir / "train"
     if not (train_dir / DONE).exists():
-        train_attack = _attack(config, config.train.adv_iters) if adversarial else None
+        train_attack = _training_attack(config) if adversarial else None
         train_run(data.dataset("train", mode="random", seed=seed), data.dataset("val"),
                   train_dir, kind=kind, width=config.train.width,
                   config=_train_config(config, seed, adversarial),
