@@ -27,19 +27,17 @@ from robustmer.attacks import BIM
 from robustmer.attacks.runner import attack_dataset
 from robustmer.data import prepare_data, synthesize
 from robustmer.evaluate.metrics import regression_metrics
+from robustmer.evaluate.summary import summarize_run
 from robustmer.train import TrainConfig, evaluate_model, train_run
 
 
 def attack_summary(table: Any) -> dict[str, float]:
-    """MAE before/after, mean SNR and iterations of one attacked split."""
-    y = table[[f"y_{e}" for e in EMOTIONS]].to_numpy()
-    p = table[[f"pred_{e}" for e in EMOTIONS]].to_numpy()
-    a = table[[f"adv_{e}" for e in EMOTIONS]].to_numpy()
-    clean, adv = regression_metrics(y, p, EMOTIONS), regression_metrics(y, a, EMOTIONS)
-    return {"mae_clean": clean["mae"], "mae_adv": adv["mae"],
-            "delta_mae": adv["mae"] - clean["mae"], "r_clean": clean["mean_r"],
-            "r_adv": adv["mean_r"], "mean_snr_db": float(table["snr_db"].mean()),
-            "mean_iterations": float(table["iterations"].mean()),
+    """MAE before/after, mean r, SNR and iterations of one attacked split: the same
+    ``evaluate.summary.summarize_run`` the study and the report use."""
+    m = summarize_run(table)
+    return {"mae_clean": m["clean_mae"], "mae_adv": m["adv_mae"], "delta_mae": m["delta_mae"],
+            "r_clean": m["clean_mean_r"], "r_adv": m["adv_mean_r"],
+            "mean_snr_db": m["mean_snr_db"], "mean_iterations": m["mean_iterations"],
             "max_delta_linf": float(table["delta_linf"].max())}
 
 

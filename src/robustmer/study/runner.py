@@ -9,6 +9,7 @@ killed study loses at most the epoch or the attack batch in progress.
 
 from __future__ import annotations
 
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -63,8 +64,8 @@ def _dataset_root(config: StudyConfig, out: Path, log: Log) -> Path:
 
 def has_concepts(data: PreparedData) -> bool:
     """Whether every training clip has the 7 concept ratings (A2M2E needs them)."""
-    concepts = data.table.concepts.loc[list(data.split.train)]
-    return bool(len(concepts)) and bool(concepts.notna().all(axis=1).all())
+    train = data.split.train
+    return bool(train) and all(data.table.has_concepts(i) for i in train)
 
 
 def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
@@ -114,12 +115,12 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
                   data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
                   attack=train_attack, resume=True, progress=progress)
         io.write_text(train_dir / DONE, "")
-    loaded = load_run(train_dir, device=config.train.device)
     attack_dir = run_dir / "attack"
     if (attack_dir / DONE).exists():
         table = read_table(attack_dir)
     else:
-        table = attack_dataset(loaded.model, data, "test", _attack(config), attack_dir,
+        model = load_run(train_dir, device=config.train.device).model
+        table = attack_dataset(model, data, "test", _attack(config), attack_dir,
                                domain=config.attack.domain, batch_size=config.attack.batch_size,
                                device=config.train.device, resume=True, progress=progress)
         io.write_text(attack_dir / DONE, "")
@@ -137,8 +138,6 @@ def _copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_di
                 clip_ids: list[str]) -> None:
     """Put the first ``media_clips`` clips' listenable/visible perturbations where the report
     looks for them (``media/<run_id>/``)."""
-    import shutil
-
     for clip in clip_ids[: config.media_clips]:
         sources = {"clean.wav": attack_dir / "audio" / f"{clip}_clean.wav",
                    "adv.wav": attack_dir / "audio" / f"{clip}_adv.wav",
