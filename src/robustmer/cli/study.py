@@ -52,13 +52,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The main job: the demo study (configs/demo.yaml) on the embedded synthetic dataset,
         end to end, then the HTML report. A few minutes on 2 CPU cores."""
-        import yaml
 
-        from robustmer.study.config import parse_config
+        from robustmer.study.config import load_config
 
-        text = resources.files("robustmer").joinpath("configs/demo.yaml").read_text("utf-8")
-        cfg = dataclasses.replace(parse_config(yaml.safe_load(text), source="configs/demo.yaml"),
-                                  output=str(output))
+        with resources.as_file(resources.files("robustmer") / "configs" / "demo.yaml") as path:
+            cfg = dataclasses.replace(load_config(path), output=str(output))
         t0 = time.perf_counter()
         _run(cfg, report=True)
         typer.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
