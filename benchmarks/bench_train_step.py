@@ -46,25 +46,33 @@ def matmul_baseline(device: torch.device, steps: int) -> float:
     return statistics.median(_timed(lambda: (a @ b).sum().item(), max(steps, 5), device))
 
 
-def train_step_time(width: float, device: torch.device, steps: int,
-                    batch: int = 8) -> dict[str, Any]:
-    """Median seconds of one a2m2e training step (the heaviest head) at ``width``."""
+def train_step_time(width: float, device: torch.device, steps: int, batch: int = 8,
+                    amp: bool = False, channels_last: bool = False) -> dict[str, Any]:
+    """Median seconds of one a2m2e training step (the heaviest head) at ``width``, optionally
+    with mixed precision and channels-last (the speed options of ``TrainConfig``)."""
     torch.manual_seed(0)
     model = build_model("a2m2e", width=width).to(device).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=TrainConfig().lr)
-    data = {"x": torch.randn(batch, 1, 313, 149, device=device),
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    data = {"x": torch.randn(batch, 1, 313, 149, device=device).contiguous(memory_format=fmt),
             "emotions": torch.rand(batch, 8, device=device),
             "concepts": torch.rand(batch, 7, device=device),
             "concept_mask": torch.ones(batch, dtype=torch.bool, device=device)}
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = compute_loss(model, model.forward_all(data["x"]), data)
-        loss.backward()
-        opt.step()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            loss = compute_loss(model, model.forward_all(data["x"]), data)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     times = _timed(step, steps, device)
-    return {"width": width, "batch": batch, "steps": steps,
+    return {"width": width, "batch": batch, "steps": steps, "amp": amp,
+            "channels_last": channels_last,
             "params": sum(p.numel() for p in model.parameters()),
             "median_s": statistics.median(times), "min_s": min(times)}
 
@@ -85,12 +93,21 @@ def main() -> None:
     for dev in devices:
         base = matmul_baseline(dev, args.steps)
         rows = []
+        # The speed options are measured where they are meant to be used (CUDA); the first
+        # variant of each width (float32, default layout) is the paper recipe and the baseline.
+        variants = ([(False, False), (False, True), (True, False), (True, True)]
+                    if dev.type == "cuda" else [(False, False)])
         for w in args.widths:
-            row = train_step_time(w, dev, args.steps)
-            row["matmuls_per_step"] = row["median_s"] / base
-            rows.append(row)
-            print(f"{dev.type:5s} width {w:<6} {row['median_s']:.4f} s/step "
-                  f"(= {row['matmuls_per_step']:.1f} baseline matmuls, {row['params']} params)")
+            fp32 = None
+            for amp, cl in variants:
+                row = train_step_time(w, dev, args.steps, amp=amp, channels_last=cl)
+                fp32 = fp32 or row
+                row["matmuls_per_step"] = row["median_s"] / base
+                row["speedup_vs_fp32"] = fp32["median_s"] / row["median_s"]
+                rows.append(row)
+                print(f"{dev.type:5s} width {w:<6} amp={amp!s:5} channels_last={cl!s:5} "
+                      f"{row['median_s']:.4f} s/step (= {row['matmuls_per_step']:.1f} baseline "
+                      f"matmuls, {row['params']} params)")
         results["devices"][dev.type] = {
             "name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "matmul_1024_s": base, "train_step": rows}

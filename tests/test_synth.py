@@ -251,6 +251,12 @@ def _chroma(x: np.ndarray, tonic_pc: int, frame: int = 4096) -> np.ndarray:
     return np.stack([power[:, sel][:, pc == k].sum(axis=1) for k in range(12)], axis=1)
 
 
+def _centroid(clip: SynthClip) -> float:
+    power = np.abs(np.fft.rfft(clip.audio.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(clip.audio.size, 1.0 / SAMPLE_RATE)
+    return float((power * freqs).sum() / power.sum())
+
+
 def _share(clip: SynthClip, pcs: list[int]) -> float:
     ch = _chroma(clip.audio, clip.score.tonic_pc).sum(axis=0)
     return float(ch[pcs].sum() / ch.sum())
@@ -270,6 +276,15 @@ def test_minorness_changes_pitch_classes(seed: int) -> None:
     flats, naturals = [3, 8, 10], [4, 9, 11]  # minor vs. major 3rd, 6th, 7th
     assert _share(major, naturals) > 2 * _share(major, flats)
     assert _share(minor, flats) > 2 * _share(minor, naturals)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_minorness_lowers_register_and_darkens_the_lead(seed: int) -> None:
+    major, minor = _clip(seed, minorness=0.0), _clip(seed, minorness=1.0)
+    mel = major.score.voice_mask("melody")
+    drop = major.score.pitch[mel].mean() - minor.score.pitch[mel].mean()
+    assert 11.0 < drop < 13.0  # an octave down, give or take a flattened 3rd/6th/7th
+    assert _centroid(minor) < 0.8 * _centroid(major)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -308,11 +323,6 @@ def test_melodiousness_rhythm_and_energy_cues() -> None:
         grid = clip.score.grid[clip.score.voice_mask("melody")]
         return np.unique(np.round(np.diff(grid) * clip.score.tempo_bpm / 60.0, 3)).size
 
-    def centroid(clip: SynthClip) -> float:
-        power = np.abs(np.fft.rfft(clip.audio.astype(np.float64))) ** 2
-        freqs = np.fft.rfftfreq(clip.audio.size, 1.0 / SAMPLE_RATE)
-        return float((power * freqs).sum() / power.sum())
-
     for seed in (0, 1):
         assert leap(_clip(seed, melodiousness=0.95)) < 0.6 * leap(_clip(seed, melodiousness=0.05))
         assert jitter(_clip(seed, rhythm_stability=0.05)) > 0.02
@@ -322,7 +332,7 @@ def test_melodiousness_rhythm_and_energy_cues() -> None:
         calm = _clip(seed, articulation=0.05, rhythm_complexity=0.05)
         busy = _clip(seed, articulation=0.95, rhythm_complexity=0.95)
         assert busy.score.tempo_bpm > calm.score.tempo_bpm + 40
-        assert centroid(busy) > centroid(calm)
+        assert _centroid(busy) > _centroid(calm)
 
 
 def test_render_clip_is_deterministic_and_bounded() -> None:

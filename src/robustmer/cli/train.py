@@ -43,6 +43,10 @@ def train_command(
     batch_size: int = typer.Option(8, "--batch-size"),
     lr: float = typer.Option(5e-4, "--lr", help="Adam learning rate"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    amp: bool = typer.Option(False, "--amp", help="mixed precision (CUDA: float16 with loss "
+                             "scaling); off by default so the paper recipe stays exact"),
+    channels_last: bool = typer.Option(False, "--channels-last",
+                                       help="channels-last memory format (faster convs on GPU)"),
     cache: Path | None = typer.Option(None, "--cache", help="spectrogram cache folder"),
     split: Path | None = typer.Option(None, "--split", help="split JSON (made if missing)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
@@ -58,7 +62,7 @@ def train_command(
     if adversarial and adv_every < 1:
         raise ConfigError(f"--adv-every must be >= 1 with --adversarial, found {adv_every}")
     config = TrainConfig(seed=seed, lr=lr, batch_size=batch_size, max_epochs=epochs,
-                         patience=patience, device=device,
+                         patience=patience, device=device, amp=amp, channels_last=channels_last,
                          adversarial_every=adv_every if adversarial else 0)
     prepared = prepare_data(data, cache_dir=cache, split_path=split)
     attack = None
