@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from robustmer.errors import ConfigError
+from robustmer.errors import CheckpointError, ConfigError
 from robustmer.evaluate.metrics import regression_metrics
 from robustmer.models import build_model
 from robustmer.train import (
@@ -22,6 +22,7 @@ from robustmer.train import (
     compute_loss,
     epoch_generator,
     evaluate_model,
+    load_run,
     train_run,
 )
 from robustmer.train import trainer as trainer_mod
@@ -150,6 +151,20 @@ def test_training_reduces_the_loss(tmp_path: Path) -> None:
     res = run(tmp_path, kind="a2e", config=cfg(max_epochs=6, lr=3e-3))
     losses = [r["train_loss"] for r in res.history]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_speed_options_train_and_are_recorded(tmp_path: Path) -> None:
+    """amp (bfloat16 autocast on CPU) and channels-last still train the model, and the run's
+    stored config says they were on (so a resume with other settings is refused)."""
+    res = run(tmp_path, kind="a2m2e", config=cfg(max_epochs=4, lr=3e-3, amp=True,
+                                                 channels_last=True))
+    losses = [r["train_loss"] for r in res.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    stored = load_run(tmp_path, "last").train_config
+    assert stored.amp and stored.channels_last
+    with pytest.raises(CheckpointError, match="amp"):
+        run(tmp_path, kind="a2m2e", config=cfg(max_epochs=5, lr=3e-3, channels_last=True),
+            resume=True)
 
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path: Path,
