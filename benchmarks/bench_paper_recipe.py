@@ -36,7 +36,7 @@ from robustmer import EMOTIONS, io
 from robustmer.data import load_dataset, prepare_data
 from robustmer.data.table import ClipTable
 from robustmer.data.torchdata import ExcerptDataset
-from robustmer.evaluate.metrics import regression_metrics
+from robustmer.evaluate.metrics import mean_predictor_metrics
 from robustmer.features import Standardizer
 from robustmer.train import TrainConfig, evaluate_model, train_run
 
@@ -97,9 +97,8 @@ def train_one(args: argparse.Namespace, kind: str, seed: int, work: Path) -> dic
                     normaliser=standardizer.to_dict(), resume=True, progress=False)
     seconds = time.perf_counter() - t0
     ev = evaluate_model(res.model, dataset("test", "fixed"), device=args.device)
-    train_y = table.emotions.loc[split["train"], list(EMOTIONS)].to_numpy(np.float64)
-    mean_pred = np.repeat(train_y.mean(axis=0)[None], len(ev["targets"]), axis=0)
-    baseline = regression_metrics(ev["targets"], mean_pred, EMOTIONS)
+    baseline = mean_predictor_metrics(
+        table.emotions.loc[split["train"], list(EMOTIONS)].to_numpy(), ev["targets"], EMOTIONS)
     return {"kind": kind, "seed": seed, "width": args.width, "seconds": seconds,
             "epochs": res.last_epoch, "best_epoch": res.best_epoch,
             "test": ev["metrics"], "mean_predictor_test_mae": baseline["mae"],

@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from robustmer import EMOTIONS, io
 from robustmer.attacks import BIM
 from robustmer.attacks.runner import attack_dataset
 from robustmer.data import prepare_data, synthesize
-from robustmer.evaluate.metrics import regression_metrics
+from robustmer.evaluate.metrics import mean_predictor_metrics
 from robustmer.evaluate.summary import summarize_run
 from robustmer.train import TrainConfig, evaluate_model, train_run
 
@@ -59,10 +58,9 @@ def main() -> None:
     work = args.out or Path(tempfile.mkdtemp(prefix="robustmer-quality-"))
     root = synthesize(work / "data", clips=args.clips, seed=0).root
     data = prepare_data(root, cache_dir=work / "cache", split_path=work / "split.json")
-    test_y = np.stack([data.table.emotions.loc[i].to_numpy() for i in data.split.test])
-    train_mean = np.stack([data.table.emotions.loc[i].to_numpy()
-                           for i in data.split.train]).mean(axis=0)
-    baseline = regression_metrics(test_y, np.repeat(train_mean[None], len(test_y), 0), EMOTIONS)
+    emotions = data.table.emotions[list(EMOTIONS)]
+    baseline = mean_predictor_metrics(emotions.loc[list(data.split.train)].to_numpy(),
+                                      emotions.loc[list(data.split.test)].to_numpy(), EMOTIONS)
     result: dict[str, Any] = {"settings": vars(args) | {"out": str(work), "json": str(args.json)},
                               "split_sizes": {p: len(data.split.part(p))
                                               for p in ("train", "val", "test")},

@@ -20,7 +20,7 @@ import torch
 
 from robustmer import io
 from robustmer.models import build_model
-from robustmer.train import TrainConfig, compute_loss
+from robustmer.train import TrainConfig, compute_loss, mixed_precision
 
 OUT = Path(__file__).resolve().parent / "results" / "train_step.json"
 
@@ -55,8 +55,7 @@ def train_step_time(width: float, device: torch.device, steps: int, batch: int =
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=TrainConfig().lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    autocast, scaler = mixed_precision(device, amp)  # the trainer's own amp policy
     data = {"x": torch.randn(batch, 1, 313, 149, device=device).contiguous(memory_format=fmt),
             "emotions": torch.rand(batch, 8, device=device),
             "concepts": torch.rand(batch, 7, device=device),
@@ -64,7 +63,7 @@ def train_step_time(width: float, device: torch.device, steps: int, batch: int =
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+        with autocast():
             loss = compute_loss(model, model.forward_all(data["x"]), data)
         scaler.scale(loss).backward()
         scaler.step(opt)

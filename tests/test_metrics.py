@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from robustmer.evaluate.metrics import per_sample_mae, regression_metrics, rowwise_pearson_r
+from robustmer.evaluate.metrics import (
+    mean_predictor_metrics,
+    per_sample_mae,
+    regression_metrics,
+    rowwise_pearson_r,
+)
 
 
 def test_regression_metrics_match_scipy_and_definitions() -> None:
@@ -38,3 +43,12 @@ def test_rowwise_r_and_per_sample_mae() -> None:
     p = np.array([[2.0, 4.0, 6.0], [3.0, 2.0, 1.0]])
     np.testing.assert_allclose(rowwise_pearson_r(t, p), [1.0, -1.0])
     np.testing.assert_allclose(per_sample_mae(t, p), [2.0, 4 / 3])
+
+
+def test_mean_predictor_metrics_scores_the_training_mean() -> None:
+    rng = np.random.default_rng(0)
+    train, test = rng.random((30, 3)), rng.random((10, 3))
+    m = mean_predictor_metrics(train, test, ["a", "b", "c"])
+    assert m["mae"] == pytest.approx(np.abs(test - train.mean(axis=0)).mean())
+    assert np.isnan(m["mean_r"])  # a constant prediction has no correlation
+    assert m["r2"] < 0  # the training mean is worse than the test mean on the test clips

@@ -16,12 +16,16 @@ def pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     b = np.asarray(y_pred, dtype=np.float64)
     if a.ndim == 1:
         a, b = a[:, None], b[:, None]
+    # A constant column is tested by its range: subtracting a float mean from N equal values
+    # can leave rounding noise of ~1e-18 that would otherwise give a spurious r.
+    constant = (np.ones(a.shape[1:], dtype=bool) if a.shape[0] == 0
+                else (np.ptp(a, axis=0) == 0) | (np.ptp(b, axis=0) == 0))
     a = a - a.mean(axis=0)
     b = b - b.mean(axis=0)
     denom = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (a * b).sum(axis=0) / denom
-    return np.where(denom > 0, r, np.nan)
+    return np.where((denom > 0) & ~constant, r, np.nan)
 
 
 def rowwise_pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -61,6 +65,15 @@ def regression_metrics(
         "r2": float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
         "mae_per": {n: float(v) for n, v in zip(names, np.abs(err).mean(axis=0), strict=True)},
     }
+
+
+def mean_predictor_metrics(train_targets: np.ndarray, test_targets: np.ndarray,
+                           names: Sequence[str] | None = None) -> dict[str, Any]:
+    """``regression_metrics`` of the baseline that predicts the training targets' mean for every
+    test clip: the bar a model has to clear (its r is NaN: a constant has no correlation)."""
+    train = np.asarray(train_targets, dtype=np.float64)
+    test = np.asarray(test_targets, dtype=np.float64)
+    return regression_metrics(test, np.broadcast_to(train.mean(axis=0), test.shape), names)
 
 
 def per_sample_mae(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

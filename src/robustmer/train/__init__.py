@@ -11,6 +11,7 @@ from robustmer.train.trainer import (
     compute_loss,
     epoch_generator,
     evaluate_model,
+    mixed_precision,
     seed_everything,
     train_run,
     validation_score,
@@ -18,5 +19,6 @@ from robustmer.train.trainer import (
 
 __all__ = [
     "LoadedRun", "TrainConfig", "TrainResult", "compute_loss", "epoch_generator",
-    "evaluate_model", "load_run", "seed_everything", "train_run", "validation_score",
+    "evaluate_model", "load_run", "mixed_precision", "seed_everything", "train_run",
+    "validation_score",
 ]

@@ -69,6 +69,18 @@ def _to_device(batch: Mapping[str, Any], device: torch.device,
     return out
 
 
+def mixed_precision(device: torch.device, enabled: bool) -> tuple[
+        Callable[[], contextlib.AbstractContextManager[Any]], torch.amp.GradScaler]:
+    """The ``TrainConfig.amp`` policy: float16 autocast with loss scaling on CUDA, bfloat16
+    autocast without scaling on CPU; with ``enabled=False`` a no-op context and a disabled
+    scaler (whose ``scale``/``step``/``update`` pass through). Returns (context factory, scaler)."""
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type, enabled=enabled and device.type == "cuda")
+    if not enabled:
+        return contextlib.nullcontext, scaler
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
 def compute_loss(model: MERModel, out: Mapping[str, torch.Tensor | None],
                  batch: Mapping[str, Any], emotion_weight: float = 0.5) -> torch.Tensor:
     """The recipe's loss: MSE on emotions; A2M2E adds ``(1-w)·MSE`` on the concepts of samples
@@ -249,9 +261,7 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    use_amp = config.amp
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    autocast, scaler = mixed_precision(device, config.amp)
 
     history: list[dict[str, Any]] = []
     es: dict[str, Any] = {"best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
@@ -284,8 +294,6 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         _write_history(run, history)
 
     writer = _open_tensorboard(config, run)
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp \
-        else contextlib.nullcontext
 
     def step(batch: dict[str, Any], x: torch.Tensor) -> float:
         optimizer.zero_grad(set_to_none=True)
