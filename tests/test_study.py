@@ -11,6 +11,7 @@ import pytest
 import robustmer.study.runner as runner
 from robustmer.errors import ConfigError
 from robustmer.evaluate.store import ResultsStore
+from robustmer.folders import claim_folder
 from robustmer.study.config import parse_config
 
 
@@ -95,13 +96,19 @@ def test_a2m2e_without_concepts_is_reported_not_runnable(tmp_path: Path) -> None
     assert "concept" in row["message"]
 
 
-def test_output_folder_of_another_study_is_refused(tmp_path: Path) -> None:
+def test_failed_start_records_no_config_and_a_changed_setting_is_named(tmp_path: Path) -> None:
     cfg = tiny(tmp_path / "out", tmp_path / "cache", models=["A2M2E"],
                data={"root": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match=r"data\.root"):
         runner.run_study(cfg, progress=False, log=_quiet)
-    other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=3))
-    with pytest.raises(ConfigError, match="different train"):
+    # the failed call left nothing that would refuse the corrected config
+    assert not (tmp_path / "out" / "config.yaml").exists()
+    # a study that really started records its config; other train settings are refused by key
+    started = tiny(tmp_path / "out", tmp_path / "cache", models=["A2M2E"])
+    claim_folder(tmp_path / "out", runner.STUDY_KIND)
+    ResultsStore(tmp_path / "out").write_config(started.to_dict())
+    other = dataclasses.replace(started, train=dataclasses.replace(started.train, epochs=3))
+    with pytest.raises(ConfigError, match=r"train\.epochs: stored 2, asked 3"):
         runner.run_study(other, progress=False, log=_quiet)
 
 

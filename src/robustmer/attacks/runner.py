@@ -28,6 +28,7 @@ from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch, writ
 from robustmer.errors import ConfigError
 from robustmer.evaluate.metrics import per_sample_mae
 from robustmer.features import LogFilteredSpectrogram, Standardizer
+from robustmer.folders import require_same_settings
 from robustmer.io import atomic_open, read_json, run_meta, write_csv, write_json, write_yaml
 
 DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
@@ -65,16 +66,17 @@ def _prepare_out(out_dir: Path, config: dict[str, Any], resume: bool) -> pd.Data
     cfg_path = out_dir / "config.yaml"
     table = read_table(out_dir)
     if (out_dir / TABLE).exists() and not resume:
-        raise ConfigError(f"{out_dir / TABLE} exists; pass resume=True (--resume) to continue it "
-                          f"or choose another output folder")
+        raise ConfigError(f"{out_dir / TABLE} exists; resume it (--resume) or choose another "
+                          f"output folder")
     if resume and cfg_path.exists():
         import yaml
 
         stored = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
         asked = yaml.safe_load(yaml.safe_dump(_plain(config), sort_keys=False))
-        if stored != asked:
-            raise ConfigError(f"{cfg_path} holds different attack settings ({stored}); cannot "
-                              f"resume with {asked}: choose another output folder")
+        # the attacked run is identified by its weights; its folder may have moved
+        require_same_settings(stored, asked, f"attack folder {out_dir}",
+                              ignore=lambda key: key == "run.path",
+                              hint="choose another output folder (--out)")
     write_yaml(cfg_path, config)
     return table
 
@@ -234,11 +236,14 @@ def dataset_items(data: Any, split: str, domain: str) -> tuple[list[str], Iterat
 def attack_dataset(model: nn.Module, data: Any, split: str, attack: Attack,
                    out_dir: str | Path, *, domain: str = "spectrogram", batch_size: int = 8,
                    device: str | torch.device = "cpu", resume: bool = False,
-                   progress: bool = False, write_examples: bool = True) -> pd.DataFrame:
+                   progress: bool = False, write_examples: bool = True,
+                   run: dict[str, Any] | None = None) -> pd.DataFrame:
     """Attack split ``split`` of ``data`` (``PreparedData`` interface) with :func:`attack_items`.
 
     The waveform-domain excerpt is the same window as the dataset's fixed excerpt
     (``dataset(split).excerpt_index(id)``), cut from the spectrogram of the audio under attack.
+    ``run`` identifies the attacked model (folder and weights hash) in ``config.yaml``, so that a
+    resume on another model is refused; the dataset's content id is recorded too.
     """
     if domain not in DOMAINS:
         raise ConfigError(f"domain must be one of {list(DOMAINS)}, got {domain!r}")
@@ -248,4 +253,6 @@ def attack_dataset(model: nn.Module, data: Any, split: str, attack: Attack,
                         standardizer=data.standardizer, batch_size=batch_size, device=device,
                         resume=resume, progress=progress, write_examples=write_examples,
                         sample_rate=int(data.frontend.sample_rate), total=len(ids),
-                        config={"split": split})
+                        config={"split": split, "run": run,
+                                "data": {"content_id": getattr(data, "content_id", None),
+                                         "split_id": data.split.split_id}})

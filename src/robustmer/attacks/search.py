@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from robustmer import EMOTIONS
-from robustmer.attacks.base import Attack
+from robustmer.attacks.base import Attack, Subsettable
 from robustmer.attacks.bim import BIM
 from robustmer.errors import ConfigError
 from robustmer.evaluate.metrics import regression_metrics
@@ -28,27 +28,38 @@ from robustmer.io import atomic_path
 AttackFactory = Callable[[float, float, int], Attack]
 
 
+def _rows(model: nn.Module, i: int, j: int) -> nn.Module:
+    """The model for batch rows ``i:j`` (a model with per-sample state, such as the waveform
+    domain's excerpt windows, is restricted to those rows)."""
+    if isinstance(model, Subsettable):
+        return model.subset(torch.arange(i, j))
+    return model
+
+
 def _predict_batched(model: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-                             ).double().cpu().numpy()
+            return torch.cat([_rows(model, i, min(i + batch_size, len(x)))(x[i:i + batch_size])
+                              for i in range(0, len(x), batch_size)]).double().cpu().numpy()
     finally:
         model.train(was)
 
 
 def evaluate_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
-                    batch_size: int = 8) -> dict[str, float]:
-    """Clean vs attacked MAE and mean r of ``model`` on ``(x, y)`` under ``attack``."""
+                    batch_size: int = 8, mask: torch.Tensor | None = None) -> dict[str, float]:
+    """Clean vs attacked MAE and mean r of ``model`` on ``(x, y)`` under ``attack``; ``mask``
+    marks perturbable positions (e.g. the valid samples of zero-padded audio)."""
     if len(x) < 2:
         raise ConfigError("evaluate_attack needs at least 2 clips (correlation across clips)")
     names = [str(i) for i in range(y.shape[1])] if y.shape[1] != len(EMOTIONS) else EMOTIONS
     clean = _predict_batched(model, x, batch_size)
     x_adv, iters = [], []
     for i in range(0, len(x), batch_size):
-        res = attack(model, x[i:i + batch_size], y[i:i + batch_size])
+        j = min(i + batch_size, len(x))
+        res = attack(_rows(model, i, j), x[i:j], y[i:j],
+                     mask=None if mask is None else mask[i:j])
         x_adv.append(res.x_adv)
         iters.append(res.iterations)
     adv = _predict_batched(model, torch.cat(x_adv), batch_size)
@@ -66,7 +77,7 @@ def _default_factory(**kw: Any) -> AttackFactory:
 def grid_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float],
                 eta: Sequence[float], iters: Sequence[int], *,
                 make_attack: AttackFactory | None = None, batch_size: int = 8,
-                **attack_kwargs: Any) -> pd.DataFrame:
+                mask: torch.Tensor | None = None, **attack_kwargs: Any) -> pd.DataFrame:
     """One row per (ε, η, iterations): clean/attacked MAE and mean r, ΔMAE, ``score`` and
     ``chosen`` (the row :func:`choose_setting` picks). ``make_attack(eps, eta, iters)``
     defaults to :class:`BIM` with ``attack_kwargs``."""
@@ -77,7 +88,7 @@ def grid_search(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequenc
     for e, h, n in itertools.product(eps, eta, iters):
         rows.append({"eps": float(e), "eta": float(h), "iters": int(n),
                      **evaluate_attack(model, x, y, make(float(e), float(h), int(n)),
-                                       batch_size)})
+                                       batch_size, mask)})
     table = pd.DataFrame(rows)
     table["score"] = table["delta_mae"] - table["mean_r_adv"].fillna(0.0)
     table["chosen"] = False
@@ -94,7 +105,7 @@ def choose_setting(table: pd.DataFrame) -> pd.Series:
 
 def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float],
                      *, eta: float | None = None, iters: int = 1000, batch_size: int = 8,
-                     make_attack: AttackFactory | None = None,
+                     make_attack: AttackFactory | None = None, mask: torch.Tensor | None = None,
                      **attack_kwargs: Any) -> pd.DataFrame:
     """ΔMAE (and attacked MAE / mean r) as a function of ε (sorted); η defaults to 2ε (the
     study's ratio η/ε = 2). ε = 0 is allowed and gives the ΔMAE = 0 baseline."""
@@ -106,7 +117,7 @@ def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Se
         h = 2.0 * e if eta is None else float(eta)
         h = h if h > 0 else 1.0  # ε = 0: any step is projected back to δ = 0 (the baseline)
         rows.append({"eps": e, "eta": h, "iters": int(iters),
-                     **evaluate_attack(model, x, y, make(e, h, int(iters)), batch_size)})
+                     **evaluate_attack(model, x, y, make(e, h, int(iters)), batch_size, mask)})
     return pd.DataFrame(rows)
 
 

@@ -8,10 +8,13 @@ different stages live in different files.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+from types import FrameType
 
 import typer
 
+from robustmer.cli.common import interrupted_message
 from robustmer.errors import RobustmerError
 
 app = typer.Typer(
@@ -28,8 +31,17 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"robustmer.cli.{_name}").register(app)
 
 
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: say where the work stopped and how to resume it, then stop as usual."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+    typer.echo("\n" + interrupted_message(), err=True)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console entry point: typed robustmer errors become one clear line and exit status 2."""
+    """Console entry point: typed robustmer errors become one clear line and exit status 2;
+    Ctrl-C prints where a long command stopped and the command that resumes it."""
+    signal.signal(signal.SIGINT, _on_interrupt)
     try:
         app()
     except RobustmerError as err:

@@ -37,9 +37,11 @@ def register(app: typer.Typer) -> None:
         runs: Path | None = typer.Option(
             None, "--runs", help="runs.json: run folder -> model_type, seed "
                                  "(default LOG_DIR/runs.json)."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace --out even if it holds other results."),
     ) -> None:
         """Import the published CP-JKU attack logs into a results store."""
         from robustmer.study.cpjku import import_cpjku
 
-        store = import_cpjku(log_dir, out, runs)
+        store = import_cpjku(log_dir, out, runs, overwrite=overwrite)
         typer.echo(str(store.path))

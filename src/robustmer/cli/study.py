@@ -9,14 +9,21 @@ from pathlib import Path
 
 import typer
 
+from robustmer.cli.common import set_resume_hint
+from robustmer.errors import ConfigError
 from robustmer.study.config import StudyConfig
 
+PACKAGED_CONFIGS: tuple[str, ...] = ("demo", "paper")
+"""Study configs shipped inside the package (``robustmer config NAME`` prints one)."""
 
-def _run(config: StudyConfig, report: bool) -> None:
+
+def _run(config: StudyConfig, report: bool, overwrite: bool = False) -> None:
     from robustmer.report import build_report
     from robustmer.study.runner import run_study
 
-    result = run_study(config)
+    set_resume_hint(lambda: "finished runs and attacked clips are kept in "
+                    f"{config.output}; run the same command again to resume")
+    result = run_study(config, overwrite=overwrite)
     done = int((result.runs["status"] == "done").sum()) if len(result.runs) else 0
     typer.echo(f"{done}/{len(result.runs)} runs done in {result.seconds:.0f} s; "
                f"results in {result.store.path}")
@@ -34,6 +41,8 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(None, "--output", "-o",
                                            help="Override the config's output folder."),
         report: bool = typer.Option(True, help="Write report.html when the study is done."),
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="Replace the output folder if it holds other results."),
     ) -> None:
         """Train every (model type, seed), attack the test split, write the results store.
 
@@ -43,12 +52,14 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config)
         if output is not None:
             cfg = dataclasses.replace(cfg, output=str(output))
-        _run(cfg, report)
+        _run(cfg, report, overwrite)
 
     @app.command("demo")
     def demo(
         output: Path = typer.Option(Path("demo-output"), "--output", "-o",
                                     help="Where the demo study and its report go."),
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="Replace the output folder if it holds other results."),
     ) -> None:
         """The main job: the demo study (configs/demo.yaml) on the embedded synthetic dataset,
         end to end, then the HTML report. A few minutes on 2 CPU cores."""
@@ -58,5 +69,17 @@ def register(app: typer.Typer) -> None:
         with resources.as_file(resources.files("robustmer") / "configs" / "demo.yaml") as path:
             cfg = dataclasses.replace(load_config(path), output=str(output))
         t0 = time.perf_counter()
-        _run(cfg, report=True)
+        _run(cfg, report=True, overwrite=overwrite)
         typer.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
+
+    @app.command("config")
+    def config_command(
+        name: str = typer.Argument(..., help=f"one of {', '.join(PACKAGED_CONFIGS)}"),
+    ) -> None:
+        """Print a packaged study config to start from: `robustmer config paper > my.yaml`."""
+        if name not in PACKAGED_CONFIGS:
+            raise ConfigError(f"NAME: no packaged config {name!r}; choose from "
+                              f"{list(PACKAGED_CONFIGS)}")
+        text = (resources.files("robustmer") / "configs" / f"{name}.yaml").read_text(
+            encoding="utf-8")
+        typer.echo(text, nl=False)

@@ -12,18 +12,24 @@ from typing import Any
 
 import typer
 
+from robustmer.cli.common import SPLIT_FILE, load_run_and_data, resume_command, set_resume_hint
 from robustmer.errors import ConfigError
-
-SPLIT_FILE = "split.json"
-"""The split a run was trained on, saved in the run folder so ``evaluate`` uses the same one."""
 
 
 class ModelKind(StrEnum):
-    """Model kinds the CLI trains."""
+    """Model types the CLI trains (any case): aA2E / aA2B2E are A2E / A2B2E trained with
+    ``--adversarial``."""
 
     a2e = "a2e"
     a2b2e = "a2b2e"
     a2m2e = "a2m2e"
+    aa2e = "aa2e"
+    aa2b2e = "aa2b2e"
+
+
+MODEL_TYPE_NAMES: dict[str, str] = {"a2e": "A2E", "a2b2e": "A2B2E", "a2m2e": "A2M2E",
+                                    "aa2e": "aA2E", "aa2b2e": "aA2B2E"}
+"""CLI kind -> the study's model-type name (recorded in the run's config.yaml)."""
 
 
 def _describe(prepared: Any) -> dict[str, Any]:
@@ -32,8 +38,27 @@ def _describe(prepared: Any) -> dict[str, Any]:
     return desc
 
 
+def _check_options(**values: tuple[Any, bool, str]) -> None:
+    """Refuse bad option values by their command-line names, before any data is read."""
+    for option, (value, ok, expected) in values.items():
+        if not ok:
+            raise ConfigError(f"{option} must be {expected}, found {value!r}")
+
+
+def _epoch_hint(out: Path) -> str:
+    from robustmer.io import read_json
+
+    state = out / "last" / "state.json"
+    if not state.is_file():
+        return f"no epoch had finished in {out}; start again with: {resume_command(None)}"
+    epoch = int(read_json(state)["epoch"])
+    return (f"stopped after epoch {epoch} (saved in {out / 'last'}); resume with: "
+            f"{resume_command()}")
+
+
 def train_command(
-    model: ModelKind = typer.Option(..., "--model", help="a2e, a2b2e or a2m2e"),
+    model: ModelKind = typer.Option(..., "--model", case_sensitive=False,
+                                    help="A2E, A2B2E, A2M2E, or aA2E / aA2B2E (= --adversarial)"),
     data: Path = typer.Option(..., "--data", help="dataset root (Set1/ + mean_ratings_set1.csv)"),
     seed: int = typer.Option(0, "--seed", help="fixes init, data order, dropout, windows"),
     out: Path = typer.Option(..., "--out", help="run folder (last/, best/, history)"),
@@ -50,6 +75,8 @@ def train_command(
     cache: Path | None = typer.Option(None, "--cache", help="spectrogram cache folder"),
     split: Path | None = typer.Option(None, "--split", help="split JSON (made if missing)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="replace --out even if it holds other results"),
     adversarial: bool = typer.Option(False, "--adversarial", help="BIM adversarial training"),
     adv_every: int = typer.Option(5, "--adv-every", help="adversarial step every n-th epoch"),
     adv_iters: int = typer.Option(50, "--adv-iters", help="BIM iterations per batch"),
@@ -57,31 +84,68 @@ def train_command(
 ) -> None:
     """Train one model with the reference recipe and keep its best checkpoint."""
     from robustmer.data import prepare_data
+    from robustmer.folders import claim_folder
     from robustmer.train import TrainConfig, train_run
 
-    if adversarial and adv_every < 1:
-        raise ConfigError(f"--adv-every must be >= 1 with --adversarial, found {adv_every}")
+    kind = model.value.removeprefix("a") if model.value.startswith("aa") else model.value
+    adversarial = adversarial or model.value.startswith("aa")
+    if adversarial and kind == "a2m2e":
+        raise ConfigError("--adversarial: the study's adversarially trained types are aA2E and "
+                          "aA2B2E; A2M2E is not trained adversarially")
+    model_type = MODEL_TYPE_NAMES["a" + kind if adversarial else kind]
+    _check_options(**{
+        "--width": (width, width > 0, "> 0"), "--epochs": (epochs, epochs >= 1, ">= 1"),
+        "--patience": (patience, patience >= 1, ">= 1"),
+        "--batch-size": (batch_size, batch_size >= 1, ">= 1"), "--lr": (lr, lr > 0, "> 0"),
+        "--seed": (seed, seed >= 0, ">= 0"),
+        "--adv-every": (adv_every, adv_every >= 1 or not adversarial, ">= 1 with --adversarial"),
+        "--adv-iters": (adv_iters, adv_iters >= 1 or not adversarial,
+                        ">= 1 with --adversarial"),
+        "--device": (device, device == "cpu" or device.startswith("cuda"), "cpu or cuda[:N]")})
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; give one")
+    if resume and not (out / "last").is_dir() and not (out / "config.yaml").is_file():
+        raise ConfigError(f"--resume: there is no run to resume in {out}; drop --resume to "
+                          f"start one there")
+    if (out / "last").is_dir() and not (resume or overwrite):
+        raise ConfigError(f"--out {out} holds a trained run already; pass --resume to continue "
+                          f"it, or --overwrite to replace it")
     config = TrainConfig(seed=seed, lr=lr, batch_size=batch_size, max_epochs=epochs,
                          patience=patience, device=device, amp=amp, channels_last=channels_last,
                          adversarial_every=adv_every if adversarial else 0)
     prepared = prepare_data(data, cache_dir=cache, split_path=split)
+    claim_folder(out, "run", overwrite=overwrite)
     attack = None
     if adversarial:
         from robustmer.attacks import BIM
 
         attack = BIM(eps=0.001, eta=0.002, max_iters=adv_iters)
+    set_resume_hint(lambda: _epoch_hint(out))
     result = train_run(
         prepared.dataset("train", mode="random", seed=seed),
         prepared.dataset("val", mode="fixed", seed=seed),
-        out, kind=model.value, width=width, config=config,
+        out, kind=kind, width=width, config=config,
         data_description=_describe(prepared), normaliser=prepared.standardizer.to_dict(),
-        attack=attack, resume=resume, progress=progress)
+        attack=attack, resume=resume, progress=progress,
+        extra_config={"model_type": model_type})
     prepared.split.save(out / SPLIT_FILE)
-    last = result.history[-1] if result.history else {}
-    typer.echo(f"trained {model.value} (seed {seed}) to epoch {result.last_epoch}; best epoch "
-               f"{result.best_epoch}, validation score {result.best_score:.4f}"
-               + (f", val mean r {last['val_mean_r']:.4f}" if "val_mean_r" in last else ""))
-    typer.echo(f"run folder: {out} (best/ and last/ checkpoints, history.csv)")
+    by_epoch = {int(r["epoch"]): r for r in result.history}
+    best, last = by_epoch.get(result.best_epoch, {}), by_epoch.get(result.last_epoch, {})
+    typer.echo(f"trained {model_type} (seed {seed}) to epoch {result.last_epoch}"
+               + (" (early stop)" if result.stopped_early else ""))
+    for label, rec in (("best epoch", best), ("last epoch", last)):
+        typer.echo(f"  {label} {rec.get('epoch', '?')}: " + _val_summary(rec))
+    typer.echo(f"run folder: {out} (best/ is the checkpoint later commands use; last/, "
+               f"history.csv)")
+
+
+def _val_summary(rec: dict[str, Any]) -> str:
+    parts = [f"{name} {rec[key]:.4f}" for key, name in (
+        ("val_mean_r", "validation mean r"), ("val_mae", "validation MAE"),
+        ("val_concept_mean_r", "validation concept mean r"),
+        ("val_accuracy", "validation accuracy"), ("val_score", "early-stopping score"))
+        if rec.get(key) is not None]
+    return ", ".join(parts) if parts else "no validation metrics"
 
 
 def evaluate_command(
@@ -92,35 +156,55 @@ def evaluate_command(
     cache: Path | None = typer.Option(None, "--cache", help="spectrogram cache folder"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
 ) -> None:
-    """Score a trained run on one split; prints and saves ``metrics_<split>.json``."""
-    import json
+    """Score a trained run on one split; prints a table and saves ``metrics_<split>.json``.
 
-    from robustmer import io
-    from robustmer.data import prepare_data
-    from robustmer.train import evaluate_model, load_run
+    Targets and predictions are ratings divided by 10 (the 1-9 scale becomes 0.1-0.9)."""
+    from robustmer import EMOTIONS, io
+    from robustmer.evaluate.metrics import mean_predictor_metrics
+    from robustmer.train import evaluate_model
 
     if split not in ("train", "val", "test"):
         raise ConfigError(f"--split must be train, val or test, found {split!r}")
-    loaded = load_run(run_dir, which, device=device)
-    desc = loaded.data or {}
-    root = data or desc.get("root")
-    if root is None:
-        raise ConfigError(f"{run_dir}/{which}/data.json names no dataset root; pass --data DIR")
-    split_path = run_dir / SPLIT_FILE
-    prepared = prepare_data(Path(root), cache_dir=cache or desc.get("cache_dir"),
-                            split_path=split_path if split_path.is_file() else None,
-                            midlevel_root=desc.get("midlevel_root"))
+    if which not in ("best", "last"):
+        raise ConfigError(f"--checkpoint must be best or last, found {which!r}")
+    loaded, prepared = load_run_and_data(run_dir, data, device, which=which, cache=cache)
     ev = evaluate_model(loaded.model, prepared.dataset(split, mode="fixed", seed=0), device)
-    payload = {"run": str(run_dir), "checkpoint": which, "epoch": loaded.epoch, "split": split,
-               "split_id": prepared.split.split_id, "n_clips": len(ev["ids"]),
+    names = list(EMOTIONS) if ev["predictions"].shape[1] == len(EMOTIONS) else [
+        str(i) for i in range(ev["predictions"].shape[1])]
+    baseline = mean_predictor_metrics(
+        prepared.table.emotions.loc[list(prepared.split.train)].to_numpy(), ev["targets"], names)
+    payload = {"run": str(run_dir.resolve()), "checkpoint": which, "epoch": loaded.epoch,
+               "split": split, "split_id": prepared.split.split_id, "n_clips": len(ev["ids"]),
+               "units": "ratings divided by 10 (the 1-9 scale becomes 0.1-0.9)",
                "metrics": ev.get("metrics"), "concept_metrics": ev.get("concept_metrics"),
-               "clips": {i: [float(v) for v in p]
-                         for i, p in zip(ev["ids"], ev["predictions"], strict=True)}}
+               "mean_predictor": baseline,
+               "clips": {cid: {"target": dict(zip(names, map(float, t), strict=True)),
+                               "prediction": dict(zip(names, map(float, p), strict=True))}
+                         for cid, t, p in zip(ev["ids"], ev["targets"], ev["predictions"],
+                                              strict=True)}}
     target = run_dir / f"metrics_{split}.json"
     io.write_json(target, payload)
-    typer.echo(json.dumps({k: payload[k] for k in ("split", "n_clips", "metrics",
-                                                   "concept_metrics")}, indent=2))
+    typer.echo(metrics_table(ev["metrics"], baseline, ev.get("concept_metrics"),
+                             title=f"{run_dir} ({which}, epoch {loaded.epoch}), {split} split, "
+                                   f"{len(ev['ids'])} clips; ratings / 10"))
     typer.echo(f"wrote {target}")
+
+
+def metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None,
+                  concepts: dict[str, Any] | None = None, title: str = "") -> str:
+    """A plain-text table: Pearson r and MAE per output, the model against the mean predictor
+    (the training-mean baseline a model must beat; its r is undefined)."""
+    lines = [title] if title else []
+    lines.append(f"{'output':<22}{'r':>8}{'MAE':>9}{'mean-pred MAE':>15}")
+    for name, r in metrics["r"].items():
+        base = "" if baseline is None else f"{baseline['mae_per'][name]:>15.4f}"
+        lines.append(f"{name:<22}{r:>8.3f}{metrics['mae_per'][name]:>9.4f}{base}")
+    base = "" if baseline is None else f"{baseline['mae']:>15.4f}"
+    lines.append(f"{'all (mean r, MAE)':<22}{metrics['mean_r']:>8.3f}{metrics['mae']:>9.4f}{base}")
+    if concepts is not None:
+        lines.append(f"bottleneck vs concepts: mean r {concepts['mean_r']:.3f}, "
+                     f"MAE {concepts['mae']:.4f}")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ class PreparedData:
     split_path: Path | None = None
     standardizer_path: Path | None = None
     feature_stats: FeatureStats | None = None
+    content_id: str | None = None
 
     @property
     def midlevel_root(self) -> Path | None:
@@ -66,6 +67,7 @@ class PreparedData:
         """JSON-able description of the data, recorded in checkpoints and results."""
         return {
             "root": str(self.root),
+            "content_id": self.content_id,
             "midlevel_root": None if self.midlevel_root is None else str(self.midlevel_root),
             "split_id": self.split.split_id,
             "split_path": None if self.split_path is None else str(self.split_path),
@@ -110,7 +112,21 @@ def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
     std_path = cache.directory / f"standardizer-{stable_hash(train_audio)}.json"
     write_json(std_path, {**standardizer.to_dict(), "split_id": split.split_id,
                           "train_clips": len(split.train), "frontend": frontend.to_dict()})
-    return PreparedData(root=Path(root), table=table, split=split, standardizer=standardizer,
-                        frontend=frontend, specs=specs, cache_dir=cache.root,
-                        split_path=None if split_path is None else Path(split_path),
-                        standardizer_path=std_path, feature_stats=stats)
+    return PreparedData(root=Path(root).resolve(), table=table, split=split,
+                        standardizer=standardizer, frontend=frontend, specs=specs,
+                        cache_dir=cache.root.resolve(),
+                        split_path=None if split_path is None else Path(split_path).resolve(),
+                        standardizer_path=std_path, feature_stats=stats,
+                        content_id=content_id(table, cache.digests))
+
+
+def content_id(table: ClipTable, digests: dict[str, str]) -> str:
+    """A short id of the dataset's content: every clip's audio SHA-256 and its annotations.
+
+    Recorded with every run, so a run pointed at other data (``--data``) is refused even when the
+    folder has the same name, and a moved dataset is still recognised as the same."""
+    notes = {"emotions": table.emotions.round(6).to_dict(orient="index"),
+             "concepts": table.concepts.round(6).fillna(-1.0).to_dict(orient="index"),
+             "labels": {str(k): None if v is None else str(v)
+                        for k, v in table.labels.items()}}
+    return stable_hash({"audio": {i: digests[i] for i in sorted(digests)}, **notes}, length=16)

@@ -24,6 +24,16 @@ MODEL_TYPES: dict[str, tuple[str, bool]] = {
 """Study model type -> (model kind, adversarially trained)."""
 
 
+def model_type_name(name: str, where: str = "model type") -> str:
+    """The canonical spelling of a model type, accepted in any case (``a2e``, ``AA2B2E``)."""
+    by_lower = {m.lower(): m for m in MODEL_TYPES}
+    try:
+        return by_lower[str(name).lower()]
+    except KeyError:
+        raise ConfigError(f"{where}: unknown model type {name!r}; choose from "
+                          f"{list(MODEL_TYPES)} (any case)") from None
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Where the clips come from. ``root: null`` means the embedded synthetic dataset."""
@@ -77,6 +87,7 @@ class StudyConfig:
     train: TrainSpec = field(default_factory=TrainSpec)
     attack: AttackSpec = field(default_factory=AttackSpec)
     media_clips: int = 3
+    write_examples: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (what ``config.yaml`` in the results folder holds)."""
@@ -112,7 +123,8 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     """Validate a study config mapping; every error names ``source`` and the offending key."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study config must be a mapping")
-    allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips"}
+    allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips",
+               "write_examples"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -122,10 +134,9 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     models = raw.get("models", list(MODEL_TYPES))
     if not isinstance(models, list) or not models:
         raise ConfigError(f"{source}: 'models' must be a non-empty list of {list(MODEL_TYPES)}")
-    for m in models:
-        if m not in MODEL_TYPES:
-            raise ConfigError(f"{source}: models: unknown model type {m!r}; "
-                              f"choose from {list(MODEL_TYPES)}")
+    models = [model_type_name(m, f"{source}: models") for m in models]
+    if len(set(models)) != len(models):
+        raise ConfigError(f"{source}: 'models' has duplicates: {models}")
     seeds = raw.get("seeds", list(StudyConfig.__dataclass_fields__["seeds"].default))
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
@@ -153,11 +164,15 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         if ival < 1:
             raise ConfigError(f"{source}: {name} must be >= 1, found {ival}")
     media = raw.get("media_clips", 3)
-    if not isinstance(media, int) or media < 0:
+    if not isinstance(media, int) or isinstance(media, bool) or media < 0:
         raise ConfigError(f"{source}: media_clips must be an integer >= 0")
+    examples = raw.get("write_examples", True)
+    if not isinstance(examples, bool):
+        raise ConfigError(f"{source}: write_examples must be true or false (adversarial "
+                          f"examples, about 4 MB per attacked clip), found {examples!r}")
     return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
                        seeds=tuple(seeds), data=data, train=train, attack=attack,
-                       media_clips=media)
+                       media_clips=media, write_examples=examples)
 
 
 def load_config(path: str | Path) -> StudyConfig:

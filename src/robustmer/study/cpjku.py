@@ -26,7 +26,11 @@ from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate.store import ResultsStore
 from robustmer.evaluate.summary import clips_frame, summarize_runs
+from robustmer.folders import replace_folder
 from robustmer.io import read_json, run_meta
+
+IMPORT_KIND = "store"
+"""The folder kind of an imported results store (see robustmer.folders)."""
 
 LOG_COLUMNS: tuple[str, ...] = (
     "file", "epoch", "db", "norm", "converged", "true-label", "orig-pred", "new-pred",
@@ -199,10 +203,15 @@ def import_cpjku(
     log_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
     runs_json: str | os.PathLike[str] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> ResultsStore:
     """Import every run listed in ``runs_json`` (default ``LOG_DIR/runs.json``) into the results
     store at ``out``: ``clips.csv``, ``runs.csv`` (via ``summarize_runs``), ``config.yaml`` (the
     hparams of each run) and ``meta.json`` (``source: cpjku``). Returns the store.
+
+    ``out`` must be empty, missing or an earlier import (replaced whole); any other folder, such
+    as a study's store, is refused unless ``overwrite`` (``--overwrite``).
     """
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
@@ -223,13 +232,13 @@ def import_cpjku(
     runs = summarize_runs(clips)
     unlisted = sorted(p.name for p in log_dir.iterdir()
                       if p.is_dir() and p.name not in spec)
-    store = ResultsStore(out)
-    store.path.mkdir(parents=True, exist_ok=True)
-    store.write_clips(clips)
-    store.write_runs(runs)
-    store.write_config({"source": "cpjku", "log_dir": str(log_dir.resolve()),
-                        "runs_json": str(runs_path.resolve()), "runs": hparams})
-    store.write_meta(run_meta(source="cpjku", log_dir=str(log_dir.resolve()),
-                              n_runs=len(runs), n_clips=len(clips),
-                              unlisted_folders=unlisted))
-    return store
+    with replace_folder(out, IMPORT_KIND, overwrite=overwrite) as tmp:
+        store = ResultsStore(tmp)
+        store.write_clips(clips)
+        store.write_runs(runs)
+        store.write_config({"source": "cpjku", "log_dir": str(log_dir.resolve()),
+                            "runs_json": str(runs_path.resolve()), "runs": hparams})
+        store.write_meta(run_meta(source="cpjku", log_dir=str(log_dir.resolve()),
+                                  n_runs=len(runs), n_clips=len(clips),
+                                  unlisted_folders=unlisted))
+    return ResultsStore(out)

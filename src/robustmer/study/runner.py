@@ -28,11 +28,14 @@ from robustmer.data.prepare import PreparedData
 from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_frame, run_row
+from robustmer.folders import claim_folder, require_same_settings
 from robustmer.study.config import MODEL_TYPES, StudyConfig
 from robustmer.train import TrainConfig, load_run, train_run
 
 Log = Callable[[str], None]
 DONE = "DONE"
+STUDY_KIND = "study"
+"""The folder kind of a study's output (see robustmer.folders)."""
 
 
 @dataclass
@@ -51,10 +54,7 @@ def run_id_of(model_type: str, seed: int) -> str:
 
 def _dataset_root(config: StudyConfig, out: Path, log: Log) -> Path:
     if config.data.root is not None:
-        root = Path(config.data.root)
-        if not root.is_dir():
-            raise ConfigError(f"data.root: dataset folder not found: {root}")
-        return root
+        return Path(config.data.root)  # checked by run_study before the folder is claimed
     from robustmer.data.synth import synthesize  # only the demo path needs the synthesiser
 
     info = synthesize(out / "data", clips=config.data.synth_clips, seed=config.data.synth_seed)
@@ -68,17 +68,20 @@ def has_concepts(data: PreparedData) -> bool:
     return bool(train) and all(data.table.has_concepts(i) for i in train)
 
 
+RESUME_KEYS: tuple[str, ...] = ("data", "train", "attack")
+"""Config sections that must match for a study to continue in its output folder (models, seeds,
+name and media may change: added runs are trained, the store is rebuilt from what is there)."""
+
+
 def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
-    """Refuse to mix two different studies in one output folder."""
+    """Refuse to mix two different studies in one output folder, naming the differing keys."""
     if not store.config_path.exists():
         return
     stored = store.read_config()
     asked = config.to_dict()
-    keep = ("data", "train", "attack")
-    diff = [k for k in keep if stored.get(k) != asked.get(k)]
-    if diff:
-        raise ConfigError(f"{store.path} holds a study with different {', '.join(diff)} settings; "
-                          f"choose another output folder or delete it")
+    require_same_settings({k: stored.get(k) for k in RESUME_KEYS},
+                          {k: asked.get(k) for k in RESUME_KEYS}, f"study folder {store.path}",
+                          hint="choose another output folder, or pass --overwrite to replace it")
 
 
 def _train_config(config: StudyConfig, seed: int, adversarial: bool) -> TrainConfig:
@@ -122,7 +125,8 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
         model = load_run(train_dir, device=config.train.device).model
         table = attack_dataset(model, data, "test", _attack(config), attack_dir,
                                domain=config.attack.domain, batch_size=config.attack.batch_size,
-                               device=config.train.device, resume=True, progress=progress)
+                               device=config.train.device, resume=True, progress=progress,
+                               write_examples=config.write_examples)
         io.write_text(attack_dir / DONE, "")
     return clips_frame(
         run_id_of(model_type, seed), model_type, seed, table["clip_id"].astype(str).tolist(),
@@ -151,14 +155,19 @@ def _copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_di
                 shutil.copyfile(src, dest)
 
 
-def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print) -> StudyResult:
-    """Run (or resume) a whole study and write its results store; see the module docstring."""
+def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
+              overwrite: bool = False) -> StudyResult:
+    """Run (or resume) a whole study and write its results store; see the module docstring.
+
+    The output folder must be empty, missing or this study's own (same data, train and attack
+    settings); ``overwrite`` replaces any other folder whole first."""
     t0 = time.perf_counter()
     out = Path(config.output)
+    if config.data.root is not None and not Path(config.data.root).is_dir():
+        raise ConfigError(f"data.root: dataset folder not found: {config.data.root}")
+    claim_folder(out, STUDY_KIND, overwrite=overwrite, option="output folder")
     store = ResultsStore(out)
     _check_resumable(store, config)
-    out.mkdir(parents=True, exist_ok=True)
-    store.write_config(config.to_dict())
     if progress and log is print:
         log = tqdm.write  # keep the study's progress bar intact
 
@@ -166,6 +175,9 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print) -
     data = prepare_data(root, cache_dir=config.data.cache or out / "cache",
                         split_path=out / "split.json", split_seed=config.data.split_seed,
                         midlevel_root=config.data.midlevel, progress=progress)
+    # Recorded only now that the data is there: a study that failed before it really started
+    # leaves no config behind to refuse the corrected one.
+    store.write_config(config.to_dict())
     log(f"data: {len(data.table.ids)} clips, split {data.split.split_id} "
         f"({len(data.split.train)}/{len(data.split.val)}/{len(data.split.test)})")
     concepts_ok = has_concepts(data)
@@ -207,6 +219,9 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print) -
     runs = pd.DataFrame(rows)
     store.write_runs(runs)
     seconds = time.perf_counter() - t0
+    previous = store.read_meta() if store.meta_path.exists() else {}
+    total = float(previous.get("seconds_total", previous.get("seconds", 0.0))) + seconds
+    calls = int(previous.get("calls", 1 if previous else 0)) + 1
     store.write_meta(io.run_meta(source="robustmer", study=config.name, seconds=seconds,
-                                 data=data.to_dict()))
+                                 seconds_total=total, calls=calls, data=data.to_dict()))
     return StudyResult(store=store, runs=runs, seconds=seconds)

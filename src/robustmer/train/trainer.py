@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from robustmer import CONCEPTS, EMOTIONS, io
 from robustmer.errors import CheckpointError, ConfigError
 from robustmer.evaluate.metrics import regression_metrics
+from robustmer.folders import settings_diff
 from robustmer.models import MERModel, build_model
 from robustmer.train import checkpoint as ck
 from robustmer.train.config import RESUMABLE_CHANGES, TrainConfig
@@ -195,9 +196,15 @@ def _check_resume(ckpt: ck.Checkpoint, model_config: dict[str, Any], config: Tra
     if stored_split is not None and asked_split is not None and stored_split != asked_split:
         raise CheckpointError(f"{run_dir}: cannot resume on another split (stored split_id "
                               f"{stored_split!r}, asked {asked_split!r})")
-    if ckpt.model_config != model_config:
-        raise CheckpointError(f"{run_dir}: cannot resume, the stored model config "
-                              f"{ckpt.model_config} differs from the requested {model_config}")
+    stored_data = (ckpt.data or {}).get("content_id")
+    asked_data = (data_description or {}).get("content_id")
+    if stored_data and asked_data and stored_data != asked_data:
+        raise CheckpointError(f"{run_dir}: cannot resume on other data (the run's dataset has "
+                              f"content id {stored_data!r}, the given one {asked_data!r})")
+    diff = settings_diff(ckpt.model_config, model_config)
+    if diff:
+        raise CheckpointError(f"{run_dir}: cannot resume with another model: " + "; ".join(
+            f"{k}: stored {a!r}, asked {b!r}" for k, a, b in diff))
     stored = TrainConfig.from_dict(ckpt.train_config).to_dict()
     asked = config.to_dict()
     diff = sorted(k for k in asked if asked[k] != stored[k] and k not in RESUMABLE_CHANGES)
@@ -207,9 +214,19 @@ def _check_resume(ckpt: ck.Checkpoint, model_config: dict[str, Any], config: Tra
                                           for k in diff))
 
 
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "epoch", "train_loss", "val_mean_r", "val_mae", "val_concept_mean_r", "val_accuracy",
+    "val_score", "best_epoch", "adv_loss", "attack_time_s", "time_s")
+"""Column order of ``history.csv`` (other keys follow, sorted): JSON storage sorts the keys of
+each record, so the order is set here rather than taken from the records."""
+
+
 def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     io.write_json(run_dir / "history.json", history)
-    io.write_csv(run_dir / "history.csv", pd.DataFrame(history))
+    frame = pd.DataFrame(history)
+    known = [c for c in HISTORY_COLUMNS if c in frame.columns]
+    io.write_csv(run_dir / "history.csv",
+                 frame[known + sorted(c for c in frame.columns if c not in known)])
 
 
 def _open_tensorboard(config: TrainConfig, run_dir: Path) -> Any:
@@ -229,12 +246,14 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
               config: TrainConfig | None = None, data_description: dict[str, Any] | None = None,
               normaliser: dict[str, Any] | None = None, attack: Attack | None = None,
               resume: bool = False, progress: bool = True,
-              callbacks: Iterable[EpochCallback] = ()) -> TrainResult:
+              callbacks: Iterable[EpochCallback] = (),
+              extra_config: dict[str, Any] | None = None) -> TrainResult:
     """Train one model with the recipe in ``config`` and keep ``last/`` + ``best/`` in ``run_dir``.
 
     With ``resume=True`` a run continues from ``last/`` (or starts fresh if there is none) and
     ends with bit-identical weights to an uninterrupted run (CPU). ``callbacks`` are called as
-    ``cb(epoch, history_record)`` after each epoch's checkpoint is on disk. ``attack`` is needed
+    ``cb(epoch, history_record)`` after each epoch's checkpoint is on disk; ``extra_config`` goes
+    into the run's ``config.yaml`` (e.g. the study's model-type name). ``attack`` is needed
     when ``config.adversarial_every > 0``: after the clean step on a batch of every n-th epoch,
     the batch is attacked (model in eval mode) and a second step is taken on the result.
     """
@@ -255,8 +274,8 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     ck.recover(run)
     resuming = (run / ck.LAST).is_dir()
     if resuming and not resume:
-        raise CheckpointError(f"{run} already holds a run (last/); pass resume=True (--resume) "
-                              f"to continue it or choose another folder")
+        raise CheckpointError(f"{run} already holds a run (last/); resume it (--resume) or "
+                              f"choose another folder")
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -287,13 +306,18 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     else:
         meta = io.run_meta(seed=config.seed, model=model_config)
         run.mkdir(parents=True, exist_ok=True)
-        io.write_yaml(run / "config.yaml", {"model": model_config, "train": config.to_dict(),
-                                            "data": data_description})
+        attack_config = getattr(attack, "config", None)
+        io.write_yaml(run / "config.yaml", {
+            **(extra_config or {}), "model": model_config, "train": config.to_dict(),
+            "adversarial_attack": attack_config() if callable(attack_config) else None,
+            "data": data_description})
         io.write_json(run / "meta.json", meta)
     if history:
         _write_history(run, history)
 
     writer = _open_tensorboard(config, run)
+    epochs_bar = tqdm(total=config.max_epochs, initial=start - 1, desc="train", unit="epoch",
+                      disable=not progress)
 
     def step(batch: dict[str, Any], x: torch.Tensor) -> float:
         optimizer.zero_grad(set_to_none=True)
@@ -369,8 +393,13 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
             for key, val in record.items():
                 if isinstance(val, int | float) and key != "epoch" and math.isfinite(val):
                     writer.add_scalar(key, val, epoch)
+        epochs_bar.update(1)
+        shown = {k: f"{record[k]:.3f}" for k in ("val_mean_r", "val_mae", "val_accuracy")
+                 if k in record and record[k] is not None and math.isfinite(record[k])}
+        epochs_bar.set_postfix(**shown, best=f"{es['best_score']:.3f}@{es['best_epoch']}")
         for cb in callbacks:
             cb(epoch, record)
+    epochs_bar.close()
     if writer is not None:
         writer.close()
 

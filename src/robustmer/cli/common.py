@@ -1,0 +1,87 @@
+"""What several command modules share: loading a trained run with its data, and the message
+printed when the user interrupts a long command (where it stopped, how to resume)."""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from robustmer.errors import ConfigError
+
+SPLIT_FILE = "split.json"
+"""The split a run was trained on, saved in the run folder so later commands use the same one."""
+
+_resume_hint: list[Callable[[], str]] = []
+
+
+def set_resume_hint(hint: Callable[[], str]) -> None:
+    """Register what to print if the running command is interrupted (Ctrl-C): a callable, so
+    that it can say how far the work got at that moment."""
+    _resume_hint[:] = [hint]
+
+
+def interrupted_message() -> str:
+    """The text printed on Ctrl-C: where the work stopped and the command that resumes it."""
+    lines = ["interrupted."]
+    if _resume_hint:
+        try:
+            lines.append(_resume_hint[0]())
+        except Exception as err:
+            lines.append(f"(could not say where it stopped: {err})")
+    return "\n".join(lines)
+
+
+def resume_command(flag: str | None = "--resume") -> str:
+    """The command line that was typed, with ``flag`` added if it is not there already."""
+    args = list(sys.argv[1:])
+    if flag and flag not in args:
+        args.append(flag)
+    return "robustmer " + shlex.join(args)
+
+
+def load_run_and_data(run_dir: Path, data_root: Path | None, device: str,
+                      which: str = "best", cache: Path | None = None) -> tuple[Any, Any]:
+    """The trained run and its data (same root, cache, split and standardiser as training).
+
+    The dataset is the one recorded in the run unless ``data_root`` (``--data``) points a moved
+    run to it; either way it must have the content id the run was trained on."""
+    from robustmer.data import prepare_data
+    from robustmer.train import load_run
+
+    run = load_run(run_dir, which, device=device)
+    desc = run.data or {}
+    recorded = desc.get("root")
+    root = data_root or recorded
+    where = f"{run_dir}/{which}/data.json"
+    if root is None:
+        raise ConfigError(f"{where} names no dataset folder; pass --data DIR")
+    if not Path(root).is_dir():
+        if data_root is not None:
+            raise ConfigError(f"--data {root}: dataset folder not found")
+        raise ConfigError(f"dataset folder not found: {root} (recorded in {where} when the "
+                          f"run was trained); if the data moved, pass --data DIR to point the "
+                          f"run to it")
+    split_path = run_dir / SPLIT_FILE if (run_dir / SPLIT_FILE).exists() else desc.get(
+        "split_path")
+    cache = cache or desc.get("cache_dir")
+    midlevel = desc.get("midlevel_root")
+    data = prepare_data(root, cache_dir=cache if cache and Path(cache).is_dir() else None,
+                        split_path=split_path,
+                        midlevel_root=midlevel if midlevel and Path(midlevel).is_dir() else None)
+    stored_id = desc.get("content_id")
+    if stored_id and data.content_id != stored_id:
+        raise ConfigError(f"the dataset at {root} is not the one the run was trained on "
+                          f"(content id {data.content_id}, the run's {stored_id}, from {where}); "
+                          f"point --data to the training dataset")
+    norm = run.normaliser or {}
+    if norm and not (math.isclose(norm.get("mean", math.nan), data.standardizer.mean,
+                                  rel_tol=1e-5, abs_tol=1e-6)
+                     and math.isclose(norm.get("std", math.nan), data.standardizer.std,
+                                      rel_tol=1e-5, abs_tol=1e-6)):
+        raise ConfigError(f"{run_dir}: the run was trained with standardiser {norm}, but the data "
+                          f"gives {data.standardizer.to_dict()}; is --data the training dataset?")
+    return run, data
