@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
         if resume and not (out / TABLE).exists():
             raise ConfigError(f"--resume: there is no attack to resume in {out} (no {TABLE}); "
                               f"drop --resume to start one")
-        run, prepared = load_run_and_data(run_dir, data, device)
+        run, prepared = load_run_and_data(run_dir, data, device, progress=progress and None)
         claim_folder(out, "attack", overwrite=overwrite)
         set_resume_hint(lambda: f"{len(read_table(out))} clips are done in {out / TABLE}; "
                         f"resume with: {resume_command()}")

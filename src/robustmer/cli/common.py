@@ -44,7 +44,8 @@ def resume_command(flag: str | None = "--resume") -> str:
 
 
 def load_run_and_data(run_dir: Path, data_root: Path | None, device: str,
-                      which: str = "best", cache: Path | None = None) -> tuple[Any, Any]:
+                      which: str = "best", cache: Path | None = None,
+                      progress: bool | None = None) -> tuple[Any, Any]:
     """The trained run and its data (same root, cache, split and standardiser as training).
 
     The dataset is the one recorded in the run unless ``data_root`` (``--data``) points a moved
@@ -71,7 +72,8 @@ def load_run_and_data(run_dir: Path, data_root: Path | None, device: str,
     midlevel = desc.get("midlevel_root")
     data = prepare_data(root, cache_dir=cache if cache and Path(cache).is_dir() else None,
                         split_path=split_path,
-                        midlevel_root=midlevel if midlevel and Path(midlevel).is_dir() else None)
+                        midlevel_root=midlevel if midlevel and Path(midlevel).is_dir() else None,
+                        progress=progress)
     stored_id = desc.get("content_id")
     if stored_id and data.content_id != stored_id:
         raise ConfigError(f"the dataset at {root} is not the one the run was trained on "

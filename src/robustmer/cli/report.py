@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
             2, "--media-clips", min=0, help="Audio / δ examples per model type."),
         alpha: float = typer.Option(0.05, "--alpha", help="Family-wise significance level."),
     ) -> None:
-        """Write a self-contained HTML report (tables, figures, t-tests, SNR, audio)."""
+        """Write the HTML report (tables, figures, t-tests, SNR embedded; audio players read
+        the store's media/ folder, which must travel with the page)."""
         from robustmer.report.html import build_report
 
         path = build_report(results_dir, out, compare, emotions=emotion, alpha=alpha,

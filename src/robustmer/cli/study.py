@@ -17,13 +17,14 @@ PACKAGED_CONFIGS: tuple[str, ...] = ("demo", "paper")
 """Study configs shipped inside the package (``robustmer config NAME`` prints one)."""
 
 
-def _run(config: StudyConfig, report: bool, overwrite: bool = False) -> None:
+def _run(config: StudyConfig, report: bool, overwrite: bool = False,
+         progress: bool = True) -> None:
     from robustmer.report import build_report
     from robustmer.study.runner import run_study
 
     set_resume_hint(lambda: "finished runs and attacked clips are kept in "
                     f"{config.output}; run the same command again to resume")
-    result = run_study(config, overwrite=overwrite)
+    result = run_study(config, overwrite=overwrite, progress=progress)
     done = int((result.runs["status"] == "done").sum()) if len(result.runs) else 0
     typer.echo(f"{done}/{len(result.runs)} runs done in {result.seconds:.0f} s; "
                f"results in {result.store.path}")
@@ -43,6 +44,7 @@ def register(app: typer.Typer) -> None:
         report: bool = typer.Option(True, help="Write report.html when the study is done."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace the output folder if it holds other results."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm bars"),
     ) -> None:
         """Train every (model type, seed), attack the test split, write the results store.
 
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config)
         if output is not None:
             cfg = dataclasses.replace(cfg, output=str(output))
-        _run(cfg, report, overwrite)
+        _run(cfg, report, overwrite, progress)
 
     @app.command("demo")
     def demo(
@@ -60,6 +62,7 @@ def register(app: typer.Typer) -> None:
                                     help="Where the demo study and its report go."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace the output folder if it holds other results."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm bars"),
     ) -> None:
         """The main job: the demo study (configs/demo.yaml) on the embedded synthetic dataset,
         end to end, then the HTML report. A few minutes on 2 CPU cores."""
@@ -69,7 +72,7 @@ def register(app: typer.Typer) -> None:
         with resources.as_file(resources.files("robustmer") / "configs" / "demo.yaml") as path:
             cfg = dataclasses.replace(load_config(path), output=str(output))
         t0 = time.perf_counter()
-        _run(cfg, report=True, overwrite=overwrite)
+        _run(cfg, report=True, overwrite=overwrite, progress=progress)
         typer.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
 
     @app.command("config")

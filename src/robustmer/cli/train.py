@@ -113,7 +113,7 @@ def train_command(
     config = TrainConfig(seed=seed, lr=lr, batch_size=batch_size, max_epochs=epochs,
                          patience=patience, device=device, amp=amp, channels_last=channels_last,
                          adversarial_every=adv_every if adversarial else 0)
-    prepared = prepare_data(data, cache_dir=cache, split_path=split)
+    prepared = prepare_data(data, cache_dir=cache, split_path=split, progress=progress and None)
     claim_folder(out, "run", overwrite=overwrite)
     attack = None
     if adversarial:

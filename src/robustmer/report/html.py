@@ -1,4 +1,4 @@
-"""The self-contained HTML report of one or more results stores.
+"""The HTML report of one or more results stores (figures embedded; audio beside it in media/).
 
 Reads the results store(s) only (never study/ or train/): tables and statistics are recomputed
 from ``clips.csv`` + ``runs.csv``, figures are embedded as base64 PNG data URIs (and saved as
@@ -250,6 +250,9 @@ def _source_html(r: SourceResults, alpha: float) -> str:
 <h3 id="{s}-snr">Perceptibility: SNR of the perturbations</h3>
 {tables.snr_html(r.snr)}
 <h3 id="{s}-media">Listen: clean and adversarial clips</h3>
+<p class="caption">Tables and figures are inside this page; the audio players read the WAV
+files in {esc(r.store.media_dir.resolve())} by relative path, so copy that media/ folder along
+with the page (keeping their relative places) if you move it.</p>
 {_media_html(r.media)}
 <details><summary>Every run</summary>
 {tables.runs_html(r.per_run)}
