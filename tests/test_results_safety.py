@@ -278,3 +278,8 @@ def test_study_without_examples_and_with_total_wall_time(tmp_path: Path) -> None
     meta = second.store.read_meta()
     assert meta["calls"] == 2
     assert meta["seconds_total"] == pytest.approx(first.seconds + second.seconds, rel=1e-6)
+    from robustmer.report import build_report
+
+    page = build_report(tmp_path / "out").read_text(encoding="utf-8")
+    assert "Glossary of the columns" in page and "ratings divided by 10" in page
+    assert "copy that media/ folder" in page and "self-contained" not in page

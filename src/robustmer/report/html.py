@@ -263,6 +263,34 @@ with the page (keeping their relative places) if you move it.</p>
 </section>"""
 
 
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    ("y_*, pred_*, adv_*", "target, clean prediction and prediction on the attacked input of "
+     "each emotion, as ratings divided by 10 (the 1-9 scale becomes 0.1-0.9)"),
+    ("mae_clean, mae_adv, ΔMAE", "mean absolute error over the 8 emotions of one clip before "
+     "and after the attack (same units); ΔMAE = attacked − clean"),
+    ("iterations", "update steps the attack took on the clip"),
+    ("converged", "the attack passed its final threshold (correlation −1, or the MSE limit)"),
+    ("final_threshold", "the stepped threshold the attack was working towards when it stopped "
+     "(the final one if converged)"),
+    ("last_passed", "the last threshold the attack passed (empty if none): the returned δ is "
+     "the one recorded there"),
+    ("score", "the stopping metric at the returned δ: per-clip Pearson r between the 8 "
+     "predictions and targets (corr rule) or their MSE (mse rule)"),
+    ("delta_linf, delta_l2", "L∞ and L2 norm of the returned perturbation δ (standardised "
+     "spectrogram units, or audio samples in the waveform domain)"),
+    ("snr_db", "signal-to-noise ratio of the perturbation in dB (higher = less audible)"),
+    ("clip_id", "the clip's file stem, always text (\"016\" stays \"016\"; read the CSVs with "
+     "pandas.read_csv(path, dtype={'clip_id': str}))"),
+)
+"""Column glossary shown at the foot of every report (also in docs/attacks.md)."""
+
+
+def _glossary_html() -> str:
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in GLOSSARY)
+    return (f"<details><summary>Glossary of the columns</summary><table>{rows}</table>"
+            f"</details>")
+
+
 def render_html(sources: Sequence[SourceResults], alpha: float = 0.05) -> str:
     """The whole page for one or more analysed sources (the first is the main one)."""
     if not sources:
@@ -299,6 +327,7 @@ performance, statistics and listening examples, computed from the results store(
 {compare}
 {body}
 <footer>
+{_glossary_html()}
 <details><summary>Report generated with</summary><pre>{esc(_dump(versions()))}</pre></details>
 </footer>
 </body>
