@@ -54,11 +54,12 @@ def _ridge_with_r2(alpha: float) -> Any:
         def fit(self, train_data: Any, **kwargs: Any) -> Any:
             out = super().fit(train_data, **kwargs)
             xs, ys, ws = zip(*train_data, strict=True)
-            x, y, w = torch.cat(xs), torch.cat(ys), torch.cat(ws)
+            # captum keeps the fitted layer on the CPU; the samples may be on the GPU
+            x, y, w = (torch.cat(v).cpu() for v in (xs, ys, ws))
             with torch.no_grad():
                 pred = self(x.float()).reshape(-1)
             self.r2 = float(r2_score(y.reshape(-1).double().numpy(),
-                                     pred.double().cpu().numpy(),
+                                     pred.double().numpy(),
                                      sample_weight=w.reshape(-1).double().numpy()))
             return out
 
