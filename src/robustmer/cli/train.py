@@ -25,10 +25,12 @@ class ModelKind(StrEnum):
     a2m2e = "a2m2e"
     aa2e = "aa2e"
     aa2b2e = "aa2b2e"
+    classifier = "classifier"
 
 
 MODEL_TYPE_NAMES: dict[str, str] = {"a2e": "A2E", "a2b2e": "A2B2E", "a2m2e": "A2M2E",
-                                    "aa2e": "aA2E", "aa2b2e": "aA2B2E"}
+                                    "aa2e": "aA2E", "aa2b2e": "aA2B2E",
+                                    "classifier": "classifier"}
 """CLI kind -> the study's model-type name (recorded in the run's config.yaml)."""
 
 
@@ -58,7 +60,8 @@ def _epoch_hint(out: Path) -> str:
 
 def train_command(
     model: ModelKind = typer.Option(..., "--model", case_sensitive=False,
-                                    help="A2E, A2B2E, A2M2E, or aA2E / aA2B2E (= --adversarial)"),
+                                    help="A2E, A2B2E, A2M2E, aA2E / aA2B2E (= --adversarial), "
+                                         "or classifier (of the TARGET label)"),
     data: Path = typer.Option(..., "--data", help="dataset root (Set1/ + mean_ratings_set1.csv)"),
     seed: int = typer.Option(0, "--seed", help="fixes init, data order, dropout, windows"),
     out: Path = typer.Option(..., "--out", help="run folder (last/, best/, history)"),
@@ -89,9 +92,9 @@ def train_command(
 
     kind = model.value.removeprefix("a") if model.value.startswith("aa") else model.value
     adversarial = adversarial or model.value.startswith("aa")
-    if adversarial and kind == "a2m2e":
+    if adversarial and kind in ("a2m2e", "classifier"):
         raise ConfigError("--adversarial: the study's adversarially trained types are aA2E and "
-                          "aA2B2E; A2M2E is not trained adversarially")
+                          f"aA2B2E; {MODEL_TYPE_NAMES[kind]} is not trained adversarially")
     model_type = MODEL_TYPE_NAMES["a" + kind if adversarial else kind]
     _check_options(**{
         "--width": (width, width > 0, "> 0"), "--epochs": (epochs, epochs >= 1, ">= 1"),
@@ -114,6 +117,14 @@ def train_command(
                          patience=patience, device=device, amp=amp, channels_last=channels_last,
                          adversarial_every=adv_every if adversarial else 0)
     prepared = prepare_data(data, cache_dir=cache, split_path=split, progress=progress and None)
+    description, n_classes = _describe(prepared), None
+    if kind == "classifier":
+        classes = list(prepared.table.classes)
+        if len(classes) < 2:
+            raise ConfigError(f"--data {data}: --model classifier needs a class label column "
+                              f"(TARGET) with at least 2 classes; found {classes}")
+        description["classes"] = classes
+        n_classes = len(classes)
     claim_folder(out, "run", overwrite=overwrite)
     attack = None
     if adversarial:
@@ -124,8 +135,8 @@ def train_command(
     result = train_run(
         prepared.dataset("train", mode="random", seed=seed),
         prepared.dataset("val", mode="fixed", seed=seed),
-        out, kind=kind, width=width, config=config,
-        data_description=_describe(prepared), normaliser=prepared.standardizer.to_dict(),
+        out, kind=kind, width=width, n_classes=n_classes, config=config,
+        data_description=description, normaliser=prepared.standardizer.to_dict(),
         attack=attack, resume=resume, progress=progress,
         extra_config={"model_type": model_type})
     prepared.split.save(out / SPLIT_FILE)
@@ -169,6 +180,9 @@ def evaluate_command(
         raise ConfigError(f"--checkpoint must be best or last, found {which!r}")
     loaded, prepared = load_run_and_data(run_dir, data, device, which=which, cache=cache)
     ev = evaluate_model(loaded.model, prepared.dataset(split, mode="fixed", seed=0), device)
+    if "logits" in ev:
+        _evaluate_classifier(run_dir, which, loaded, prepared, split, ev)
+        return
     names = list(EMOTIONS) if ev["predictions"].shape[1] == len(EMOTIONS) else [
         str(i) for i in range(ev["predictions"].shape[1])]
     baseline = mean_predictor_metrics(
@@ -187,6 +201,46 @@ def evaluate_command(
     typer.echo(metrics_table(ev["metrics"], baseline, ev.get("concept_metrics"),
                              title=f"{run_dir} ({which}, epoch {loaded.epoch}), {split} split, "
                                    f"{len(ev['ids'])} clips; ratings / 10"))
+    typer.echo(f"wrote {target}")
+
+
+def _evaluate_classifier(run_dir: Path, which: str, loaded: Any, prepared: Any, split: str,
+                         ev: dict[str, Any]) -> None:
+    """The classifier's part of ``evaluate``: accuracy and per-class counts over labelled clips,
+    against always predicting the training split's most frequent class."""
+    import numpy as np
+
+    from robustmer import io
+    from robustmer.evaluate.metrics import classification_metrics
+
+    classes = (loaded.data or {}).get("classes") or list(prepared.table.classes)
+    pred = ev["logits"].argmax(1)
+    metrics = classification_metrics(ev["labels"], pred, classes)
+    train_labels = [prepared.table.labels.get(i) for i in prepared.split.train]
+    counts = {c: train_labels.count(c) for c in classes}
+    majority = max(counts, key=lambda c: counts[c]) if counts else None
+    labelled = ev["labels"][ev["labels"] >= 0]
+    base = (float(np.mean(labelled == classes.index(majority)))
+            if majority is not None and len(labelled) else float("nan"))
+    payload = {"run": str(run_dir.resolve()), "checkpoint": which, "epoch": loaded.epoch,
+               "split": split, "split_id": prepared.split.split_id, "n_clips": len(ev["ids"]),
+               "classes": classes, "metrics": metrics,
+               "majority_class": {"class": majority, "accuracy": base},
+               "clips": {cid: {"label": classes[int(y)] if y >= 0 else None,
+                               "predicted": classes[int(p)],
+                               "logits": dict(zip(classes, map(float, lg), strict=True))}
+                         for cid, y, p, lg in zip(ev["ids"], ev["labels"], pred, ev["logits"],
+                                                  strict=True)}}
+    target = run_dir / f"metrics_{split}.json"
+    io.write_json(target, payload)
+    lines = [f"{run_dir} ({which}, epoch {loaded.epoch}), {split} split, {metrics['n']} "
+             f"labelled clips",
+             f"accuracy {metrics['accuracy']:.3f} (always predicting the training split's most "
+             f"frequent class, {majority}: {base:.3f})",
+             f"{'class':<16}{'clips':>6}{'predicted':>10}{'correct':>9}"]
+    for name, c in metrics["per_class"].items():
+        lines.append(f"{name:<16}{c['n_true']:>6}{c['n_pred']:>10}{c['n_correct']:>9}")
+    typer.echo("\n".join(lines))
     typer.echo(f"wrote {target}")
 
 
