@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from robustmer.errors import ConfigError
-from robustmer.evaluate.store import order_model_types, setting_label
+from robustmer.evaluate.store import order_model_types, setting_key, setting_label
 from robustmer.io import atomic_open
 
 FIG4_MODEL_TYPES: tuple[str, ...] = ("A2B2E", "A2M2E", "aA2B2E")
@@ -157,8 +157,9 @@ def robustness_curves(
         return placeholder_png("Robustness curves: no attack with two bounded budgets", path)
     types = order_model_types(points["model_type"])
     colours = _type_colours(types)
-    off_settings = list(dict.fromkeys(zip(off["attack"], off["domain"], off["eps"],
-                                          strict=True)))
+    off_settings = list({setting_key(st): st for st in zip(
+        off["attack"].astype(str), off["domain"].astype(str), off["eps"].astype(float),
+        strict=True)}.values())  # keyed NaN-safely: NaN != NaN
     ncols = len(groups) + (1 if off_settings else 0)
     widths = [3.0] * len(groups) + ([0.9 + 0.6 * len(off_settings)] if off_settings else [])
     fig, axes = plt.subplots(len(metrics), ncols, figsize=(sum(widths) + 1.5,
@@ -179,7 +180,7 @@ def robustness_curves(
                 if np.isfinite(lo).any():
                     ax.fill_between(x, lo, hi, color=colours[t], alpha=0.18, lw=0)
             ax.set_xscale("log")
-            ax.grid(alpha=0.3, which="both")
+            ax.grid(alpha=0.3)
             if i == 0:
                 ax.set_title(f"{attack} ({domain})")
             if i == len(metrics) - 1:
@@ -201,8 +202,7 @@ def robustness_curves(
                     lo, hi = float(r[f"{m}_lo"].iloc[0]), float(r[f"{m}_hi"].iloc[0])
                     err = ([[mean - lo], [hi - mean]] if np.isfinite(lo) else None)
                     ax.errorbar(pos + (q - (k - 1) / 2) * 0.12, mean, yerr=err, fmt="D", ms=5,
-                                color=colours[t], capsize=3,
-                                label=t if (not groups and pos == 0) else None)
+                                color=colours[t], capsize=3)
             ax.set_xticks(range(len(off_settings)))
             ax.set_xticklabels([setting_label(st).replace(" (", "\n(") for st in off_settings],
                                fontsize=7)

@@ -93,6 +93,7 @@ class SourceResults:
     media: list[MediaItem] = field(default_factory=list)
     parts: list[SettingPart] = field(default_factory=list)
     curves: list[stats.Curve] = field(default_factory=list)
+    curve_points: pd.DataFrame = field(default_factory=pd.DataFrame)
     curve_figure: bytes = b""
 
     @property
@@ -233,8 +234,9 @@ def analyse_store(
         curves=stats.robustness_curves(runs, clips, comparisons, alpha=alpha),
     )
     if res.curves:
+        res.curve_points = stats.curve_points(per_run)
         res.curve_figure = figures.robustness_curves(
-            stats.curve_points(per_run), fig_dir / f"{slug}-curves.png",
+            res.curve_points, fig_dir / f"{slug}-curves.png",
             title=f"Robustness against the attack budget: {name} (mean and 95 % interval "
                   "over seeds)")
     res.media = _collect_media(store, per_run, Path(out_dir), media_clips)
@@ -310,11 +312,19 @@ def _curves_html(r: SourceResults, alpha: float) -> str:
 <img alt="Robustness curves for {esc(r.name)}" src="{_data_uri(r.curve_figure)}">
 <p class="caption">Mean over seeds (line) and 95 % t-interval of the mean (band), per model
 type, on a log ε axis. Settings on no curve (an attack without an effective bound, or a lone
-budget) are drawn on their own at the right, not on the ε axis.</p>"""]
+budget) are drawn on their own at the right, not on the ε axis.</p>
+<details><summary>The numbers behind the curves: ΔMAE and attacked mean r per setting (mean
+[95 % interval] over seeds)</summary>
+<p class="caption">ΔMAE</p>
+{tables.curve_points_html(r.curve_points, "delta_mae")}
+<p class="caption">attacked mean r</p>
+{tables.curve_points_html(r.curve_points, "adv_mean_r")}
+</details>"""]
     for c in r.curves:
         parts.append(f"""
 <h4>Area under ΔMAE(ε): {esc(c.label)}</h4>
 {tables.auc_html(c)}
+<p class="caption">Paired t-tests between model types on the area:</p>
 {tables.ttests_html(c.tests, alpha, what="auc")}""")
     return "\n".join(parts)
 

@@ -11,6 +11,7 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from robustmer.evaluate.stats import TABLE1_METRICS, Comparison, Curve
@@ -146,6 +147,33 @@ def ttests_html(comparisons: Sequence[Comparison], alpha: float = 0.05, what: st
                f"Bonferroni: α = {fmt(alpha, 2)} / {m} = {fmt(level, 4)}{family}.</p>"
                if ran else "<p class=\"caption\">No comparison could be run.</p>")
     return _table(head, rows, "ttests") + "\n" + caption
+
+
+def curve_points_html(points: pd.DataFrame, metric: str = "delta_mae") -> str:
+    """The numbers behind the curve figure: per model type (rows) and setting (columns), the
+    mean over seeds of ``metric`` with its 95 % interval."""
+    found = settings(points)
+    types = order_model_types(points["model_type"]) if len(points) else []
+    head = ["<tr><th>model type</th>" + "".join(f"<th>{esc(setting_label(st))}</th>"
+                                                for st in found) + "</tr>"]
+    rows = []
+    for t in types:
+        cells = [_td(esc(t), False)]
+        for st in found:
+            e = points["eps"].to_numpy(float)
+            same = (np.isnan(e) if math.isnan(st[2]) else np.isclose(e, st[2], rtol=1e-12,
+                                                                      atol=0.0))
+            sel = points[(points["model_type"] == t) & (points["attack"] == st[0])
+                         & (points["domain"] == st[1]) & same]
+            if len(sel) == 0:
+                cells.append(_td("–"))
+                continue
+            r = sel.iloc[0]
+            ci = (f" [{fmt(r[f'{metric}_lo'])}, {fmt(r[f'{metric}_hi'])}]"
+                  if math.isfinite(r[f"{metric}_lo"]) else "")
+            cells.append(_td(f"{fmt(r[f'{metric}_mean'])}{ci}"))
+        rows.append(cells)
+    return _table(head, rows, "curve-points")
 
 
 def auc_html(curve: Curve) -> str:
