@@ -312,10 +312,11 @@ def compare_by_setting(
     """``compare_model_types`` at every attack setting (``store.settings`` order), with one
     Bonferroni family over comparisons x settings: each test is significant when
     ``p < alpha / m``, m = the number of tests that could be run at all settings together."""
+    found = settings(clips)  # before dropping runs that are not done: one entry per setting
     clips = _done_clips(clips, runs)
     groups = [(st, _pair_tests(_clip_values(select_setting(clips, st), which), comparisons,
                                "clip rows"))
-              for st in settings(clips)]
+              for st in found]
     corrected = _corrected([g for _, g in groups], alpha)
     return [(st, c) for (st, _), c in zip(groups, corrected, strict=True)]
 
