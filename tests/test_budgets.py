@@ -368,3 +368,13 @@ def test_settings_warnings_name_what_differs() -> None:
     out = settings_warnings([a, src("pub", ("reference", "spectrogram", 1e-3))])
     assert out == ["The stores used different attacks: ours: bim; pub: reference",
                    "The stores used different budgets: ours: 0.001, 0.01; pub: 0.001"]
+
+
+def test_settings_warnings_sort_budgets_numerically() -> None:
+    a = SimpleNamespace(name="a", settings=[("bim", "spectrogram", 1e-5),
+                                            ("bim", "spectrogram", 2e-3),
+                                            ("reference", "spectrogram", float("nan"))])
+    b = SimpleNamespace(name="b", settings=[("bim", "spectrogram", 2e-3),
+                                            ("reference", "spectrogram", float("nan"))])
+    assert settings_warnings([a, b]) == [
+        "The stores used different budgets: a: 1e-05, 0.002, no bound; b: 0.002, no bound"]

@@ -29,6 +29,7 @@ from robustmer.evaluate.store import (
     Setting,
     order_model_types,
     select_setting,
+    setting_key,
     setting_label,
     settings,
 )
@@ -379,12 +380,18 @@ def settings_warnings(sources: Sequence[SourceResults]) -> list[str]:
     def fmt_eps(e: float) -> str:
         return "no bound" if np.isnan(e) else f"{e:g}"
 
-    for what, get in (("attacks", lambda st: st[0]), ("domains", lambda st: st[1]),
-                      ("budgets", lambda st: fmt_eps(st[2]))):
-        sets = [sorted({get(st) for st in r.settings}, key=str) for r in sources]
-        if any(x != sets[0] for x in sets[1:]):
+    def eps_order(e: float) -> tuple[bool, float]:
+        return (bool(np.isnan(e)), 0.0 if np.isnan(e) else float(e))
+
+    for i, what, order in ((0, "attacks", str), (1, "domains", str), (2, "budgets", eps_order)):
+        text = []
+        for r in sources:
+            vals = {setting_key(st)[i]: st[i] for st in r.settings}  # NaN-safe de-duplication
+            text.append([fmt_eps(v) if i == 2 else str(v) for v in sorted(vals.values(),
+                                                                        key=order)])
+        if any(x != text[0] for x in text[1:]):
             out.append(f"The stores used different {what}: " + "; ".join(
-                f"{r.name}: {', '.join(x) or 'none'}" for r, x in zip(sources, sets,
+                f"{r.name}: {', '.join(x) or 'none'}" for r, x in zip(sources, text,
                                                                       strict=True)))
     return out
 
