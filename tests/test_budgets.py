@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 from scipy import stats as sps
 
 from robustmer import EMOTIONS
@@ -296,7 +297,13 @@ def _imgs(page: str) -> list[str]:
 
 def test_report_of_two_budgets_has_curves_and_per_setting_sections(tmp_path: Path) -> None:
     store = write_store(tmp_path / "res", budget_clips(preset=1.0))
-    page = build_report(store.path, media_clips=0, emotions=ONE).read_text(encoding="utf-8")
+    wav = store.media_path("A2E-6", "000", "clean.wav")
+    wav.parent.mkdir(parents=True)
+    for kind in ("clean.wav", "adv.wav"):
+        sf.write(store.media_path("A2E-6", "000", kind), np.zeros(2205, np.float32), 22050)
+    page = build_report(store.path, media_clips=2, emotions=ONE).read_text(encoding="utf-8")
+    # one clip with media: listed once although its run has a row per setting
+    assert page.count("<audio") == 2
     imgs = dict(_imgs(page))
     assert any(a.startswith("Robustness curves") for a in imgs)
     png = base64.b64decode(next(v for a, v in imgs.items() if a.startswith("Robustness")))

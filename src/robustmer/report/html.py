@@ -130,7 +130,7 @@ def _collect_media(store: ResultsStore, per_run: pd.DataFrame, out_dir: Path,
     for t in order_model_types(per_run["model_type"]):
         runs = per_run[(per_run["model_type"] == t) & (per_run["status"] == "done")]
         found: list[MediaItem] = []
-        for run_id in runs.sort_values(["seed", "run_id"])["run_id"]:
+        for run_id in runs.sort_values(["seed", "run_id"])["run_id"].drop_duplicates():
             run_dir = store.media_dir / str(run_id)
             if not run_dir.is_dir():
                 continue
