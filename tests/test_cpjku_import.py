@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from robustmer import EMOTIONS
 from robustmer.cli import app
 from robustmer.errors import DatasetError
-from robustmer.evaluate.store import ResultsStore
+from robustmer.evaluate.store import ResultsStore, settings
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.study.cpjku import import_cpjku, parse_array, parse_clip_id
 
@@ -114,6 +115,14 @@ def test_import_writes_the_results_store(logs: tuple[Path, dict], tmp_path: Path
     np.testing.assert_allclose(runs.set_index("run_id").loc[ref["run_id"], "delta_mae"],
                                ref["delta_mae"])
     assert set(runs["model_type"]) == {"A2E", "A2M2E"}
+    # the published attack: the reference preset, no effective bound (nominal 0.001 in config)
+    assert str(settings(clips)) == str(settings(runs)) == str([("reference", "spectrogram",
+                                                                 float("nan"))])
+    # an import written before the setting columns existed reads back the same setting
+    for path in (store.clips_path, store.runs_path):
+        pd.read_csv(path).drop(columns=["attack", "domain", "eps"]).to_csv(path, index=False)
+    assert str(settings(store.read_clips())) == str([("reference", "spectrogram", float("nan"))])
+    assert store.read_runs()["eps"].isna().all()
     config = yaml.safe_load(store.config_path.read_text())
     assert config["source"] == "cpjku"
     assert config["runs"][folder]["hparams"]["clip_eps"] == 0.001

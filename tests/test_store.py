@@ -16,6 +16,7 @@ from robustmer.evaluate.store import (
     RUNS_COLUMNS,
     ResultsStore,
     order_model_types,
+    settings,
 )
 from robustmer.evaluate.summary import clips_frame, run_row, summarize_run, summarize_runs
 
@@ -134,3 +135,79 @@ def test_summarize_runs_keeps_failed_runs_without_metrics() -> None:
 def test_model_type_order() -> None:
     assert order_model_types(["zz", "aA2B2E", "A2E", "b", "A2M2E", "A2E"]) == [
         "A2E", "A2M2E", "aA2B2E", "b", "zz"]
+
+
+def test_setting_columns_round_trip_and_validation(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    c = pd.concat([clips_frame_setting("r1", 1e-3), clips_frame_setting("r1", 1e-2),
+                   clips_frame_setting("r1", float("nan"), attack="reference")],
+                  ignore_index=True)
+    store.write_clips(c)
+    back = store.read_clips()
+    assert list(back.columns[3:6]) == ["attack", "domain", "eps"]
+    assert settings(back)[:2] == [("bim", "spectrogram", 1e-3), ("bim", "spectrogram", 1e-2)]
+    assert settings(back)[2][0] == "reference" and np.isnan(settings(back)[2][2])
+    # the same clip may appear once per setting, not twice in one
+    with pytest.raises(DatasetError, match="duplicate row for run_id=r1, clip_id=000, "
+                                           "attack=bim"):
+        store.write_clips(pd.concat([c, c.iloc[:1]], ignore_index=True))
+    bad = c.copy()
+    bad.loc[1, "domain"] = "frequency"
+    with pytest.raises(DatasetError, match=r"line 3: domain 'frequency'"):
+        store.write_clips(bad)
+    bad = c.copy()
+    bad.loc[0, "eps"] = -1.0
+    with pytest.raises(DatasetError, match=r"line 2: eps must be a positive number"):
+        store.write_clips(bad)
+    bad = c.astype({"attack": object})
+    bad.loc[0, "attack"] = ""
+    with pytest.raises(DatasetError, match=r"line 2: column attack is empty"):
+        store.write_clips(bad)
+
+
+def clips_frame_setting(run_id: str, eps: float, attack: str = "bim") -> pd.DataFrame:
+    c = _clips(run_id, "A2E", 6, n=3)
+    return c.assign(attack=attack, domain="spectrogram", eps=eps)
+
+
+def test_old_tables_are_filled_from_config(tmp_path: Path) -> None:
+    clips = _clips("r1", "A2E", 6)
+    runs = pd.DataFrame([run_row("r1", "A2E", 6, clips=clips),
+                         run_row("r0", "A2M2E", 6, "failed", "boom")])
+    store = ResultsStore(tmp_path)
+    old_clips = clips.drop(columns=["attack", "domain", "eps"])
+    old_clips.to_csv(store.clips_path, index=False)
+    runs.drop(columns=["attack", "domain", "eps"]).to_csv(store.runs_path, index=False)
+    # no config.yaml: the contract's default, one setting
+    back = store.read_clips()
+    assert list(back.columns) == list(CLIPS_COLUMNS)
+    assert settings(back)[0][:2] == ("bim", "spectrogram") and np.isnan(settings(back)[0][2])
+    store.write_config({"attack": {"domain": "waveform", "eps": 0.002}})
+    assert settings(store.read_clips()) == [("bim", "waveform", 0.002)]
+    rb = store.read_runs().set_index("run_id")
+    assert rb.loc["r1", "eps"] == 0.002 and rb.loc["r0", "attack"] == ""
+    assert np.isnan(rb.loc["r0", "eps"])
+    # half the columns is a damaged table, not an old one
+    old_clips.assign(eps=0.1).to_csv(store.clips_path, index=False)
+    with pytest.raises(DatasetError, match=r"clips\.csv: has eps but is missing attack, domain"):
+        store.read_clips()
+
+
+def test_appends_replace_per_run_and_setting(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    a, b = clips_frame_setting("r1", 1e-3), clips_frame_setting("r1", 1e-2)
+    store.append_clips(a)
+    store.append_clips(b)
+    store.append_clips(a)  # a resumed (run, eps) replaces its rows, the other eps stays
+    assert len(store.read_clips()) == 6
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, "failed", "killed")]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=a)]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=b)]))
+    rb = store.read_runs()
+    assert rb["eps"].tolist() == [1e-3, 1e-2] and (rb["status"] == "done").all()
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=b)]))
+    assert len(store.read_runs()) == 2
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, "failed", "retrained, broke")]))
+    assert store.read_runs()["status"].tolist() == ["failed"]
+    with pytest.raises(DatasetError, match="2 attack settings"):
+        run_row("r1", "A2E", 6, clips=pd.concat([a, b], ignore_index=True))

@@ -2,15 +2,18 @@
 report reads. Its schema lives here, once, as column lists (see docs/ARCHITECTURE.md, "The
 results store").
 
-A store is a folder with ``runs.csv`` (one row per trained model), ``clips.csv`` (one row per
-model x test clip), ``config.yaml`` (what was asked), ``meta.json`` (versions, git commit,
-timings, source) and optional ``media/<run_id>/<clip_id>_{clean,adv}.wav`` or
-``media/<run_id>/<clip_id>_delta.{png,npz}``. Every write is atomic; every read validates the
-columns and values and raises ``DatasetError`` naming the file, the row and the column.
+A store is a folder with ``runs.csv`` (one row per trained model x attack setting),
+``clips.csv`` (one row per model x attack setting x test clip), ``config.yaml`` (what was
+asked), ``meta.json`` (versions, git commit, timings, source) and optional
+``media/<run_id>/<clip_id>_{clean,adv}.wav`` or ``media/<run_id>/<clip_id>_delta.{png,npz}``.
+Every write is atomic; every read validates the columns and values and raises ``DatasetError``
+naming the file, the row and the column. An attack *setting* is ``(attack, domain, eps)``
+(``SETTING_COLUMNS``); tables written before settings existed are read as one setting.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,7 +39,29 @@ RUN_STATUSES: tuple[str, ...] = ("done", "failed", "not_runnable")
 MODEL_TYPE_ORDER: tuple[str, ...] = ("A2E", "A2B2E", "A2M2E", "aA2E", "aA2B2E")
 """The study's model types in reporting order; other types follow alphabetically."""
 
-RUNS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", "status", "message")
+SETTING_COLUMNS: tuple[str, ...] = ("attack", "domain", "eps")
+"""One attack *setting* (docs/report.md): the attack's name (``bim``, ``pgd``, a preset such as
+``reference``), its domain and its budget ε (NaN for an attack without an effective bound)."""
+
+DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
+"""Allowed values of the ``domain`` column."""
+
+Setting = tuple[str, str, float]
+"""``(attack, domain, eps)``."""
+
+DEFAULT_SETTING: Setting = ("bim", "spectrogram", float("nan"))
+"""The setting of an old store without setting columns and without an attack block in its
+``config.yaml``."""
+
+REFERENCE_SETTING: Setting = ("reference", "spectrogram", float("nan"))
+"""The setting of the imported published logs (study/cpjku.py): the reference study's attack,
+whose nominal budget (ε = 0.001, kept in the store's config.yaml) never took effect (see
+docs/attacks.md), so it has no bound -- the same setting as robustmer's ``reference`` preset, so
+that a study listing the preset lines up with the published logs under ``--compare``."""
+
+RUNS_KEY_COLUMNS: tuple[str, ...] = (
+    "run_id", "model_type", "seed", *SETTING_COLUMNS, "status", "message",
+)
 R_COLUMNS: tuple[str, ...] = tuple(f"r_{e}" for e in EMOTIONS)
 RUNS_METRIC_COLUMNS: tuple[str, ...] = (
     "clean_mean_r", "clean_mae", "clean_rmse", "clean_r2", *R_COLUMNS,
@@ -44,7 +69,7 @@ RUNS_METRIC_COLUMNS: tuple[str, ...] = (
 )
 RUNS_COLUMNS: tuple[str, ...] = (*RUNS_KEY_COLUMNS, *RUNS_METRIC_COLUMNS)
 
-CLIPS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", "clip_id")
+CLIPS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", *SETTING_COLUMNS, "clip_id")
 Y_COLUMNS: tuple[str, ...] = tuple(f"y_{e}" for e in EMOTIONS)
 PRED_COLUMNS: tuple[str, ...] = tuple(f"pred_{e}" for e in EMOTIONS)
 ADV_COLUMNS: tuple[str, ...] = tuple(f"adv_{e}" for e in EMOTIONS)
@@ -56,7 +81,13 @@ CLIPS_COLUMNS: tuple[str, ...] = (
     *CLIPS_KEY_COLUMNS, *Y_COLUMNS, *PRED_COLUMNS, *ADV_COLUMNS, *CLIPS_STAT_COLUMNS,
 )
 
-_TEXT_COLUMNS = ("run_id", "model_type", "clip_id", "status", "message")
+RUNS_UNIQUE: tuple[str, ...] = ("run_id", *SETTING_COLUMNS)
+"""A ``runs.csv`` row is unique per run and setting."""
+CLIPS_UNIQUE: tuple[str, ...] = ("run_id", "clip_id", *SETTING_COLUMNS)
+"""A ``clips.csv`` row is unique per run, clip and setting."""
+
+_TEXT_COLUMNS = ("run_id", "model_type", "clip_id", "status", "message", "attack", "domain")
+_OPTIONAL_TEXT = ("message", "attack", "domain")  # may be empty (checked per table below)
 _INT_COLUMNS = ("seed",)
 _BOOL_COLUMNS = ("converged",)
 _TRUE = {"true", "1", "1.0", "yes"}
@@ -95,7 +126,7 @@ def validate_frame(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.D
     for col in columns:
         values = out[col]
         if col in _TEXT_COLUMNS:
-            if col != "message":
+            if col not in _OPTIONAL_TEXT:
                 bad = values.isna() | (values.astype(str).str.strip() == "")
                 if bad.any():
                     i = int(np.flatnonzero(bad.to_numpy())[0])
@@ -132,8 +163,118 @@ def validate_frame(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.D
                 f"{where}: line {_line(i)}: status {out['status'].iloc[i]!r} is not one of "
                 f"{', '.join(RUN_STATUSES)}"
             )
+    if "attack" in columns:
+        _check_settings(out, where, need_all="clip_id" in columns)
     extras = [c for c in out.columns if c not in columns]
     return out[[*columns, *extras]]
+
+
+def _check_settings(out: pd.DataFrame, where: str, need_all: bool) -> None:
+    """Every clip row (``need_all``), and every ``done`` run row, names its setting; a domain is
+    one of ``DOMAINS``; a finite ε is positive."""
+    named = out["attack"].astype(str).str.strip() != ""
+    must = (pd.Series(True, index=out.index) if need_all
+            else out.get("status", pd.Series("done", index=out.index)) == "done")
+    for col in ("attack", "domain"):
+        bad = must & (out[col].astype(str).str.strip() == "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            what = "every row" if need_all else "a done run"
+            raise DatasetError(f"{where}: line {_line(i)}: column {col} is empty ({what} "
+                               "names its attack setting)")
+    bad = named & ~out["domain"].isin(DOMAINS)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(f"{where}: line {_line(i)}: domain {out['domain'].iloc[i]!r} is not "
+                           f"one of {', '.join(DOMAINS)}")
+    eps = out["eps"].to_numpy(np.float64)
+    bad = np.isfinite(eps) & (eps <= 0) | np.isinf(eps)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"{where}: line {_line(i)}: eps must be a positive number or empty "
+                           f"(no bound), found {eps[i]!r}")
+
+
+def _nan_last(eps: float) -> tuple[bool, float]:
+    return (math.isnan(eps), 0.0 if math.isnan(eps) else eps)
+
+
+def setting_sort_key(setting: Setting) -> tuple[str, str, bool, float]:
+    """Sort key of a setting: attack, domain, then ε with NaN (no bound) last."""
+    attack, domain, eps = setting
+    return (attack, domain, *_nan_last(float(eps)))
+
+
+def settings(frame: pd.DataFrame) -> list[Setting]:
+    """The attack settings ``(attack, domain, eps)`` present in a ``clips.csv`` or ``runs.csv``
+    frame, sorted by (attack, domain, eps) with NaN ε last; rows without a setting (runs that
+    failed before any attack) are ignored. A frame without the setting columns has none."""
+    if len(frame) == 0 or any(c not in frame.columns for c in SETTING_COLUMNS):
+        return []
+    sub = frame[list(SETTING_COLUMNS)]
+    sub = sub[sub["attack"].astype(str).str.strip() != ""]
+    found: dict[tuple[str, str, str], Setting] = {}
+    for attack, domain, eps in sub.itertuples(index=False, name=None):
+        st: Setting = (str(attack), str(domain), float(eps))
+        found.setdefault(setting_key(st), st)
+    return sorted(found.values(), key=setting_sort_key)
+
+
+def setting_key(setting: Setting) -> tuple[str, str, str]:
+    """A hashable, NaN-safe key of a setting (NaN != NaN, so floats are no dict keys)."""
+    attack, domain, eps = setting
+    e = float(eps)
+    return (str(attack), str(domain), "nan" if math.isnan(e) else repr(e))
+
+
+def setting_label(setting: Setting) -> str:
+    """Human label: ``bim eps=0.001 (spectrogram)``; ``reference, no bound (spectrogram)``."""
+    attack, domain, eps = setting
+    e = float(eps)
+    if math.isnan(e):
+        return f"{attack}, no bound ({domain})"
+    return f"{attack} eps={e:g} ({domain})"
+
+
+def select_setting(frame: pd.DataFrame, setting: Setting, *, keep_unset: bool = False
+                   ) -> pd.DataFrame:
+    """The rows of ``frame`` with this setting (ε compared NaN-equal); with ``keep_unset`` also
+    the rows without a setting (runs that failed or were not runnable)."""
+    if any(c not in frame.columns for c in SETTING_COLUMNS):
+        return frame
+    attack, domain, eps = setting
+    e = float(eps)
+    col = frame["eps"].to_numpy(np.float64)
+    same_eps = np.isnan(col) if math.isnan(e) else np.isclose(col, e, rtol=1e-12, atol=0.0)
+    mask = (frame["attack"].astype(str) == str(attack)) & (frame["domain"].astype(str)
+                                                            == str(domain)) & same_eps
+    if keep_unset:
+        mask |= frame["attack"].astype(str).str.strip() == ""
+    return frame[mask.to_numpy()]
+
+
+def config_setting(config: dict[str, Any]) -> Setting:
+    """The one setting an old store (without setting columns) was attacked with, from its
+    ``config.yaml``: the imported published logs (``source: cpjku``) get ``REFERENCE_SETTING``;
+    an ``attack`` block gives its ``name`` (default ``bim``), ``domain`` and a single ``eps``;
+    otherwise ``DEFAULT_SETTING``."""
+    if config.get("source") == "cpjku":
+        return REFERENCE_SETTING
+    block = config.get("attack")
+    if not isinstance(block, dict):
+        return DEFAULT_SETTING
+    attack = str(block.get("name") or DEFAULT_SETTING[0])
+    domain = str(block.get("domain") or DEFAULT_SETTING[1])
+    raw = block.get("eps")
+    if isinstance(raw, list | tuple) and len(raw) == 1:
+        raw = raw[0]
+    try:
+        eps = float(raw) if raw is not None and not isinstance(raw, bool) else float("nan")
+    except (TypeError, ValueError):
+        eps = float("nan")
+    if not (math.isfinite(eps) and eps > 0):
+        eps = float("nan")
+    return (attack, domain if domain in DOMAINS else DEFAULT_SETTING[1], eps)
 
 
 def _is_blank(values: pd.Series) -> pd.Series:
@@ -219,18 +360,41 @@ class ResultsStore:
             df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=True)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise DatasetError(f"{path}: not a readable CSV table ({err})") from err
+        df = self._fill_settings(df, str(path))
         return validate_frame(df, columns, str(path))
 
+    def _fill_settings(self, df: pd.DataFrame, where: str) -> pd.DataFrame:
+        """An old table without ``attack, domain, eps`` gets the one setting of
+        ``config_setting(config.yaml)`` (after ``seed``; empty for runs that are not done)."""
+        have = [c for c in SETTING_COLUMNS if c in df.columns]
+        if len(have) == len(SETTING_COLUMNS):
+            return df
+        if have:
+            missing = [c for c in SETTING_COLUMNS if c not in df.columns]
+            raise DatasetError(f"{where}: has {', '.join(have)} but is missing "
+                               f"{', '.join(missing)} (the attack setting needs all three)")
+        attack, domain, eps = config_setting(self.read_config())
+        out = df.copy()
+        pos = list(out.columns).index("seed") + 1 if "seed" in out.columns else len(out.columns)
+        done = (out["status"].astype(str) == "done" if "status" in out.columns
+                else pd.Series(True, index=out.index))
+        out.insert(pos, "eps", np.where(done, eps, np.nan))
+        out.insert(pos, "domain", np.where(done, domain, ""))
+        out.insert(pos, "attack", np.where(done, attack, ""))
+        return out
+
     def read_runs(self) -> pd.DataFrame:
-        """``runs.csv`` validated (unique ``run_id``)."""
+        """``runs.csv`` validated (unique per ``run_id`` and setting); an old table without the
+        setting columns is filled with ``config_setting(config.yaml)``."""
         df = self._read(self.runs_path, RUNS_COLUMNS)
-        _check_unique(df, ("run_id",), str(self.runs_path))
+        _check_unique(df, RUNS_UNIQUE, str(self.runs_path))
         return df
 
     def read_clips(self) -> pd.DataFrame:
-        """``clips.csv`` validated (unique ``(run_id, clip_id)``)."""
+        """``clips.csv`` validated (unique per ``run_id``, ``clip_id`` and setting); an old
+        table without the setting columns is filled with ``config_setting(config.yaml)``."""
         df = self._read(self.clips_path, CLIPS_COLUMNS)
-        _check_unique(df, ("run_id", "clip_id"), str(self.clips_path))
+        _check_unique(df, CLIPS_UNIQUE, str(self.clips_path))
         return df
 
     def read_config(self) -> dict[str, Any]:
@@ -263,35 +427,43 @@ class ResultsStore:
     def write_runs(self, df: pd.DataFrame) -> None:
         """Validate and atomically (re)write ``runs.csv``."""
         clean = validate_frame(df, RUNS_COLUMNS, str(self.runs_path))
-        _check_unique(clean, ("run_id",), str(self.runs_path))
+        _check_unique(clean, RUNS_UNIQUE, str(self.runs_path))
         write_csv(self.runs_path, clean)
 
     def write_clips(self, df: pd.DataFrame) -> None:
         """Validate and atomically (re)write ``clips.csv``."""
         clean = validate_frame(df, CLIPS_COLUMNS, str(self.clips_path))
-        _check_unique(clean, ("run_id", "clip_id"), str(self.clips_path))
+        _check_unique(clean, CLIPS_UNIQUE, str(self.clips_path))
         write_csv(self.clips_path, clean)
 
     def append_clips(self, df: pd.DataFrame) -> None:
-        """Add the clip rows of one or more runs to ``clips.csv`` (created when absent).
+        """Add the clip rows of one or more (run, setting) pairs to ``clips.csv`` (created when
+        absent).
 
-        Rows already stored for a ``run_id`` present in ``df`` are replaced, so a run that is
-        resumed after a crash never leaves duplicates.
+        Rows already stored for a ``(run_id, setting)`` present in ``df`` are replaced, so a run
+        that is resumed after a crash never leaves duplicates; other settings of the run stay.
         """
         new = validate_frame(df, CLIPS_COLUMNS, str(self.clips_path))
         if self.clips_path.is_file():
             old = self.read_clips()
-            old = old[~old["run_id"].isin(set(new["run_id"]))]
+            old = old[~_run_setting_keys(old).isin(set(_run_setting_keys(new)))]
             new = pd.concat([old, new], ignore_index=True)
         self.write_clips(new)
 
     def append_runs(self, df: pd.DataFrame) -> None:
-        """Add rows to ``runs.csv`` (created when absent), replacing rows of the same ``run_id``."""
+        """Add rows to ``runs.csv`` (created when absent), replacing rows of the same
+        ``(run_id, setting)``. A new row without a setting (a run that failed or is not
+        runnable) replaces every row of its run; a new row with a setting replaces the run's
+        row without one."""
         new = validate_frame(df, RUNS_COLUMNS, str(self.runs_path))
         if self.runs_path.is_file():
             old = self.read_runs()
-            old = old[~old["run_id"].isin(set(new["run_id"]))]
-            new = pd.concat([old, new], ignore_index=True)
+            unset_new = new["attack"].astype(str).str.strip() == ""
+            unset_old = old["attack"].astype(str).str.strip() == ""
+            drop = _run_setting_keys(old).isin(set(_run_setting_keys(new)))
+            drop |= old["run_id"].isin(set(new.loc[unset_new, "run_id"]))
+            drop |= unset_old & old["run_id"].isin(set(new["run_id"]))
+            new = pd.concat([old[~drop], new], ignore_index=True)
         self.write_runs(new)
 
     def write_config(self, config: dict[str, Any]) -> None:
@@ -301,6 +473,13 @@ class ResultsStore:
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Atomically write ``meta.json``."""
         write_json(self.meta_path, meta)
+
+
+def _run_setting_keys(df: pd.DataFrame) -> pd.Series:
+    """``run_id`` + NaN-safe setting key of each row, as one string per row."""
+    return pd.Series(["\x1f".join((str(r), *setting_key((a, d, e)))) for r, a, d, e in
+                      df[["run_id", *SETTING_COLUMNS]].itertuples(index=False, name=None)],
+                     index=df.index, dtype=object)
 
 
 def empty_frame(columns: Sequence[str]) -> pd.DataFrame:

@@ -19,11 +19,16 @@ from robustmer.evaluate.metrics import per_sample_mae, regression_metrics
 from robustmer.evaluate.store import (
     ADV_COLUMNS,
     CLIPS_COLUMNS,
+    DEFAULT_SETTING,
     PRED_COLUMNS,
     RUNS_COLUMNS,
     RUNS_METRIC_COLUMNS,
+    SETTING_COLUMNS,
     Y_COLUMNS,
+    Setting,
     order_model_types,
+    setting_key,
+    settings,
 )
 
 
@@ -51,8 +56,12 @@ def clips_frame(
     delta_linf: Sequence[float] | np.ndarray | None = None,
     delta_l2: Sequence[float] | np.ndarray | None = None,
     snr_db: Sequence[float] | np.ndarray | None = None,
+    attack: str = "bim",
+    domain: str = "spectrogram",
+    eps: float = float("nan"),
 ) -> pd.DataFrame:
-    """The ``clips.csv`` rows of one run: targets, clean and adversarial predictions ``(N, 8)``
+    """The ``clips.csv`` rows of one run under one attack setting ``(attack, domain, eps)``
+    (default: ``store.DEFAULT_SETTING``): targets, clean and adversarial predictions ``(N, 8)``
     in ``EMOTIONS`` order, per-clip MAEs (``per_sample_mae``) and the attack's per-clip stats
     (NaN / False where a source does not provide them)."""
     n = len(clip_ids)
@@ -68,6 +77,9 @@ def clips_frame(
         "run_id": [str(run_id)] * n,
         "model_type": [str(model_type)] * n,
         "seed": [int(seed)] * n,
+        "attack": [str(attack)] * n,
+        "domain": [str(domain)] * n,
+        "eps": np.full(n, float(eps), dtype=np.float64),
         "clip_id": [str(c) for c in clip_ids],
     }
     for prefix_cols, a in ((Y_COLUMNS, arrays["y_true"]), (PRED_COLUMNS, arrays["y_pred"]),
@@ -126,41 +138,73 @@ def summarize_run(clips: pd.DataFrame) -> dict[str, float]:
 
 
 def run_row(run_id: str, model_type: str, seed: int, status: str = "done", message: str = "",
-            clips: pd.DataFrame | None = None) -> dict[str, Any]:
-    """One ``runs.csv`` row: identity + status, and the metrics of ``clips`` (NaN when None,
-    e.g. for a failed or not-runnable run)."""
+            clips: pd.DataFrame | None = None, *, setting: Setting | None = None
+            ) -> dict[str, Any]:
+    """One ``runs.csv`` row: identity, attack setting, status, and the metrics of ``clips``
+    (NaN when None, e.g. for a failed or not-runnable run).
+
+    The setting is ``setting`` when given, else the one setting of ``clips`` (an error when
+    they hold several), else ``DEFAULT_SETTING`` for a ``done`` row and empty for the others
+    (a run that failed before any attack has no setting)."""
+    if setting is None and clips is not None and len(clips):
+        found = settings(clips)
+        if len(found) > 1:
+            raise DatasetError(f"run {run_id}: its clips hold {len(found)} attack settings; "
+                               "give one row per setting")
+        setting = found[0] if found else None
+    if setting is None:
+        setting = DEFAULT_SETTING if status == "done" else ("", "", float("nan"))
     row: dict[str, Any] = {"run_id": str(run_id), "model_type": str(model_type),
-                           "seed": int(seed), "status": status, "message": message}
+                           "seed": int(seed), "attack": str(setting[0]),
+                           "domain": str(setting[1]), "eps": float(setting[2]),
+                           "status": status, "message": message}
     metrics = (summarize_run(clips) if clips is not None
                else {c: float("nan") for c in RUNS_METRIC_COLUMNS})
     row.update(metrics)
     return row
 
 
-def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per-run summaries recomputed from ``clips.csv``.
+def _setting_of(rec: dict[str, Any]) -> Setting | None:
+    if any(c not in rec for c in SETTING_COLUMNS):
+        return None
+    attack = "" if pd.isna(rec["attack"]) else str(rec["attack"])
+    if not attack.strip():
+        return None
+    return (attack, str(rec["domain"]), float(rec["eps"]))
 
-    Without ``runs`` every run in ``clips`` is ``done``. With ``runs`` (``runs.csv``), its
-    identity, status and message are kept, runs that are not ``done`` keep NaN metrics, and a
-    ``done`` run without clips gets NaN metrics too. Rows come in model-type order, then seed.
+
+def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-(run, setting) summaries recomputed from ``clips.csv``.
+
+    Without ``runs`` every (run, setting) in ``clips`` is ``done``. With ``runs``
+    (``runs.csv``), its identity, setting, status and message are kept, rows that are not
+    ``done`` keep NaN metrics, and a ``done`` row without clips gets NaN metrics too. Rows come
+    in model-type order, then seed, run and setting (ε ascending, no bound last).
     """
     rows: list[dict[str, Any]] = []
-    groups = {str(k): g for k, g in clips.groupby("run_id", sort=False)} if len(clips) else {}
+    groups: dict[tuple[str, str, str, str], pd.DataFrame] = {}
+    for (run_id, *_), g in (clips.groupby(["run_id", *SETTING_COLUMNS], sort=False,
+                                          dropna=False) if len(clips) else []):
+        st = (str(g["attack"].iloc[0]), str(g["domain"].iloc[0]), float(g["eps"].iloc[0]))
+        groups[(str(run_id), *setting_key(st))] = g
     if runs is None:
-        for run_id, g in groups.items():
-            rows.append(run_row(run_id, g["model_type"].iloc[0], int(g["seed"].iloc[0]),
-                                clips=g))
+        for g in groups.values():
+            rows.append(run_row(g["run_id"].iloc[0], g["model_type"].iloc[0],
+                                int(g["seed"].iloc[0]), clips=g))
     else:
         for rec in runs.to_dict("records"):
             run_id = str(rec["run_id"])
-            g = groups.get(run_id) if rec["status"] == "done" else None
+            st = _setting_of(rec)
+            g = (groups.get((run_id, *setting_key(st)))
+                 if rec["status"] == "done" and st is not None else None)
             rows.append(run_row(run_id, rec["model_type"], int(rec["seed"]), rec["status"],
                                 "" if pd.isna(rec.get("message")) else str(rec["message"]),
-                                clips=g))
+                                clips=g, setting=st))
     df = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
     if len(df) == 0:
         return df
     order = {t: i for i, t in enumerate(order_model_types(df["model_type"]))}
     df["_o"] = df["model_type"].map(order)
-    return df.sort_values(["_o", "seed", "run_id"], kind="stable").drop(columns="_o").reset_index(
-        drop=True)
+    df["_nan"] = df["eps"].isna()
+    return df.sort_values(["_o", "seed", "run_id", "attack", "domain", "_nan", "eps"],
+                          kind="stable").drop(columns=["_o", "_nan"]).reset_index(drop=True)

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from robustmer.errors import ConfigError
-from robustmer.evaluate.store import order_model_types
+from robustmer.evaluate.store import order_model_types, setting_key, setting_label
 from robustmer.io import atomic_open
 
 FIG4_MODEL_TYPES: tuple[str, ...] = ("A2B2E", "A2M2E", "aA2B2E")
@@ -119,6 +119,100 @@ def prediction_scatter(
                 ax.legend(loc="upper left", fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+CURVE_LABELS: dict[str, str] = {
+    "delta_mae": "ΔMAE (after − before attack)",
+    "adv_mean_r": "attacked mean r",
+}
+
+
+def _type_colours(types: Sequence[str]) -> dict[str, object]:
+    cmap = plt.get_cmap("tab10")
+    return {t: cmap(i % 10) for i, t in enumerate(types)}
+
+
+def robustness_curves(
+    points: pd.DataFrame,
+    path: str | os.PathLike[str] | None = None,
+    title: str = "",
+    metrics: Sequence[str] = ("delta_mae", "adv_mean_r"),
+) -> bytes:
+    """ΔMAE and attacked mean r (rows) against the attack budget ε on a log axis, one column per
+    attack and domain with at least two bounded budgets: per model type the mean over seeds
+    (line and markers) and its 95 % interval (band). Settings on no curve (presets without a
+    bound, a lone budget) get a last column of their own with categorical x positions, so an
+    unbounded preset never sits on the ε axis. ``points`` is ``stats.curve_points``."""
+    if len(points) == 0:
+        return placeholder_png("Robustness curves: no finished runs", path)
+    eps = points["eps"].to_numpy(np.float64)
+    counts = (points[np.isfinite(eps)].groupby(["attack", "domain"])["eps"].nunique())
+    groups = [k for k, n in counts.items() if n >= 2]
+    on = points.apply(lambda r: np.isfinite(r["eps"]) and (r["attack"], r["domain"]) in groups,
+                      axis=1).to_numpy(bool)
+    off = points[~on]
+    if not groups:
+        return placeholder_png("Robustness curves: no attack with two bounded budgets", path)
+    types = order_model_types(points["model_type"])
+    colours = _type_colours(types)
+    off_settings = list({setting_key(st): st for st in zip(
+        off["attack"].astype(str), off["domain"].astype(str), off["eps"].astype(float),
+        strict=True)}.values())  # keyed NaN-safely: NaN != NaN
+    ncols = len(groups) + (1 if off_settings else 0)
+    widths = [3.0] * len(groups) + ([0.9 + 0.6 * len(off_settings)] if off_settings else [])
+    fig, axes = plt.subplots(len(metrics), ncols, figsize=(sum(widths) + 1.5,
+                                                           3.2 * len(metrics)),
+                             squeeze=False, gridspec_kw={"width_ratios": widths})
+    for i, m in enumerate(metrics):
+        for j, (attack, domain) in enumerate(groups):
+            ax = axes[i][j]
+            sel = points[(points["attack"] == attack) & (points["domain"] == domain)
+                         & np.isfinite(points["eps"].to_numpy(np.float64))]
+            for t in types:
+                one = sel[sel["model_type"] == t].sort_values("eps")
+                if len(one) == 0:
+                    continue
+                x = one["eps"].to_numpy(np.float64)
+                ax.plot(x, one[f"{m}_mean"], marker="o", ms=4, color=colours[t], label=t)
+                lo, hi = one[f"{m}_lo"].to_numpy(np.float64), one[f"{m}_hi"].to_numpy(np.float64)
+                if np.isfinite(lo).any():
+                    ax.fill_between(x, lo, hi, color=colours[t], alpha=0.18, lw=0)
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(f"{attack} ({domain})")
+            if i == len(metrics) - 1:
+                ax.set_xlabel("attack budget ε (log scale)")
+            if j == 0:
+                ax.set_ylabel(CURVE_LABELS.get(m, m))
+        if off_settings:
+            ax = axes[i][-1]
+            k = len(types)
+            for pos, st in enumerate(off_settings):
+                one = off[(off["attack"] == st[0]) & (off["domain"] == st[1])
+                          & (off["eps"].isna() if np.isnan(st[2])
+                             else np.isclose(off["eps"], st[2]))]
+                for q, t in enumerate(types):
+                    r = one[one["model_type"] == t]
+                    if len(r) == 0:
+                        continue
+                    mean = float(r[f"{m}_mean"].iloc[0])
+                    lo, hi = float(r[f"{m}_lo"].iloc[0]), float(r[f"{m}_hi"].iloc[0])
+                    err = ([[mean - lo], [hi - mean]] if np.isfinite(lo) else None)
+                    ax.errorbar(pos + (q - (k - 1) / 2) * 0.12, mean, yerr=err, fmt="D", ms=5,
+                                color=colours[t], capsize=3)
+            ax.set_xticks(range(len(off_settings)))
+            ax.set_xticklabels([setting_label(st).replace(" (", "\n(") for st in off_settings],
+                               fontsize=7)
+            ax.set_xlim(-0.6, len(off_settings) - 0.4)
+            ax.grid(axis="y", alpha=0.3)
+            if i == 0:
+                ax.set_title("on their own (no ε axis)", fontsize=9)
+    axes[0][0].legend(fontsize=8, loc="best")
+    fig.suptitle(title or "Robustness against the attack budget (mean and 95 % interval "
+                 "over seeds)", fontsize=10)
     fig.tight_layout()
     return _finish(fig, path)
 

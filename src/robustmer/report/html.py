@@ -24,7 +24,15 @@ import yaml
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate import stats
-from robustmer.evaluate.store import ResultsStore, order_model_types
+from robustmer.evaluate.store import (
+    ResultsStore,
+    Setting,
+    order_model_types,
+    select_setting,
+    setting_key,
+    setting_label,
+    settings,
+)
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.io import versions, write_text
 from robustmer.report import figures, tables
@@ -47,8 +55,29 @@ class MediaItem:
 
 
 @dataclass
+class SettingPart:
+    """Table 1, t-tests, SNR table and Figures 3-4 of one attack setting of a store."""
+
+    setting: Setting | None
+    slug: str
+    table1: pd.DataFrame
+    ttests: list[stats.Comparison]
+    snr: pd.DataFrame
+    figure3: bytes = b""
+    figure4: bytes = b""
+
+    @property
+    def label(self) -> str:
+        """The setting's human label (``store.setting_label``)."""
+        return setting_label(self.setting) if self.setting is not None else "no attack setting"
+
+
+@dataclass
 class SourceResults:
-    """Everything the report shows for one results store."""
+    """Everything the report shows for one results store. ``table1``, ``ttests``, ``snr``,
+    ``figure3`` and ``figure4`` are those of the first attack setting (the only one of a
+    one-setting store); ``parts`` has them for every setting, ``curves`` the robustness curves
+    (empty unless an attack has two bounded budgets)."""
 
     name: str
     slug: str
@@ -63,6 +92,15 @@ class SourceResults:
     figure3: bytes = b""
     figure4: bytes = b""
     media: list[MediaItem] = field(default_factory=list)
+    parts: list[SettingPart] = field(default_factory=list)
+    curves: list[stats.Curve] = field(default_factory=list)
+    curve_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curve_figure: bytes = b""
+
+    @property
+    def settings(self) -> list[Setting]:
+        """The store's attack settings (``store.settings`` order)."""
+        return [p.setting for p in self.parts if p.setting is not None]
 
 
 def _slug(text: str) -> str:
@@ -92,7 +130,7 @@ def _collect_media(store: ResultsStore, per_run: pd.DataFrame, out_dir: Path,
     for t in order_model_types(per_run["model_type"]):
         runs = per_run[(per_run["model_type"] == t) & (per_run["status"] == "done")]
         found: list[MediaItem] = []
-        for run_id in runs.sort_values(["seed", "run_id"])["run_id"]:
+        for run_id in runs.sort_values(["seed", "run_id"])["run_id"].drop_duplicates():
             run_dir = store.media_dir / str(run_id)
             if not run_dir.is_dir():
                 continue
@@ -164,19 +202,44 @@ def analyse_store(
     per_run = summarize_runs(clips, runs)
     done_ids = set(per_run.loc[per_run["status"] == "done", "run_id"])
     done_clips = clips[clips["run_id"].isin(done_ids)]
+    fig_dir = Path(out_dir) / FIGURES_DIR
+    found: list[Setting | None] = list(settings(clips)) or [None]
+    # one Bonferroni family over comparisons x settings
+    tests = ([c for _, c in stats.compare_by_setting(clips, comparisons, alpha=alpha, runs=runs)]
+             if found[0] is not None else
+             [stats.compare_model_types(clips, comparisons, alpha=alpha, runs=runs)])
+    parts = []
+    for k, st in enumerate(found):
+        c_sel = clips if st is None else select_setting(clips, st)
+        r_sel = runs if st is None else select_setting(runs, st, keep_unset=True)
+        label = "" if len(found) == 1 else f" ({setting_label(st)})" if st else ""
+        pslug = slug if len(found) == 1 else f"{slug}-{_slug(setting_label(st))}" if st else slug
+        d_sel = c_sel[c_sel["run_id"].isin(done_ids)]
+        pr_sel = summarize_runs(c_sel, r_sel)
+        part = SettingPart(
+            setting=st, slug=pslug, table1=stats.table1(r_sel, c_sel),
+            ttests=tests[k],
+            snr=stats.snr_table(r_sel, c_sel))
+        part.figure3 = figures.delta_mae_boxplot(
+            pr_sel[pr_sel["status"] == "done"], fig_dir / f"{pslug}-figure3.png",
+            title=f"ΔMAE per model type: {name}{label}")
+        part.figure4 = figures.prediction_scatter(
+            d_sel, emotions, figures.FIG4_MODEL_TYPES, fig_dir / f"{pslug}-figure4.png",
+            title=f"True vs predicted, clean (x) and adversarial (o): {name}{label}")
+        parts.append(part)
+    first = parts[0]
     res = SourceResults(
         name=name, slug=slug, store=store, per_run=per_run, clips=done_clips,
-        table1=stats.table1(runs, clips),
-        ttests=stats.compare_model_types(clips, comparisons, alpha=alpha, runs=runs),
-        snr=stats.snr_table(runs, clips), config=config, meta=meta,
+        table1=first.table1, ttests=first.ttests, snr=first.snr, config=config, meta=meta,
+        figure3=first.figure3, figure4=first.figure4, parts=parts,
+        curves=stats.robustness_curves(runs, clips, comparisons, alpha=alpha),
     )
-    fig_dir = Path(out_dir) / FIGURES_DIR
-    res.figure3 = figures.delta_mae_boxplot(
-        per_run[per_run["status"] == "done"], fig_dir / f"{slug}-figure3.png",
-        title=f"ΔMAE per model type: {name}")
-    res.figure4 = figures.prediction_scatter(
-        done_clips, emotions, figures.FIG4_MODEL_TYPES, fig_dir / f"{slug}-figure4.png",
-        title=f"True vs predicted, clean (x) and adversarial (o): {name}")
+    if res.curves:
+        res.curve_points = stats.curve_points(per_run)
+        res.curve_figure = figures.robustness_curves(
+            res.curve_points, fig_dir / f"{slug}-curves.png",
+            title=f"Robustness against the attack budget: {name} (mean and 95 % interval "
+                  "over seeds)")
     res.media = _collect_media(store, per_run, Path(out_dir), media_clips)
     return res
 
@@ -195,6 +258,7 @@ pre{background:#f7f7f7;padding:.5rem;overflow:auto;max-height:30rem}
 .media{display:flex;flex-wrap:wrap;gap:1rem}
 .media figure{border:1px solid #ddd;padding:.5rem;margin:0}
 nav a{margin-right:1rem}
+.warning{border:2px solid #c60;background:#fff4e5;padding:.5rem 1rem;margin:1rem 0}
 """
 
 
@@ -224,8 +288,51 @@ def _dump(obj: Any) -> str:
         return repr(obj)
 
 
+def _part_html(p: SettingPart, name: str, alpha: float, h: str = "h3", notes: str = "") -> str:
+    """Table 1, Figures 3-4, t-tests and SNR of one setting (one-setting stores: as ever)."""
+    s = p.slug
+    return f"""
+<{h} id="{s}-table1">Table 1: clean and attacked performance (mean ± std over seeds)</{h}>
+{tables.table1_html(p.table1)}
+{notes}
+<{h} id="{s}-figure3">Figure 3: ΔMAE per model type</{h}>
+<img alt="Figure 3 for {esc(name)}" src="{_data_uri(p.figure3)}">
+<{h} id="{s}-figure4">Figure 4: true annotation vs prediction</{h}>
+<img alt="Figure 4 for {esc(name)}" src="{_data_uri(p.figure4)}">
+<{h} id="{s}-ttests">Significance: paired t-tests</{h}>
+{tables.ttests_html(p.ttests, alpha)}
+<{h} id="{s}-snr">Perceptibility: SNR of the perturbations</{h}>
+{tables.snr_html(p.snr)}"""
+
+
+def _curves_html(r: SourceResults, alpha: float) -> str:
+    """The robustness-curve section: the figure, the AUC table and its paired tests."""
+    s = r.slug
+    parts = [f"""
+<h3 id="{s}-curves">Robustness curves: ΔMAE and attacked mean r against the budget ε</h3>
+<img alt="Robustness curves for {esc(r.name)}" src="{_data_uri(r.curve_figure)}">
+<p class="caption">Mean over seeds (line) and 95 % t-interval of the mean (band), per model
+type, on a log ε axis. Settings on no curve (an attack without an effective bound, or a lone
+budget) are drawn on their own at the right, not on the ε axis.</p>
+<details><summary>The numbers behind the curves: ΔMAE and attacked mean r per setting (mean
+[95 % interval] over seeds)</summary>
+<p class="caption">ΔMAE</p>
+{tables.curve_points_html(r.curve_points, "delta_mae")}
+<p class="caption">attacked mean r</p>
+{tables.curve_points_html(r.curve_points, "adv_mean_r")}
+</details>"""]
+    for c in r.curves:
+        parts.append(f"""
+<h4>Area under ΔMAE(ε): {esc(c.label)}</h4>
+{tables.auc_html(c)}
+<p class="caption">Paired t-tests between model types on the area:</p>
+{tables.ttests_html(c.tests, alpha, what="auc")}""")
+    return "\n".join(parts)
+
+
 def _source_html(r: SourceResults, alpha: float) -> str:
     not_done = r.per_run[r.per_run["status"] != "done"]
+    not_done = not_done.drop_duplicates(subset=["run_id"])
     notes = ""
     if len(not_done):
         notes = ("<p class=\"caption\">Runs not done (left out of every statistic): "
@@ -233,22 +340,25 @@ def _source_html(r: SourceResults, alpha: float) -> str:
                              f"{esc(x.status)} {esc(x.message)}"
                              for x in not_done.itertuples()) + "</p>")
     s = r.slug
+    if len(r.parts) == 1:
+        body = _part_html(r.parts[0], r.name, alpha, notes=notes)
+    else:
+        labels = ", ".join(esc(p.label) for p in r.parts)
+        body = (f'<p class="caption">Attack settings ({len(r.parts)}): {labels}. Table 1 and '
+                "the t-tests are given per setting; the t-tests form one Bonferroni family "
+                "over comparisons × settings.</p>\n" + notes
+                + (_curves_html(r, alpha) if r.curves else "")
+                + "".join(f"""
+<section id="{p.slug}">
+<h3>Setting: {esc(p.label)}</h3>
+{_part_html(p, f"{r.name}, {p.label}", alpha, "h4")}
+</section>""" for p in r.parts))
     return f"""
 <section id="source-{s}">
 <h2>{esc(r.name)}</h2>
-<p class="caption">Results store: {esc(r.store.path.resolve())}; {len(r.per_run)} runs,
-{len(r.clips)} clip rows of finished runs.</p>
-<h3 id="{s}-table1">Table 1: clean and attacked performance (mean ± std over seeds)</h3>
-{tables.table1_html(r.table1)}
-{notes}
-<h3 id="{s}-figure3">Figure 3: ΔMAE per model type</h3>
-<img alt="Figure 3 for {esc(r.name)}" src="{_data_uri(r.figure3)}">
-<h3 id="{s}-figure4">Figure 4: true annotation vs prediction</h3>
-<img alt="Figure 4 for {esc(r.name)}" src="{_data_uri(r.figure4)}">
-<h3 id="{s}-ttests">Significance: paired t-tests</h3>
-{tables.ttests_html(r.ttests, alpha)}
-<h3 id="{s}-snr">Perceptibility: SNR of the perturbations</h3>
-{tables.snr_html(r.snr)}
+<p class="caption">Results store: {esc(r.store.path.resolve())}; {r.per_run["run_id"].nunique()}
+runs, {len(r.clips)} clip rows of finished runs.</p>
+{body}
 <h3 id="{s}-media">Listen: clean and adversarial clips</h3>
 <p class="caption">Tables and figures are inside this page; the audio players read the WAV
 files in {esc(r.store.media_dir.resolve())} by relative path, so copy that media/ folder along
@@ -291,6 +401,47 @@ def _glossary_html() -> str:
             f"</details>")
 
 
+def settings_warnings(sources: Sequence[SourceResults]) -> list[str]:
+    """What differs between the attack settings of the stores compared: attacks, domains,
+    budgets (each named with its stores); empty when all stores used the same settings."""
+    if len(sources) < 2:
+        return []
+    out = []
+
+    def fmt_eps(e: float) -> str:
+        return "no bound" if np.isnan(e) else f"{e:g}"
+
+    def eps_order(e: float) -> tuple[bool, float]:
+        return (bool(np.isnan(e)), 0.0 if np.isnan(e) else float(e))
+
+    for i, what, order in ((0, "attacks", str), (1, "domains", str), (2, "budgets", eps_order)):
+        text = []
+        for r in sources:
+            vals = {setting_key(st)[i]: st[i] for st in r.settings}  # NaN-safe de-duplication
+            text.append([fmt_eps(v) if i == 2 else str(v) for v in sorted(vals.values(),
+                                                                        key=order)])
+        if any(x != text[0] for x in text[1:]):
+            out.append(f"The stores used different {what}: " + "; ".join(
+                f"{r.name}: {', '.join(x) or 'none'}" for r, x in zip(sources, text,
+                                                                      strict=True)))
+    return out
+
+
+def _header_settings_html(sources: Sequence[SourceResults]) -> str:
+    """In compare mode: every store's settings, and a visible warning when they differ."""
+    if len(sources) < 2:
+        return ""
+    rows = "".join(f"<li>{esc(r.name)}: {esc('; '.join(p.label for p in r.parts))}</li>"
+                   for r in sources)
+    warn = settings_warnings(sources)
+    box = ""
+    if warn:
+        box = ('<div class="warning" role="alert"><strong>Warning: the stores compared were '
+               "attacked differently; their numbers are not directly comparable.</strong><ul>"
+               + "".join(f"<li>{esc(w)}</li>" for w in warn) + "</ul></div>")
+    return f'{box}<p class="caption">Attack settings per store:</p><ul class="settings">{rows}</ul>'
+
+
 def render_html(sources: Sequence[SourceResults], alpha: float = 0.05) -> str:
     """The whole page for one or more analysed sources (the first is the main one)."""
     if not sources:
@@ -298,15 +449,21 @@ def render_html(sources: Sequence[SourceResults], alpha: float = 0.05) -> str:
     nav = " ".join(f'<a href="#source-{r.slug}">{esc(r.name)}</a>' for r in sources)
     compare = ""
     if len(sources) > 1:
+        multi = any(len(r.parts) > 1 for r in sources)
+
+        def key(r: SourceResults, p: SettingPart) -> str:
+            return f"{r.name} · {p.label}" if multi else r.name
+
+        parts = [(r, p) for r in sources for p in r.parts]
         compare = f"""
 <section id="side-by-side">
 <h2>Side by side</h2>
 <h3>Table 1</h3>
-{tables.table1_side_by_side_html({r.name: r.table1 for r in sources})}
+{tables.table1_side_by_side_html({key(r, p): p.table1 for r, p in parts})}
 <h3>Paired t-tests (adversarial MAE)</h3>
-{tables.ttests_side_by_side_html({r.name: r.ttests for r in sources})}
+{tables.ttests_side_by_side_html({key(r, p): p.ttests for r, p in parts})}
 <h3>Perceptibility</h3>
-{tables.snr_side_by_side_html({r.name: r.snr for r in sources})}
+{tables.snr_side_by_side_html({key(r, p): p.snr for r, p in parts})}
 </section>"""
         nav = '<a href="#side-by-side">side by side</a> ' + nav
     body = "\n".join(_source_html(r, alpha) for r in sources)
@@ -323,6 +480,7 @@ def render_html(sources: Sequence[SourceResults], alpha: float = 0.05) -> str:
 <p class="caption">Robustness of music emotion recognition models: clean and attacked
 performance, statistics and listening examples, computed from the results store(s) alone
 (clips.csv + runs.csv). See docs/report.md for how each number is computed.</p>
+{_header_settings_html(sources)}
 <nav>{nav}</nav>
 {compare}
 {body}

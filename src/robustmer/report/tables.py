@@ -11,10 +11,11 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
-from robustmer.evaluate.stats import TABLE1_METRICS, Comparison
-from robustmer.evaluate.store import order_model_types
+from robustmer.evaluate.stats import TABLE1_METRICS, Comparison, Curve
+from robustmer.evaluate.store import order_model_types, setting_label, settings
 
 TABLE1_LABELS: dict[str, str] = {
     "clean_mean_r": "clean mean r",
@@ -121,19 +122,82 @@ _TTEST_HEAD = ("pairs", "t(df)", "p", "Cohen's d_z", "mean MAE_adv (a vs b)",
                "Bonferroni decision")
 
 
-def ttests_html(comparisons: Sequence[Comparison], alpha: float = 0.05) -> str:
-    """The paired t-tests of one source, with the Bonferroni level and any skip notes."""
-    head = ["<tr><th>comparison</th>" + "".join(f"<th>{esc(h)}</th>" for h in _TTEST_HEAD)
+_TESTED = {
+    "adv": ("mean MAE_adv (a vs b)", "per-clip adversarial MAE"),
+    "auc": ("mean area (a vs b)", "the per-clip area under ΔMAE(ε) (log10 ε)"),
+}
+
+
+def ttests_html(comparisons: Sequence[Comparison], alpha: float = 0.05, what: str = "adv"
+                ) -> str:
+    """The paired t-tests of one source, with the Bonferroni level and any skip notes;
+    ``what`` is ``adv`` (per-clip adversarial MAE) or ``auc`` (per-clip area under ΔMAE(ε))."""
+    column, tested = _TESTED[what]
+    heads = (*_TTEST_HEAD[:4], column, _TTEST_HEAD[5])
+    head = ["<tr><th>comparison</th>" + "".join(f"<th>{esc(h)}</th>" for h in heads)
             + "<th>note</th></tr>"]
     rows = [[_td(f"{esc(c.a)} vs {esc(c.b)}", False), *_ttest_cells(c), _td(esc(c.note), False)]
             for c in comparisons]
     ran = [c for c in comparisons if not c.skipped]
     level = ran[0].alpha_corrected if ran else float("nan")
+    m = round(alpha / level) if ran and level > 0 else 0
+    family = "" if m == len(ran) else f" (m = {m}: every test of the family, over all settings)"
     caption = (f"<p class=\"caption\">Two-sided paired t-tests (scipy.stats.ttest_rel) of "
-               f"per-clip adversarial MAE pooled over seeds, paired by (seed, clip). "
-               f"Bonferroni: α = {fmt(alpha, 2)} / {len(ran)} = {fmt(level, 4)}.</p>"
+               f"{tested} pooled over seeds, paired by (seed, clip). "
+               f"Bonferroni: α = {fmt(alpha, 2)} / {m} = {fmt(level, 4)}{family}.</p>"
                if ran else "<p class=\"caption\">No comparison could be run.</p>")
     return _table(head, rows, "ttests") + "\n" + caption
+
+
+def curve_points_html(points: pd.DataFrame, metric: str = "delta_mae") -> str:
+    """The numbers behind the curve figure: per model type (rows) and setting (columns), the
+    mean over seeds of ``metric`` with its 95 % interval."""
+    found = settings(points)
+    types = order_model_types(points["model_type"]) if len(points) else []
+    head = ["<tr><th>model type</th>" + "".join(f"<th>{esc(setting_label(st))}</th>"
+                                                for st in found) + "</tr>"]
+    rows = []
+    for t in types:
+        cells = [_td(esc(t), False)]
+        for st in found:
+            e = points["eps"].to_numpy(float)
+            same = (np.isnan(e) if math.isnan(st[2]) else np.isclose(e, st[2], rtol=1e-12,
+                                                                      atol=0.0))
+            sel = points[(points["model_type"] == t) & (points["attack"] == st[0])
+                         & (points["domain"] == st[1]) & same]
+            if len(sel) == 0:
+                cells.append(_td("–"))
+                continue
+            r = sel.iloc[0]
+            ci = (f" [{fmt(r[f'{metric}_lo'])}, {fmt(r[f'{metric}_hi'])}]"
+                  if math.isfinite(r[f"{metric}_lo"]) else "")
+            cells.append(_td(f"{fmt(r[f'{metric}_mean'])}{ci}"))
+        rows.append(cells)
+    return _table(head, rows, "curve-points")
+
+
+def auc_html(curve: Curve) -> str:
+    """Per model type: the area under ΔMAE(ε) over the curve's budgets, mean ± std over seeds
+    with its 95 % interval, and the log-ε average ΔMAE (area / decades)."""
+    head = ["<tr><th>model type</th><th>runs</th><th>area under ΔMAE(ε)</th>"
+            "<th>95 % interval</th><th>mean ΔMAE over log ε</th></tr>"]
+    rows = []
+    for rec in curve.table.to_dict("records"):
+        n = f"{rec['n_runs']}" + (f" (+{rec['n_left_out']} left out)" if rec["n_left_out"]
+                                  else "")
+        ci = (f"{fmt(rec['auc_lo'], 4)} to {fmt(rec['auc_hi'], 4)}"
+              if math.isfinite(rec["auc_lo"]) else "–")
+        rows.append([_td(esc(rec["model_type"]), False), _td(esc(n)),
+                     _td(mean_std(rec["auc_mean"], rec["auc_std"], 4)), _td(ci),
+                     _td(fmt(rec["mean_delta_mae"], 4))])
+    notes = [f"{r.run_id}: {r.note}" for r in curve.run_auc.itertuples() if r.note]
+    caption = (f"<p class=\"caption\">Area by the trapezoid rule over log10 ε between "
+               f"ε = {curve.budgets[0]:g} and {curve.budgets[-1]:g} "
+               f"({fmt(curve.decades, 2)} decades; budgets "
+               f"{', '.join(f'{e:g}' for e in curve.budgets)}), one area per run (seed); "
+               "mean ± std (ddof = 1) and t-interval over seeds. Mean ΔMAE over log ε = area / "
+               "decades." + (f" Left out: {esc('; '.join(notes))}." if notes else "") + "</p>")
+    return _table(head, rows, "auc") + "\n" + caption
 
 
 def ttests_side_by_side_html(results: Mapping[str, Sequence[Comparison]]) -> str:
@@ -195,14 +259,20 @@ def snr_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
 
 
 def runs_html(per_run: pd.DataFrame) -> str:
-    """Every run with its status, message and recomputed clean / attacked metrics."""
-    head = ["<tr><th>run</th><th>model type</th><th>seed</th><th>status</th><th>clean r</th>"
+    """Every run (and attack setting, when a store has several) with its status, message and
+    recomputed clean / attacked metrics."""
+    multi = len(settings(per_run)) > 1
+    head = ["<tr><th>run</th><th>model type</th><th>seed</th>"
+            + ("<th>attack setting</th>" if multi else "") + "<th>status</th><th>clean r</th>"
             "<th>clean MAE</th><th>attacked MAE</th><th>ΔMAE</th><th>SNR (dB)</th>"
             "<th>message</th></tr>"]
     rows = []
     for rec in per_run.to_dict("records"):
+        named = str(rec.get("attack", "") or "").strip() not in ("", "nan")
+        st = ([_td(esc(setting_label((rec["attack"], rec["domain"], rec["eps"]))
+                       if named else "–"), False)] if multi else [])
         rows.append([_td(esc(rec["run_id"]), False), _td(esc(rec["model_type"]), False),
-                     _td(esc(rec["seed"])), _td(esc(rec["status"]), False),
+                     _td(esc(rec["seed"])), *st, _td(esc(rec["status"]), False),
                      _td(fmt(rec["clean_mean_r"])), _td(fmt(rec["clean_mae"])),
                      _td(fmt(rec["adv_mae"])), _td(fmt(rec["delta_mae"])),
                      _td(fmt(rec["mean_snr_db"], 2)), _td(esc(rec["message"]), False)])

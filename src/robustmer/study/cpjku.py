@@ -24,7 +24,7 @@ import yaml
 
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
-from robustmer.evaluate.store import ResultsStore
+from robustmer.evaluate.store import REFERENCE_SETTING, ResultsStore
 from robustmer.evaluate.summary import clips_frame, summarize_runs
 from robustmer.folders import replace_folder
 from robustmer.io import read_json, run_meta
@@ -96,7 +96,9 @@ def _parse_bool(text: str, where: str) -> bool:
 
 def read_log(path: str | os.PathLike[str], run_id: str, model_type: str, seed: int
              ) -> pd.DataFrame:
-    """One published ``log.csv`` -> the run's ``clips.csv`` rows.
+    """One published ``log.csv`` -> the run's ``clips.csv`` rows, under the setting
+    ``REFERENCE_SETTING`` (attack ``reference``, spectrogram domain, nominal ε = 0.001: the
+    published clip never took effect, so the budget is the one they asked for, not one that held).
 
     Strict: a missing column, a wrong field count, a malformed array or number raises
     ``DatasetError`` naming the file, the data row (1-based) and the column.
@@ -154,6 +156,7 @@ def read_log(path: str | os.PathLike[str], run_id: str, model_type: str, seed: i
         np.vstack(arrays["new-pred"]).reshape(shape),
         iterations=epochs, converged=conv, final_threshold=targets,
         delta_linf=None, delta_l2=norms, snr_db=dbs,
+        attack=REFERENCE_SETTING[0], domain=REFERENCE_SETTING[1], eps=REFERENCE_SETTING[2],
     )
 
 
@@ -236,8 +239,14 @@ def import_cpjku(
         store = ResultsStore(tmp)
         store.write_clips(clips)
         store.write_runs(runs)
+        attack, domain, eps = REFERENCE_SETTING
         store.write_config({"source": "cpjku", "log_dir": str(log_dir.resolve()),
-                            "runs_json": str(runs_path.resolve()), "runs": hparams})
+                            "runs_json": str(runs_path.resolve()),
+                            "attack": {"name": attack, "domain": domain, "eps": eps,
+                                       "nominal_eps": 0.001,
+                                       "note": "the published clip to the nominal budget "
+                                               "never took effect: no bound"},
+                            "runs": hparams})
         store.write_meta(run_meta(source="cpjku", log_dir=str(log_dir.resolve()),
                                   n_runs=len(runs), n_clips=len(clips),
                                   unlisted_folders=unlisted))

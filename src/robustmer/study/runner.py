@@ -135,7 +135,8 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
         table[[f"adv_{e}" for e in EMOTIONS]].to_numpy(),
         iterations=table["iterations"], converged=table["converged"],
         final_threshold=table["final_threshold"], delta_linf=table["delta_linf"],
-        delta_l2=table["delta_l2"], snr_db=table["snr_db"])
+        delta_l2=table["delta_l2"], snr_db=table["snr_db"],
+        attack="bim", domain=config.attack.domain, eps=config.attack.eps)
 
 
 def _copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_dir: Path,
