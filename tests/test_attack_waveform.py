@@ -141,7 +141,7 @@ def test_runner_spectrogram_table_examples_and_resume(tmp_path):
     assert np.allclose(np.abs(mae).mean(1), t1["mae_adv"])
     with pytest.raises(ConfigError, match="resume"):
         attack_items(net, items, attack, tmp_path, standardizer=STD)
-    with pytest.raises(ConfigError, match="different attack settings"):
+    with pytest.raises(ConfigError, match=r"attack\.eps: stored 0\.05, asked 0\.1"):
         attack_items(net, items, BIM(eps=0.1, max_iters=4), tmp_path, resume=True,
                      standardizer=STD)
     net.rows = 0

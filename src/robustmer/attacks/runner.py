@@ -255,4 +255,5 @@ def attack_dataset(model: nn.Module, data: Any, split: str, attack: Attack,
                         sample_rate=int(data.frontend.sample_rate), total=len(ids),
                         config={"split": split, "run": run,
                                 "data": {"content_id": getattr(data, "content_id", None),
-                                         "split_id": data.split.split_id}})
+                                         "split_id": getattr(getattr(data, "split", None),
+                                                             "split_id", None)}})
