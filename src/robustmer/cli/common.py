@@ -63,10 +63,10 @@ def load_run_and_data(run_dir: Path, data_root: Path | None, device: str,
         raise ConfigError(f"{where} names no dataset folder; pass --data DIR")
     if not Path(root).exists():
         if data_root is not None:
-            raise ConfigError(f"--data {root}: dataset folder or feature pack not found")
-        raise ConfigError(f"dataset folder or feature pack not found: {root} (recorded in "
-                          f"{where} when the run was trained); if the data moved, pass --data "
-                          f"DIR (or --data PACK) to point the run to it")
+            raise ConfigError(f"--data {root}: dataset folder not found (nor a feature pack)")
+        raise ConfigError(f"dataset folder not found: {root} (recorded in {where} when the "
+                          f"run was trained); if the data moved, pass --data DIR (or --data "
+                          f"PACK) to point the run to it")
     split_path = run_dir / SPLIT_FILE if (run_dir / SPLIT_FILE).exists() else desc.get(
         "split_path")
     cache = cache or desc.get("cache_dir")
