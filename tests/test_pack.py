@@ -138,6 +138,11 @@ def test_train_evaluate_attack_from_a_pack_via_the_cli(made: dict[str, Path],
     assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
     assert "--domain waveform needs the audio" in str(res.exception)
     assert not (tmp_path / "wave").exists()  # refused before anything was written
+    for command in ("attack-search", "robustness-curve"):
+        res = CliRunner().invoke(app, [command, str(run), "--domain", "waveform", "--out",
+                                       str(tmp_path / command)])
+        assert isinstance(res.exception, ConfigError), (command, res.output)
+        assert "--domain waveform needs the audio" in str(res.exception)
 
     res = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(made["float16"])])
     assert isinstance(res.exception, ConfigError) and "float16" in str(res.exception)
