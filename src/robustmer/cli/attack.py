@@ -135,7 +135,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="seed of the random start"),
         batch_size: int = typer.Option(8, "--batch-size"),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
-        data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
+        data: Path | None = typer.Option(None, "--data", help="dataset root or feature pack "
+                                         "(default: the run's)"),
         resume: bool = typer.Option(False, "--resume", help="skip clips already in --out"),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="replace --out even if it holds other results"),
@@ -164,6 +165,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--resume: there is no attack to resume in {out} (no {TABLE}); "
                               f"drop --resume to start one")
         run, prepared = load_run_and_data(run_dir, data, device, progress=progress and None)
+        if domain == Domain.waveform:
+            prepared.require_audio("--domain waveform")
         claim_folder(out, "attack", overwrite=overwrite)
         set_resume_hint(lambda: f"{len(read_table(out))} clips are done in {out / TABLE}; "
                         f"resume with: {resume_command()}")
@@ -190,7 +193,8 @@ def register(app: typer.Typer) -> None:
         max_clips: int | None = typer.Option(None, "--max-clips", help="use the first N clips"),
         batch_size: int = typer.Option(8, "--batch-size"),
         device: str = typer.Option("cpu", "--device"),
-        data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
+        data: Path | None = typer.Option(None, "--data", help="dataset root or feature pack "
+                                         "(default: the run's)"),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="replace --out even if it holds other results"),
     ) -> None:
@@ -202,6 +206,8 @@ def register(app: typer.Typer) -> None:
         e, h = _floats(eps, "--eps"), _floats(eta, "--eta")
         n = [int(v) for v in _floats(iters, "--iters")]
         run, prepared = load_run_and_data(run_dir, data, device)
+        if domain == Domain.waveform:
+            prepared.require_audio("--domain waveform")
         model, x, y, mask, box = _inputs(run, prepared, split, max_clips, domain, device)
         claim_folder(out, "attack-search", overwrite=overwrite)
         table = grid_search(model, x, y, e, h, n, batch_size=batch_size, mask=mask,
@@ -231,7 +237,8 @@ def register(app: typer.Typer) -> None:
         max_clips: int | None = typer.Option(None, "--max-clips"),
         batch_size: int = typer.Option(8, "--batch-size"),
         device: str = typer.Option("cpu", "--device"),
-        data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
+        data: Path | None = typer.Option(None, "--data", help="dataset root or feature pack "
+                                         "(default: the run's)"),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="replace --out even if it holds other results"),
     ) -> None:
@@ -242,6 +249,8 @@ def register(app: typer.Typer) -> None:
 
         e = _floats(eps, "--eps")
         run, prepared = load_run_and_data(run_dir, data, device)
+        if domain == Domain.waveform:
+            prepared.require_audio("--domain waveform")
         model, x, y, mask, box = _inputs(run, prepared, split, max_clips, domain, device)
         claim_folder(out, "robustness-curve", overwrite=overwrite)
         table = robustness_curve(model, x, y, e, eta=eta, iters=iters, batch_size=batch_size,

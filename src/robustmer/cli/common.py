@@ -51,6 +51,7 @@ def load_run_and_data(run_dir: Path, data_root: Path | None, device: str,
     The dataset is the one recorded in the run unless ``data_root`` (``--data``) points a moved
     run to it; either way it must have the content id the run was trained on."""
     from robustmer.data import prepare_data
+    from robustmer.features import FrontEndConfig
     from robustmer.train import load_run
 
     run = load_run(run_dir, which, device=device)
@@ -60,25 +61,32 @@ def load_run_and_data(run_dir: Path, data_root: Path | None, device: str,
     where = f"{run_dir}/{which}/data.json"
     if root is None:
         raise ConfigError(f"{where} names no dataset folder; pass --data DIR")
-    if not Path(root).is_dir():
+    if not Path(root).exists():
         if data_root is not None:
-            raise ConfigError(f"--data {root}: dataset folder not found")
+            raise ConfigError(f"--data {root}: dataset folder not found (nor a feature pack)")
         raise ConfigError(f"dataset folder not found: {root} (recorded in {where} when the "
-                          f"run was trained); if the data moved, pass --data DIR to point the "
-                          f"run to it")
+                          f"run was trained); if the data moved, pass --data DIR (or --data "
+                          f"PACK) to point the run to it")
     split_path = run_dir / SPLIT_FILE if (run_dir / SPLIT_FILE).exists() else desc.get(
         "split_path")
     cache = cache or desc.get("cache_dir")
     midlevel = desc.get("midlevel_root")
+    frontend = FrontEndConfig.from_dict(desc["frontend"]) if desc.get("frontend") else None
+    is_pack = Path(root).is_file()
     data = prepare_data(root, cache_dir=cache if cache and Path(cache).is_dir() else None,
                         split_path=split_path,
-                        midlevel_root=midlevel if midlevel and Path(midlevel).is_dir() else None,
-                        progress=progress)
+                        midlevel_root=midlevel if midlevel and Path(midlevel).is_dir()
+                        and not is_pack else None,
+                        frontend=frontend, progress=progress)
     stored_id = desc.get("content_id")
     if stored_id and data.content_id != stored_id:
+        dtypes = {desc.get("feature_dtype", "float32"), data.feature_dtype}
+        why = (" (float16 feature packs have their own content id: their rounded spectrograms "
+               "are not the ones the audio gives; see docs/packs.md)"
+               if "float16" in dtypes else "")
         raise ConfigError(f"the dataset at {root} is not the one the run was trained on "
-                          f"(content id {data.content_id}, the run's {stored_id}, from {where}); "
-                          f"point --data to the training dataset")
+                          f"(content id {data.content_id}, the run's {stored_id}, from {where})"
+                          f"{why}; point --data to the training dataset")
     norm = run.normaliser or {}
     if norm and not (math.isclose(norm.get("mean", math.nan), data.standardizer.mean,
                                   rel_tol=1e-5, abs_tol=1e-6)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import typer
+
+from robustmer.errors import ConfigError
 
 data_app = typer.Typer(name="data", help="Check, synthesise and featurise datasets.",
                        no_args_is_help=True)
@@ -45,17 +48,41 @@ def synth(
     typer.echo(f"wrote {info.clips} clips to {info.root}")
 
 
+class PackDtype(StrEnum):
+    """How a feature pack stores the spectrograms."""
+
+    float32 = "float32"
+    float16 = "float16"
+
+
 @data_app.command("features")
 def features(
     root: Path = typer.Argument(..., help="Dataset folder."),
     cache: Path | None = typer.Option(None, "--cache",
                                       help="Cache folder (default: $ROBUSTMER_CACHE or "
                                       "~/.cache/robustmer)."),
+    pack: Path | None = typer.Option(None, "--pack",
+                                     help="Also write a feature pack (spectrograms, table, "
+                                     "split; no audio) to this file; see docs/packs.md."),
+    dtype: PackDtype = typer.Option(PackDtype.float32, "--dtype",
+                                    help="Storage of the pack's spectrograms (float16 halves "
+                                    "the size; its content id differs from the audio's)."),
+    split: Path | None = typer.Option(None, "--split",
+                                      help="Split JSON to put in the pack (default: the seeded "
+                                      "split --split-seed that train and study make)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the pack's split."),
+    midlevel: Path | None = typer.Option(None, "--midlevel",
+                                         help="Mid-level folder (default: ROOT/midlevel)."),
 ) -> None:
-    """Compute (or read from the cache) the spectrograms of every clip and summarise them."""
+    """Compute (or read from the cache) the spectrograms of every clip and summarise them;
+    with --pack, also write them with the table and the split to a feature pack."""
     from robustmer.data import FeatureCache, load_dataset
 
-    table = load_dataset(root)
+    if pack is None and (split is not None or midlevel is not None
+                         or dtype != PackDtype.float32):
+        raise ConfigError("--split, --midlevel and --dtype describe a feature pack; add "
+                          "--pack FILE")
+    table = load_dataset(root, midlevel)
     feature_cache = FeatureCache(cache)
     specs, stats = feature_cache.featurize(table.audio_paths)
     frames = np.array([s.shape[0] for s in specs.values()])
@@ -70,6 +97,14 @@ def features(
     typer.echo(f"time: {stats.seconds:.2f} s total, {stats.seconds / max(stats.clips, 1):.3f} "
                "s per clip")
     typer.echo(f"cache: {feature_cache.directory}")
+    if pack is not None:
+        from robustmer.data.pack import make_pack
+
+        info = make_pack(root, pack, dtype=dtype.value, cache_dir=cache, split_path=split,
+                         split_seed=split_seed, midlevel_root=midlevel, progress=False)
+        typer.echo(f"pack: {info.path} ({info.bytes / 2**20:.1f} MiB, {info.dtype}, "
+                   f"{info.clips} clips, content id {info.content_id}, split {info.split_id}, "
+                   f"front end {info.frontend_key}) in {info.seconds:.2f} s")
 
 
 def register(app: typer.Typer) -> None:

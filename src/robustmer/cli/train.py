@@ -62,7 +62,8 @@ def train_command(
     model: ModelKind = typer.Option(..., "--model", case_sensitive=False,
                                     help="A2E, A2B2E, A2M2E, aA2E / aA2B2E (= --adversarial), "
                                          "or classifier (of the TARGET label)"),
-    data: Path = typer.Option(..., "--data", help="dataset root (Set1/ + mean_ratings_set1.csv)"),
+    data: Path = typer.Option(..., "--data", help="dataset root (Set1/ + mean_ratings_set1.csv) "
+                              "or a feature pack (`robustmer data features --pack`)"),
     seed: int = typer.Option(0, "--seed", help="fixes init, data order, dropout, windows"),
     out: Path = typer.Option(..., "--out", help="run folder (last/, best/, history)"),
     width: float = typer.Option(1.0, "--width", help="channel multiplier; 1.0 = the paper"),
@@ -163,7 +164,8 @@ def evaluate_command(
     run_dir: Path = typer.Argument(..., help="a run folder written by `robustmer train`"),
     split: str = typer.Option("test", "--split", help="train, val or test"),
     which: str = typer.Option("best", "--checkpoint", help="best or last"),
-    data: Path | None = typer.Option(None, "--data", help="dataset root (default: as trained)"),
+    data: Path | None = typer.Option(None, "--data", help="dataset root or feature pack "
+                                     "(default: as trained)"),
     cache: Path | None = typer.Option(None, "--cache", help="spectrogram cache folder"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
 ) -> None:

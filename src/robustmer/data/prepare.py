@@ -18,14 +18,17 @@ from robustmer.data.soundtracks import load_dataset
 from robustmer.data.split import Split, make_split
 from robustmer.data.table import ClipTable
 from robustmer.data.torchdata import ExcerptDataset
-from robustmer.errors import DatasetError
+from robustmer.errors import ConfigError, DatasetError
 from robustmer.features import FrontEndConfig, Standardizer
 from robustmer.io import stable_hash, write_json
 
 
 @dataclass
 class PreparedData:
-    """A loaded dataset with its split, spectrograms (in memory) and training standardiser."""
+    """A loaded dataset with its split, spectrograms (in memory) and training standardiser.
+
+    Made from an audio folder (``prepare_data``) or a feature pack (``pack_path`` set,
+    ``robustmer.data.pack.prepare_pack``); a pack has no audio, so ``waveform`` refuses."""
 
     root: Path
     table: ClipTable
@@ -33,11 +36,13 @@ class PreparedData:
     standardizer: Standardizer
     frontend: FrontEndConfig
     specs: dict[str, np.ndarray]
-    cache_dir: Path
+    cache_dir: Path | None
     split_path: Path | None = None
     standardizer_path: Path | None = None
     feature_stats: FeatureStats | None = None
     content_id: str | None = None
+    pack_path: Path | None = None
+    feature_dtype: str = "float32"
 
     @property
     def midlevel_root(self) -> Path | None:
@@ -51,8 +56,17 @@ class PreparedData:
         except KeyError:
             raise DatasetError(f"clip {clip_id!r} is not in the dataset at {self.root}") from None
 
+    def require_audio(self, option: str = "the waveform domain") -> None:
+        """Raise ``ConfigError`` naming ``option`` if this data has no audio (a feature pack)."""
+        if self.pack_path is not None:
+            raise ConfigError(f"{option} needs the audio; this data is the feature pack "
+                              f"{self.pack_path} (spectrograms only). Use the spectrogram "
+                              f"domain, or point the data to the audio folder the pack was made "
+                              f"from")
+
     def waveform(self, clip_id: str) -> np.ndarray:
         """The clip's waveform as the front end sees it (``load_audio``: mono, 22 050 Hz)."""
+        self.require_audio()
         path = self.table.audio_paths.get(clip_id)
         if path is None:
             raise DatasetError(f"clip {clip_id!r} is not in the dataset at {self.root}")
@@ -75,7 +89,9 @@ class PreparedData:
             "standardizer": self.standardizer.to_dict(),
             "frontend": self.frontend.to_dict(),
             "frontend_key": self.frontend.key(),
-            "cache_dir": str(self.cache_dir),
+            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
+            "pack": None if self.pack_path is None else str(self.pack_path),
+            "feature_dtype": self.feature_dtype,
         }
 
 
@@ -91,7 +107,7 @@ def load_or_make_split(table: ClipTable, split_path: str | Path | None, seed: in
 
 
 def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
-                 split_path: str | Path | None = None, split_seed: int = 0,
+                 split_path: str | Path | None = None, split_seed: int | None = None,
                  midlevel_root: str | Path | None = None,
                  frontend: FrontEndConfig | None = None,
                  progress: bool | None = None) -> PreparedData:
@@ -99,7 +115,16 @@ def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
 
     The standardiser is also written as JSON beside the cache
     (``CACHE/<frontend key>/standardizer-<hash>.json``, named by the training clips' audio).
+    ``root`` may also be a feature pack (a file): see ``robustmer.data.pack.prepare_pack``; its
+    split must then be the one in ``split_path`` (if it exists) or the seeded ``split_seed`` (if
+    given). Without a split file, an audio folder gets the split of ``split_seed`` (default 0).
     """
+    if Path(root).is_file():
+        from robustmer.data.pack import prepare_pack  # pack.py builds on this module
+
+        return prepare_pack(root, split_path=split_path, split_seed=split_seed,
+                            frontend=frontend, midlevel_root=midlevel_root)
+    split_seed = 0 if split_seed is None else split_seed
     frontend = frontend if frontend is not None else FrontEndConfig()
     table = load_dataset(root, midlevel_root=midlevel_root)
     split = load_or_make_split(table, split_path, split_seed)

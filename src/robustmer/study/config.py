@@ -36,9 +36,11 @@ def model_type_name(name: str, where: str = "model type") -> str:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the clips come from. ``root: null`` means the embedded synthetic dataset."""
+    """Where the clips come from. ``root: null`` means the embedded synthetic dataset;
+    ``pack`` a feature pack (``robustmer data features ROOT --pack FILE``) instead of audio."""
 
     root: str | None = None
+    pack: str | None = None
     midlevel: str | None = None
     cache: str | None = None
     split_seed: int = 0
@@ -149,6 +151,18 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     if attack.domain not in ("spectrogram", "waveform"):
         raise ConfigError(f"{source}: attack.domain must be spectrogram or waveform, "
                           f"found {attack.domain!r}")
+    if data.pack is not None:
+        if not isinstance(data.pack, str) or not data.pack:
+            raise ConfigError(f"{source}: data.pack must be the path of a feature pack file, "
+                              f"found {data.pack!r}")
+        for key in ("root", "midlevel", "cache"):
+            if getattr(data, key) is not None:
+                raise ConfigError(f"{source}: data.{key} and data.pack exclude each other (the "
+                                  f"pack holds the spectrograms and annotations); give one")
+        if attack.domain == "waveform":
+            raise ConfigError(f"{source}: attack.domain waveform needs the audio; this study's "
+                              f"data is the feature pack {data.pack} (spectrograms only); use "
+                              f"attack.domain spectrogram, or data.root for the audio folder")
     if attack.stop not in ("corr", "mse"):
         raise ConfigError(f"{source}: attack.stop must be corr or mse, found {attack.stop!r}")
     if attack.norm not in ("linf", "l2"):

@@ -53,6 +53,8 @@ def run_id_of(model_type: str, seed: int) -> str:
 
 
 def _dataset_root(config: StudyConfig, out: Path, log: Log) -> Path:
+    if config.data.pack is not None:
+        return Path(config.data.pack)  # a feature pack; checked by run_study
     if config.data.root is not None:
         return Path(config.data.root)  # checked by run_study before the folder is claimed
     from robustmer.data.synth import synthesize  # only the demo path needs the synthesiser
@@ -166,6 +168,8 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
     out = Path(config.output)
     if config.data.root is not None and not Path(config.data.root).is_dir():
         raise ConfigError(f"data.root: dataset folder not found: {config.data.root}")
+    if config.data.pack is not None and not Path(config.data.pack).is_file():
+        raise ConfigError(f"data.pack: feature pack not found: {config.data.pack}")
     claim_folder(out, STUDY_KIND, overwrite=overwrite, option="output folder")
     store = ResultsStore(out)
     _check_resumable(store, config)
@@ -176,6 +180,8 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
     data = prepare_data(root, cache_dir=config.data.cache or out / "cache",
                         split_path=out / "split.json", split_seed=config.data.split_seed,
                         midlevel_root=config.data.midlevel, progress=progress)
+    if config.attack.domain == "waveform":
+        data.require_audio("attack.domain waveform")  # a feature pack has no audio
     # Recorded only now that the data is there: a study that failed before it really started
     # leaves no config behind to refuse the corrected one.
     store.write_config(config.to_dict())
