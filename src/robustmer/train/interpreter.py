@@ -109,7 +109,7 @@ def train_interpreter(model: nn.Module, kind: str, x: torch.Tensor, X: torch.Ten
                 opt.step()
                 for name, v in (("loss", loss), ("fidelity", fid), ("reconstruction", rec),
                                 ("sparsity", spa)):
-                    totals[name] += float(v) * len(idx) / len(x)
+                    totals[name] += float(v.detach()) * len(idx) / len(x)
             interp.eval()
             history.append({"epoch": epoch, "fidelity_weight": fw,
                             "seconds": time.perf_counter() - t0, **totals})

@@ -150,10 +150,11 @@ class Interpreter(nn.Module):
 
 
 def relevance(theta: Theta, H: torch.Tensor) -> torch.Tensor:
-    """``r (B, n_outputs, K)``: ``r_{k,c} = z_k θ_{c,k} / max_l |z_l θ_{c,l}|``."""
-    z = theta.pool(H)  # (B, K)
-    contrib = z[:, None, :] * theta.fc.weight[None]  # (B, C, K)
-    return contrib / contrib.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
+    """``r (B, n_outputs, K)``: ``r_{k,c} = z_k θ_{c,k} / max_l |z_l θ_{c,l}|`` (no gradient)."""
+    with torch.no_grad():
+        z = theta.pool(H)  # (B, K)
+        contrib = z[:, None, :] * theta.fc.weight[None]  # (B, C, K)
+        return contrib / contrib.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def select(r: torch.Tensor, tau: float) -> torch.Tensor:
