@@ -302,5 +302,5 @@ def _figure(X: torch.Tensor, parts: torch.Tensor, comps: list[int], r: torch.Ten
         a.set_ylabel("FFT bin", fontsize=7)
     fig.tight_layout()
     with io.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
+        fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
