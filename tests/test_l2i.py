@@ -169,3 +169,11 @@ def test_interpreter_training_is_seeded_and_resumable(tmp_path: Path) -> None:
 def test_interpreter_training_classifier_runs(tmp_path: Path) -> None:
     state = _train(tmp_path / "cls", kind="classifier")
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_nmf_input_uses_the_front_end_stft_frame_for_frame() -> None:
+    fe = LogFilteredSpectrogram(dtype=torch.float64)
+    wave = _test_signal(22050)
+    X, _ = log_magnitude(fe, wave)
+    # the model's input is log10(1 + |STFT| @ filterbank) of the very same frames
+    torch.testing.assert_close(torch.log10(torch.expm1(X) @ fe.filterbank + 1), fe(wave))
