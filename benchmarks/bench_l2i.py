@@ -117,18 +117,20 @@ def bench_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     run, data = load_run_and_data(run_dir, None, args.device)
     kind = run.model_config["kind"]
-    out = run_dir / "l2i"
+    out = run_dir / args.l2i_dir
     cfg = InterpreterConfig(epochs=args.epochs_interp, seed=args.seed, device=args.device,
                             hidden=args.hidden)
     t0 = time.perf_counter()
     fit = fit_l2i(run.model, kind, data, out, k=args.components, mu=args.mu,
                   nmf_iterations=args.nmf_iterations, frames_per_clip=args.frames_per_clip,
-                  seed=args.seed, config=cfg, progress=True)
+                  seed=args.seed, config=cfg, progress=True, max_clips=args.interp_clips,
+                  poolings=tuple(args.poolings.split(",")))
     fit_s = time.perf_counter() - t0
     run.model.to("cpu")
     t0 = time.perf_counter()
     fid, ff = evaluate_l2i(run.model, kind, data, out, max_clips=args.max_test_clips,
-                           seed=args.seed)
+                           seed=args.seed, poolings=tuple(args.poolings.split(",")),
+                           ff_poolings=tuple(args.ff_poolings.split(",")))
     res: dict[str, Any] = {
         "run": str(run_dir), "kind": kind, "width": run.model_config["width"],
         "fit": {k: fit[k] for k in ("dictionary", "dictionary_reused", "dictionary_fit_seconds",
@@ -155,6 +157,11 @@ def main() -> None:
     p.add_argument("--epochs-interp", type=int, default=30)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--max-test-clips", type=int, default=None)
+    p.add_argument("--interp-clips", type=int, default=None,
+                   help="train the interpreters on the first N training clips")
+    p.add_argument("--ff-poolings", default="att,max", help="poolings to measure FF for")
+    p.add_argument("--poolings", default="att,max", help="interpreters to train")
+    p.add_argument("--l2i-dir", default="l2i", help="results sub-folder of each run")
     p.add_argument("--align-tau", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)

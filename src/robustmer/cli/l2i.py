@@ -35,7 +35,9 @@ def fit_command(
     lr: float = typer.Option(1e-3, "--lr"),
     pooling: str = typer.Option("att,max", "--pooling", help="att, max or att,max"),
     seed: int = typer.Option(0, "--seed"),
-    max_clips: int | None = typer.Option(None, "--max-clips", help="first N training clips"),
+    max_clips: int | None = typer.Option(None, "--max-clips",
+                                         help="train the interpreters on the first N training "
+                                              "clips (the dictionary uses all)"),
     device: str = typer.Option("cpu", "--device"),
     data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
     out: Path | None = typer.Option(None, "--out", help="results folder (default RUN_DIR/l2i)"),

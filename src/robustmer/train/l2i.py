@@ -65,14 +65,15 @@ def fit_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *, k: i
             config: InterpreterConfig | None = None, max_clips: int | None = None,
             progress: bool = False) -> dict[str, Any]:
     """Fit (or reuse) the dictionary on ``frames_per_clip`` random frames of every training
-    clip, then train (or resume) one interpreter per pooling. Returns what ``fit.json`` holds."""
+    clip, then train (or resume) one interpreter per pooling on the first ``max_clips``
+    training clips (all by default). Returns what ``fit.json`` holds."""
     config = config or InterpreterConfig(seed=seed)
     bad = [p for p in poolings if p not in POOLINGS]
     if bad:
         raise ConfigError(f"poolings must be in {list(POOLINGS)}, got {bad}")
     out = Path(out_dir)
     fe = LogFilteredSpectrogram()
-    clips = excerpt_waves(data, "train", max_clips, frontend=fe)
+    clips = excerpt_waves(data, "train", None, frontend=fe)
     if not clips.ids:
         raise ConfigError("fit_l2i: the training split has no clips")
     x, X = clip_tensors(clips, fe, data.standardizer)
@@ -87,15 +88,18 @@ def fit_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *, k: i
     for pooling in poolings:
         cfg = dataclasses.replace(config, pooling=pooling)
         t0 = time.perf_counter()
-        train_interpreter(model, kind, x, X, dictionary.W, out / f"interpreter_{pooling}", cfg,
-                          data_description={"clips": settings["clips"],
-                                            "n_clips": len(clips.ids)})
+        n = len(clips.ids) if max_clips is None else min(max_clips, len(clips.ids))
+        train_interpreter(model, kind, x[:n], X[:n], dictionary.W, out / f"interpreter_{pooling}",
+                          cfg, data_description={"clips": io.stable_hash(clips.ids[:n]),
+                                                 "n_clips": n})
         times[pooling] = time.perf_counter() - t0
         if progress:
             print(f"interpreter {pooling}: {times[pooling]:.1f} s", flush=True)
     summary = {"dictionary": settings, "dictionary_reused": reused,
                "dictionary_fit_seconds": dictionary.info.get("fit_seconds"),
                "interpreter": config.to_dict(), "poolings": list(poolings),
+               "interpreter_clips": len(clips.ids) if max_clips is None
+               else min(max_clips, len(clips.ids)),
                "interpreter_seconds_this_call": times, "kind": kind,
                "threads": torch.get_num_threads(), **io.run_meta()}
     io.write_json(out / "fit.json", summary)
@@ -112,9 +116,11 @@ def _available(out: Path, poolings: tuple[str, ...]) -> list[str]:
 def evaluate_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *,
                  split: str = "test", taus: tuple[float, ...] = TAUS,
                  poolings: tuple[str, ...] = POOLINGS, max_clips: int | None = None,
-                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 seed: int = 0, ff_poolings: tuple[str, ...] | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fidelity (Θ vs the model) and faithfulness (FF vs random removal) on a split for every
-    trained pooling; writes the tidy tables. Returns ``(fidelity, faithfulness summary)``."""
+    trained pooling (faithfulness only for ``ff_poolings``, default all); writes the tidy
+    tables. Returns ``(fidelity, faithfulness summary)``."""
     out = Path(out_dir)
     d = Dictionary.load(out / DICTIONARY_DIR)
     fe = LogFilteredSpectrogram()
@@ -129,6 +135,8 @@ def evaluate_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *,
         model_out, _, theta_out = interpret_batches(model, interp, x, X.shape[1])
         names = output_names(kind, data, model_out.shape[1])
         fid_rows.append(fidelity_table(kind, model_out, theta_out, names).assign(pooling=pooling))
+        if ff_poolings is not None and pooling not in ff_poolings:
+            continue
         per_clip = faithfulness(model, interp, d.W, clips, fe, data.standardizer, kind, taus,
                                 seed=seed)
         per_clip["target_name"] = [names[c] for c in per_clip["target"]]
