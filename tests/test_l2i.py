@@ -177,3 +177,31 @@ def test_nmf_input_uses_the_front_end_stft_frame_for_frame() -> None:
     X, _ = log_magnitude(fe, wave)
     # the model's input is log10(1 + |STFT| @ filterbank) of the very same frames
     torch.testing.assert_close(torch.log10(torch.expm1(X) @ fe.filterbank + 1), fe(wave))
+
+
+def test_report_shows_l2i_section_for_a_run_folder(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from robustmer.io import write_json
+    from robustmer.report.html import build_report
+
+    l2i = tmp_path / "run" / "l2i"
+    ex = l2i / "explain" / "001_tension_tau0.5_att"
+    ex.mkdir(parents=True)
+    pd.DataFrame({"pooling": ["att"], "metric": ["r"], "output": ["mean"], "value": [0.5]}
+                 ).to_csv(l2i / "fidelity.csv", index=False)
+    pd.DataFrame({"pooling": ["att"], "tau": [0.5], "ff_median": [0.1], "wilcoxon_p": [0.01]}
+                 ).to_csv(l2i / "faithfulness.csv", index=False)
+    for name in ("input.wav", "interpretation.wav", "component_7.wav"):
+        (ex / name).write_bytes(b"")
+    write_json(ex / "explanation.json", {"target_name": "tension", "tau": 0.5,
+                                         "model_output": 0.4, "interpreter_output": 0.3,
+                                         "relevance": {"7": 0.9},
+                                         "component_files": {"7": "component_7.wav"}})
+    page = build_report(tmp_path / "run", tmp_path / "page" / "report.html")
+    html = page.read_text(encoding="utf-8")
+    assert "Listen to Interpret" in html and "Faithfulness" in html
+    assert html.count("<audio") == 3
+    assert '../run/l2i/explain/001_tension_tau0.5_att/component_7.wav' in html
+    with pytest.raises(ConfigError, match="--l2i"):
+        build_report(tmp_path / "run", tmp_path / "page" / "r2.html", l2i=[tmp_path])
