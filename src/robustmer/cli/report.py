@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
-        results_dir: Path = typer.Argument(..., help="Results store (runs.csv + clips.csv)."),
+        results_dir: Path = typer.Argument(
+            ..., help="Results store (runs.csv + clips.csv), or a run folder with l2i/ results."),
         out: Path | None = typer.Option(
             None, "--out", help="HTML file to write (default RESULTS_DIR/report.html)."),
         compare: list[Path] = typer.Option(
@@ -22,13 +23,15 @@ def register(app: typer.Typer) -> None:
         media_clips: int = typer.Option(
             2, "--media-clips", min=0, help="Audio / δ examples per model type."),
         alpha: float = typer.Option(0.05, "--alpha", help="Family-wise significance level."),
+        l2i: list[Path] = typer.Option(
+            [], "--l2i", help="A run folder with l2i/ results to add as a section (repeatable)."),
     ) -> None:
         """Write the HTML report (tables, figures, t-tests, SNR embedded; audio players read
         the store's media/ folder, which must travel with the page)."""
         from robustmer.report.html import build_report
 
         path = build_report(results_dir, out, compare, emotions=emotion, alpha=alpha,
-                            media_clips=media_clips)
+                            media_clips=media_clips, l2i=l2i)
         typer.echo(str(path))
 
     @app.command("import-cpjku")

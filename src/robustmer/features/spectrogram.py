@@ -78,10 +78,17 @@ class LogFilteredSpectrogram(nn.Module):
                  + torch.arange(self.config.frame_size, device=x.device))
         return x[..., index]
 
+    def stft(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., S)`` -> ``(..., T, frame_size // 2 + 1)`` complex STFT (DC .. Nyquist).
+
+        The one STFT of the package: :meth:`magnitude` (and so the model's input) and the L2I
+        explainer (``robustmer.explain.l2i``, which also needs the phase) both use it.
+        """
+        return torch.fft.rfft(self.frames(x) * self.window, n=self.config.frame_size)
+
     def magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., S)`` -> ``(..., T, frame_size // 2)`` STFT magnitude (DC .. Nyquist - 1)."""
-        spec = torch.fft.rfft(self.frames(x) * self.window, n=self.config.frame_size)
-        return spec[..., : self.config.num_fft_bins].abs()
+        return self.stft(x)[..., : self.config.num_fft_bins].abs()
 
     def filtered(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., S)`` -> ``(..., T, bands)`` filtered magnitude, before the log."""

@@ -36,6 +36,7 @@ from robustmer.evaluate.store import (
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.io import versions, write_text
 from robustmer.report import figures, tables
+from robustmer.report.l2i import find_l2i, l2i_section_html
 from robustmer.report.tables import esc
 
 REPORT_FILE = "report.html"
@@ -442,9 +443,11 @@ def _header_settings_html(sources: Sequence[SourceResults]) -> str:
     return f'{box}<p class="caption">Attack settings per store:</p><ul class="settings">{rows}</ul>'
 
 
-def render_html(sources: Sequence[SourceResults], alpha: float = 0.05) -> str:
-    """The whole page for one or more analysed sources (the first is the main one)."""
-    if not sources:
+def render_html(sources: Sequence[SourceResults], alpha: float = 0.05,
+                extra: Sequence[str] = ()) -> str:
+    """The whole page for one or more analysed sources (the first is the main one), then the
+    ``extra`` HTML sections (e.g. L2I). With no source, only the extra sections."""
+    if not sources and not extra:
         raise ConfigError("no results store to report")
     nav = " ".join(f'<a href="#source-{r.slug}">{esc(r.name)}</a>' for r in sources)
     compare = ""
@@ -466,12 +469,13 @@ def render_html(sources: Sequence[SourceResults], alpha: float = 0.05) -> str:
 {tables.snr_side_by_side_html({key(r, p): p.snr for r, p in parts})}
 </section>"""
         nav = '<a href="#side-by-side">side by side</a> ' + nav
-    body = "\n".join(_source_html(r, alpha) for r in sources)
+    body = "\n".join([*(_source_html(r, alpha) for r in sources), *extra])
+    title = sources[0].name if sources else "L2I"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>robustmer report: {esc(sources[0].name)}</title>
+<title>robustmer report: {esc(title)}</title>
 <link rel="icon" href="data:,">
 <style>{_CSS}</style>
 </head>
@@ -502,6 +506,7 @@ def build_report(
     comparisons: Sequence[tuple[str, str]] = stats.DEFAULT_COMPARISONS,
     alpha: float = 0.05,
     media_clips: int = 2,
+    l2i: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write the HTML report of ``results_dir`` (and of each ``compare`` store side by side) to
     ``out`` (default ``results_dir/report.html``) atomically; figures also go to
@@ -511,8 +516,17 @@ def build_report(
         raise ConfigError(f"--out {out_path}: is a folder, expected a file name")
     out_dir = out_path.parent
     taken: set[str] = set()
+    # L2I sections: the --l2i run folders, and results_dir itself when it is a run folder
+    # with l2i/ results rather than a results store.
+    main_is_l2i_only = (not (Path(results_dir) / "clips.csv").is_file()
+                        and find_l2i(results_dir) is not None)
+    l2i_dirs = [find_l2i(p) for p in ([results_dir] if main_is_l2i_only else []) + list(l2i)]
+    if any(x is None for x in l2i_dirs):
+        raise ConfigError(f"--l2i: no L2I results (l2i/fidelity.csv or l2i/explain/) in {l2i}")
+    extra = [l2i_section_html(x, out_dir) for x in l2i_dirs if x is not None]
+    stores = ([] if main_is_l2i_only else [results_dir]) + list(compare)
     sources = [analyse_store(p, out_dir, emotions=emotions, comparisons=comparisons,
                              alpha=alpha, media_clips=media_clips, taken=taken)
-               for p in (results_dir, *compare)]
-    write_text(out_path, render_html(sources, alpha))
+               for p in stores]
+    write_text(out_path, render_html(sources, alpha, extra))
     return out_path

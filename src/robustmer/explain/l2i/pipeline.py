@@ -1,0 +1,306 @@
+"""L2I on a dataset: clips -> (model input, X), dictionary frames, fidelity, faithfulness and
+the listenable explanation of one clip.
+
+``data`` is duck-typed (explain/ does not import data/): anything with ``dataset(part,
+mode="fixed")`` (items with ``id``; ``excerpt_index(id)``), ``waveform(id)`` and a
+``standardizer`` with ``transform`` — ``robustmer.data.PreparedData`` is one.
+
+What a clip is here: the waveform segment under the clip's fixed 313-frame evaluation window,
+``wave[int(i0 * hop) : int(i0 * hop) + int(313 * hop)]`` (zero-padded if the clip is shorter).
+Both the model's input (front end + standardiser) and ``X = log1p(|STFT|)`` are computed from
+that segment, so their frames are the same frames, and a resynthesised segment goes back through
+exactly the same path. (The segment's frame starts can differ by one sample from the cached
+excerpt's, since ``int((i0 + i) * hop) - int(i0 * hop)`` is not always ``int(i * hop)``.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustmer.errors import ConfigError
+from robustmer.evaluate.metrics import regression_metrics
+from robustmer.explain.l2i.interpreter import FeatureHooks, Interpreter, relevance, select
+from robustmer.explain.l2i.signal import log_magnitude, resynthesize, soft_masks
+from robustmer.features import EXCERPT_FRAMES, LogFilteredSpectrogram
+
+TAUS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+@dataclass
+class InterpreterConfig:
+    """Training settings of Ψ and Θ (defaults: the authors' loss weights).
+
+    Loss = ``fidelity_weight(epoch) * fidelity + reconstruction_weight * mean (X - WH)² +
+    sparsity_weight * mean |H|``. Fidelity schedule: ``fidelity_start`` (0.5) for the first
+    ``round(warm_fraction * epochs)`` epochs, then ``fidelity_end`` (1.0); the authors raise the
+    weight after the first part of training, the 30 % split is our choice.
+    """
+
+    pooling: str = "att"
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    hidden: int = 128
+    reconstruction_weight: float = 5.0
+    sparsity_weight: float = 0.4
+    fidelity_start: float = 0.5
+    fidelity_end: float = 1.0
+    warm_fraction: float = 0.3
+    device: str = "cpu"
+
+    def fidelity_weight(self, epoch: int) -> float:
+        """Weight of the fidelity loss in (1-based) ``epoch``."""
+        return self.fidelity_start if epoch <= round(self.warm_fraction * self.epochs) \
+            else self.fidelity_end
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-able)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InterpreterConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ConfigError``."""
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"InterpreterConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class Clips:
+    """Clip ids and their waveform segments (float32 tensors)."""
+
+    ids: list[str]
+    waves: list[torch.Tensor]
+
+
+def excerpt_waves(data: Any, part: str, max_clips: int | None = None,
+                  frames: int = EXCERPT_FRAMES, frontend: LogFilteredSpectrogram | None = None
+                  ) -> Clips:
+    """The waveform segments under the fixed evaluation windows of a split part."""
+    fe = frontend or LogFilteredSpectrogram()
+    ds = data.dataset(part, mode="fixed")
+    ids = list(ds.ids)[: max_clips]
+    length = int(frames * fe.config.hop_size)
+    waves = []
+    for clip_id in ids:
+        wave = np.asarray(data.waveform(clip_id), dtype=np.float32)
+        idx = ds.excerpt_index(clip_id)
+        start = int(fe.config.frame_starts(len(wave))[idx[0]]) if len(idx) else 0
+        seg = wave[start: start + length]
+        if len(seg) < length:
+            seg = np.pad(seg, (0, length - len(seg)))
+        waves.append(torch.from_numpy(np.ascontiguousarray(seg)))
+    return Clips(ids=ids, waves=waves)
+
+
+def model_input(frontend: LogFilteredSpectrogram, standardizer: Any, wave: torch.Tensor
+                ) -> torch.Tensor:
+    """``(S,)`` waveform -> the model's ``(1, 1, T, bands)`` standardised input."""
+    return standardizer.transform(frontend(wave))[None, None].float()
+
+
+def clip_tensors(clips: Clips, frontend: LogFilteredSpectrogram, standardizer: Any
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (N, 1, T, bands)`` model inputs and ``X (N, T, F)`` log-magnitudes."""
+    with torch.no_grad():
+        xs = torch.cat([model_input(frontend, standardizer, w) for w in clips.waves])
+        Xs = torch.stack([log_magnitude(frontend, w)[0].float() for w in clips.waves])
+    return xs, Xs
+
+
+def sample_frames(X: torch.Tensor, per_clip: int, seed: int) -> torch.Tensor:
+    """``(F, N * per_clip)``: ``per_clip`` frames drawn without replacement from every clip."""
+    g = torch.Generator().manual_seed(int(seed))
+    cols = [X[i, torch.randperm(X.shape[1], generator=g)[:per_clip]] for i in range(X.shape[0])]
+    return torch.cat(cols).T.contiguous()
+
+
+def model_targets(kind: str, out: torch.Tensor) -> torch.Tensor:
+    """What Θ imitates: the class distribution (softmax) for a classifier, else the outputs."""
+    return torch.softmax(out, dim=-1) if kind == "classifier" else out
+
+
+def fidelity_loss(kind: str, theta_out: torch.Tensor, model_out: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to the classifier's distribution, or MSE to the regressor's outputs."""
+    if kind == "classifier":
+        return F.cross_entropy(theta_out, torch.softmax(model_out, dim=-1))
+    return F.mse_loss(theta_out, model_out)
+
+
+def interpret_batches(model: nn.Module, interpreter: Interpreter, x: torch.Tensor,
+                      frames: int, batch_size: int = 16
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(model outputs, H (N, K, T), Θ outputs)`` for inputs ``x``, without gradients."""
+    outs, Hs, ys = [], [], []
+    layers = interpreter.config.get("layers")
+    with FeatureHooks(model, layers) as hooks, torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            out = model(x[i: i + batch_size])
+            H, y = interpreter(hooks.features, frames)
+            outs.append(out)
+            Hs.append(H)
+            ys.append(y)
+    return torch.cat(outs), torch.cat(Hs), torch.cat(ys)
+
+
+def fidelity_table(kind: str, model_out: torch.Tensor, theta_out: torch.Tensor,
+                   names: list[str]) -> pd.DataFrame:
+    """Tidy ``metric, output, value`` rows: top-1/3/5 agreement (classifier: is the model's
+    top class among Θ's top k) or Pearson r / MAE per output and their mean (regressor)."""
+    rows: list[dict[str, Any]] = []
+    if kind == "classifier":
+        top = model_out.argmax(-1)
+        for k in (1, 3, 5):
+            kk = min(k, theta_out.shape[-1])
+            hit = (theta_out.topk(kk, dim=-1).indices == top[:, None]).any(-1)
+            rows.append({"metric": f"top{k}", "output": "all", "value": float(hit.float().mean())})
+        return pd.DataFrame(rows)
+    m = regression_metrics(model_out.numpy(), theta_out.numpy(), names)
+    for name in names:
+        rows.append({"metric": "r", "output": name, "value": float(m["r"][name])})
+    rows.append({"metric": "r", "output": "mean", "value": float(m["mean_r"])})
+    rows.append({"metric": "mae", "output": "mean", "value": float(m["mae"])})
+    return pd.DataFrame(rows)
+
+
+def _target_value(kind: str, out: torch.Tensor, c: int) -> float:
+    return float(model_targets(kind, out)[0, c])
+
+
+def faithfulness(model: nn.Module, interpreter: Interpreter, W: torch.Tensor, clips: Clips,
+                 frontend: LogFilteredSpectrogram, standardizer: Any, kind: str,
+                 taus: tuple[float, ...] = TAUS, targets: list[int] | None = None,
+                 seed: int = 0) -> pd.DataFrame:
+    """Per clip, target and τ: remove the selected components, resynthesise, and measure the
+    drop of the model's output c, ``ff = f(x)_c - f(x')_c`` (class probability for a classifier,
+    the output itself for a regressor); ``ff_random`` removes as many random components (seeded
+    per clip, target and τ). Targets: the predicted class (classifier) or every output."""
+    rows = []
+    g = torch.Generator().manual_seed(int(seed))
+    k = W.shape[1]
+    for clip_id, wave in zip(clips.ids, clips.waves, strict=True):
+        x = model_input(frontend, standardizer, wave)
+        X, spec = log_magnitude(frontend, wave)
+        model_out, H, _ = interpret_batches(model, interpreter, x, X.shape[0])
+        parts = soft_masks(X.float(), W, H[0])
+        r = relevance(interpreter.theta, H)[0]  # (C, K)
+        cs = targets if targets is not None else (
+            [int(model_out.argmax())] if kind == "classifier" else list(range(model_out.shape[1])))
+        for c in cs:
+            base = _target_value(kind, model_out, c)
+            for tau in taus:
+                chosen = select(r[c], tau)
+                n = int(chosen.sum())
+                rand = torch.zeros(k, dtype=torch.bool)
+                rand[torch.randperm(k, generator=g)[:n]] = True
+                vals = []
+                for mask in (chosen, rand):
+                    if n == 0:
+                        vals.append(0.0)
+                        continue
+                    X_rm = (X - parts[mask].sum(0)).clamp_min(0)
+                    wave_rm = resynthesize(X_rm.to(X.dtype), spec, len(wave), frontend)
+                    with torch.no_grad():
+                        out = model(model_input(frontend, standardizer, wave_rm.float()))
+                    vals.append(base - _target_value(kind, out, c))
+                rows.append({"clip_id": clip_id, "target": c, "tau": tau, "n_selected": n,
+                             "ff": vals[0], "ff_random": vals[1]})
+    return pd.DataFrame(rows)
+
+
+def faithfulness_summary(per_clip: pd.DataFrame) -> pd.DataFrame:
+    """Per τ: FF_median of L2I and of the random baseline, mean selected components, and a
+    Wilcoxon signed-rank test of the paired differences ``ff - ff_random`` (two-sided)."""
+    from scipy.stats import wilcoxon
+
+    rows = []
+    for tau, grp in per_clip.groupby("tau"):
+        diff = (grp["ff"] - grp["ff_random"]).to_numpy()
+        p = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+        rows.append({"tau": float(tau), "n": len(grp), "mean_selected": grp["n_selected"].mean(),
+                     "ff_median": grp["ff"].median(), "ff_random_median": grp["ff_random"].median(),
+                     "median_difference": float(np.median(diff)), "wilcoxon_p": p})
+    return pd.DataFrame(rows)
+
+
+def explain_clip(model: nn.Module, interpreter: Interpreter, W: torch.Tensor,
+                 wave: torch.Tensor, frontend: LogFilteredSpectrogram, standardizer: Any,
+                 target: int, tau: float, out_dir: str | Path, kind: str,
+                 target_name: str = "", max_components: int = 8) -> dict[str, Any]:
+    """Listenable interpretation of one clip for output ``target``: writes ``input.wav``,
+    ``interpretation.wav`` (the selected components together), ``component_<k>.wav`` (each of
+    the ``max_components`` most relevant selected components), ``figure.png`` and
+    ``explanation.json``; returns the JSON payload."""
+    from robustmer import io
+    from robustmer.attacks.waveform import write_wav
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sr = frontend.config.sample_rate
+    x = model_input(frontend, standardizer, wave)
+    X, spec = log_magnitude(frontend, wave)
+    model_out, H, theta_out = interpret_batches(model, interpreter, x, X.shape[0])
+    r = relevance(interpreter.theta, H)[0, target]
+    chosen = torch.nonzero(select(r, tau)).flatten()
+    chosen = chosen[torch.argsort(r[chosen], descending=True)]
+    parts = soft_masks(X.float(), W, H[0])
+    n = len(wave)
+    write_wav(out / "input.wav", wave, sr)
+    interp = parts[chosen].sum(0) if len(chosen) else torch.zeros_like(X)
+    write_wav(out / "interpretation.wav", resynthesize(interp.to(X.dtype), spec, n, frontend), sr)
+    comps = [int(k) for k in chosen[:max_components]]
+    for kk in comps:
+        write_wav(out / f"component_{kk}.wav",
+                  resynthesize(parts[kk].to(X.dtype), spec, n, frontend), sr)
+    _figure(X, parts, comps, r, tau, out / "figure.png", target_name)
+    payload = {"target": target, "target_name": target_name, "tau": tau,
+               "model_output": float(model_targets(kind, model_out)[0, target]),
+               "interpreter_output": float(model_targets(kind, theta_out)[0, target]),
+               "selected": [int(k) for k in chosen],
+               "relevance": {int(k): float(r[k]) for k in chosen},
+               "component_files": {kk: f"component_{kk}.wav" for kk in comps}}
+    io.write_json(out / "explanation.json", payload)
+    return payload
+
+
+def _figure(X: torch.Tensor, parts: torch.Tensor, comps: list[int], r: torch.Tensor,
+            tau: float, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robustmer import io
+
+    n = 2 + len(comps)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.2), squeeze=False)
+    ax = axes[0]
+    ax[0].imshow(X.T.numpy(), origin="lower", aspect="auto", cmap="magma")
+    ax[0].set_title(f"input {title}".strip(), fontsize=8)
+    for i, kk in enumerate(comps):
+        ax[1 + i].imshow(parts[kk].T.numpy(), origin="lower", aspect="auto", cmap="magma")
+        ax[1 + i].set_title(f"component {kk}, r={float(r[kk]):.2f}", fontsize=8)
+    order = torch.argsort(r, descending=True)[:20]
+    ax[-1].bar(range(len(order)), r[order].numpy(),
+               color=["C1" if float(r[o]) > tau else "C0" for o in order])
+    ax[-1].axhline(tau, color="k", lw=0.8, ls="--")
+    ax[-1].set_xticks(range(len(order)), [str(int(o)) for o in order], fontsize=6, rotation=90)
+    ax[-1].set_title(f"relevance (τ = {tau})", fontsize=8)
+    for a in ax[:-1]:
+        a.set_xlabel("frame", fontsize=7)
+        a.set_ylabel("FFT bin", fontsize=7)
+    fig.tight_layout()
+    with io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
