@@ -281,7 +281,7 @@ class Attack:
         best[never] = delta[never]
         score = torch.where(never, score_last, score_best)
         if self.count_check_step:
-            iters = iters + (converged & ~done).to(iters.dtype)
+            iters = iters + converged.to(iters.dtype)
         logged = evaluated if self.log_prediction == "last_evaluated" else best
         return AttackResult(
             x_adv=(x + best).detach(), delta=best.detach(), iterations=iters.cpu(),
