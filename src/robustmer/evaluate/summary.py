@@ -151,6 +151,10 @@ def run_row(run_id: str, model_type: str, seed: int, status: str = "done", messa
     return row
 
 
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""
+
+
 def _key(k: tuple[Any, ...]) -> tuple[Any, ...]:
     """A hashable group key with NaN eps made comparable (NaN != NaN)."""
     run_id, attack, domain, eps = k
@@ -178,6 +182,12 @@ def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.
             run_id = str(rec["run_id"])
             setting = tuple(rec.get(c, np.nan) for c in SETTING_COLUMNS)
             g = groups.get(_key((run_id, *setting))) if rec["status"] == "done" else None
+            if g is None and rec["status"] == "done" and _blank(setting[0]):
+                # a runs row without a setting (old tables): the run's one setting in clips
+                mine = [k for k in groups if k[0] == run_id]
+                if len(mine) == 1:
+                    g = groups[mine[0]]
+                    setting = tuple(g[c].iloc[0] for c in SETTING_COLUMNS)
             rows.append(run_row(run_id, rec["model_type"], int(rec["seed"]), rec["status"],
                                 "" if pd.isna(rec.get("message")) else str(rec["message"]),
                                 clips=g, setting=setting if rec["status"] == "done" else None))
