@@ -10,9 +10,9 @@ is passed; freeze samples that are done or have used ``max_iters`` steps), then 
 ``δ ← Proj(δ + η·dir(∇δ objective))`` for the rest. Only the running samples are forwarded, and
 every quantity is per sample, so a batch gives the per-sample results of a one-at-a-time loop:
 exactly when the model's outputs do not depend on the batch size, and otherwise within the
-tolerance docs/attacks.md ("Batching") states and tests on the real architecture. Gradients are taken with ``torch.autograd.grad`` w.r.t. ``δ`` only, so
-nothing accumulates in the model's ``.grad``; the model runs in eval mode and its mode is
-restored afterwards.
+tolerance docs/attacks.md ("Batching") states and tests on the real architecture. Gradients
+are taken with ``torch.autograd.grad`` w.r.t. ``δ`` only, so nothing accumulates in the
+model's ``.grad``; the model runs in eval mode and its mode is restored afterwards.
 """
 
 from __future__ import annotations
