@@ -272,7 +272,7 @@ def test_study_without_examples_and_with_total_wall_time(tmp_path: Path) -> None
         "train": {"width": 0.0625, "epochs": 1}, "attack": {"iters": 1, "batch_size": 4},
         "write_examples": False})
     first = runner.run_study(cfg, progress=False, log=lambda m: None)
-    attack_dir = tmp_path / "out" / "runs" / "A2E_seed1" / "attack"
+    (attack_dir,) = (tmp_path / "out" / "runs" / "A2E_seed1" / "attack").iterdir()
     assert (attack_dir / "attack.csv").is_file() and not (attack_dir / "examples").exists()
     second = runner.run_study(cfg, progress=False, log=lambda m: None)
     meta = second.store.read_meta()

@@ -5,14 +5,25 @@ stopping; attacks supply their objective and stop rule. Never imports train/, da
 """
 
 from robustmer.attacks.base import Attack, AttackResult, StopRule
-from robustmer.attacks.bim import BIM, PGD, NoStop, ThresholdStop, per_sample_corr, per_sample_mse
+from robustmer.attacks.bim import (
+    BIM,
+    PGD,
+    NoStop,
+    ReferenceThresholdStop,
+    ThresholdStop,
+    per_sample_corr,
+    per_sample_mse,
+)
 from robustmer.attacks.cw import CWAudio
 from robustmer.attacks.norms import l2, linf, project, snr_db, spectrogram_snr_db
+from robustmer.attacks.spec import AttackSpec, register, setting_id, setting_label
 from robustmer.attacks.targeted import TargetedPGD, TargetReached
 from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch, write_wav
 
 __all__ = [
-    "AUDIO_BOX", "BIM", "PGD", "Attack", "AttackResult", "CWAudio", "NoStop", "StopRule",
-    "TargetReached", "TargetedPGD", "ThresholdStop", "WaveformModel", "l2", "linf", "pad_batch",
-    "per_sample_corr", "per_sample_mse", "project", "snr_db", "spectrogram_snr_db", "write_wav",
+    "AUDIO_BOX", "BIM", "PGD", "Attack", "AttackResult", "AttackSpec", "CWAudio", "NoStop",
+    "ReferenceThresholdStop", "StopRule", "TargetReached", "TargetedPGD", "ThresholdStop",
+    "WaveformModel", "l2", "linf", "pad_batch",
+    "per_sample_corr", "per_sample_mse", "project", "register", "setting_id", "setting_label",
+    "snr_db", "spectrogram_snr_db", "write_wav",
 ]

@@ -81,9 +81,13 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="replace --out even if it holds other results"),
-    adversarial: bool = typer.Option(False, "--adversarial", help="BIM adversarial training"),
+    adversarial: bool = typer.Option(False, "--adversarial", help="adversarial training"),
     adv_every: int = typer.Option(5, "--adv-every", help="adversarial step every n-th epoch"),
-    adv_iters: int = typer.Option(50, "--adv-iters", help="BIM iterations per batch"),
+    adv_attack: str = typer.Option("bim", "--adv-attack", help="training attack (a name from "
+                                   "robustmer.attacks.spec: bim, pgd, reference, ...)"),
+    adv_eps: float = typer.Option(0.001, "--adv-eps", help="training attack budget ε"),
+    adv_eta: float = typer.Option(0.002, "--adv-eta", help="training attack step η"),
+    adv_iters: int = typer.Option(50, "--adv-iters", help="training attack iterations per batch"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm bars"),
 ) -> None:
     """Train one model with the reference recipe and keep its best checkpoint."""
@@ -114,6 +118,16 @@ def train_command(
     if (out / "last").is_dir() and not (resume or overwrite):
         raise ConfigError(f"--out {out} holds a trained run already; pass --resume to continue "
                           f"it, or --overwrite to replace it")
+    attack = None
+    if adversarial:  # checked before any feature is computed
+        from robustmer.attacks.spec import AttackSpec
+
+        spec = AttackSpec.from_dict({"name": adv_attack, "eps": adv_eps, "eta": adv_eta,
+                                     "max_iters": adv_iters}, where="--adv-*")
+        if spec.task != "regression":
+            raise ConfigError(f"--adv-attack {adv_attack}: attacks a classifier; adversarial "
+                              f"training attacks the emotion regressors")
+        attack = spec.build()  # its spec is recorded in the run's config.yaml
     config = TrainConfig(seed=seed, lr=lr, batch_size=batch_size, max_epochs=epochs,
                          patience=patience, device=device, amp=amp, channels_last=channels_last,
                          adversarial_every=adv_every if adversarial else 0)
@@ -127,11 +141,6 @@ def train_command(
         description["classes"] = classes
         n_classes = len(classes)
     claim_folder(out, "run", overwrite=overwrite)
-    attack = None
-    if adversarial:
-        from robustmer.attacks import BIM
-
-        attack = BIM(eps=0.001, eta=0.002, max_iters=adv_iters)
     set_resume_hint(lambda: _epoch_hint(out))
     result = train_run(
         prepared.dataset("train", mode="random", seed=seed),
