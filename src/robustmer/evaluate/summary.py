@@ -126,14 +126,17 @@ def summarize_run(clips: pd.DataFrame) -> dict[str, float]:
 
 
 def run_row(run_id: str, model_type: str, seed: int, status: str = "done", message: str = "",
-            clips: pd.DataFrame | None = None) -> dict[str, Any]:
+            clips: pd.DataFrame | None = None,
+            concept_mean_r: float = float("nan")) -> dict[str, Any]:
     """One ``runs.csv`` row: identity + status, and the metrics of ``clips`` (NaN when None,
-    e.g. for a failed or not-runnable run)."""
+    e.g. for a failed or not-runnable run); ``concept_mean_r`` is the test concept r of a
+    concept-trained bottleneck (``clean_concept_mean_r``, NaN for other models)."""
     row: dict[str, Any] = {"run_id": str(run_id), "model_type": str(model_type),
                            "seed": int(seed), "status": status, "message": message}
     metrics = (summarize_run(clips) if clips is not None
                else {c: float("nan") for c in RUNS_METRIC_COLUMNS})
     row.update(metrics)
+    row["clean_concept_mean_r"] = float(concept_mean_r)
     return row
 
 
@@ -154,9 +157,11 @@ def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.
         for rec in runs.to_dict("records"):
             run_id = str(rec["run_id"])
             g = groups.get(run_id) if rec["status"] == "done" else None
+            concept = rec.get("clean_concept_mean_r", float("nan"))
             rows.append(run_row(run_id, rec["model_type"], int(rec["seed"]), rec["status"],
                                 "" if pd.isna(rec.get("message")) else str(rec["message"]),
-                                clips=g))
+                                clips=g, concept_mean_r=float("nan") if g is None or pd.isna(
+                                    concept) else float(concept)))
     df = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
     if len(df) == 0:
         return df

@@ -195,15 +195,17 @@ def snr_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
 
 
 def runs_html(per_run: pd.DataFrame) -> str:
-    """Every run with its status, message and recomputed clean / attacked metrics."""
+    """Every run with its status, message and recomputed clean / attacked metrics, and the
+    test concept r of a concept-trained bottleneck (``–`` for other models)."""
     head = ["<tr><th>run</th><th>model type</th><th>seed</th><th>status</th><th>clean r</th>"
             "<th>clean MAE</th><th>attacked MAE</th><th>ΔMAE</th><th>SNR (dB)</th>"
-            "<th>message</th></tr>"]
+            "<th>concept r</th><th>message</th></tr>"]
     rows = []
     for rec in per_run.to_dict("records"):
         rows.append([_td(esc(rec["run_id"]), False), _td(esc(rec["model_type"]), False),
                      _td(esc(rec["seed"])), _td(esc(rec["status"]), False),
                      _td(fmt(rec["clean_mean_r"])), _td(fmt(rec["clean_mae"])),
                      _td(fmt(rec["adv_mae"])), _td(fmt(rec["delta_mae"])),
-                     _td(fmt(rec["mean_snr_db"], 2)), _td(esc(rec["message"]), False)])
+                     _td(fmt(rec["mean_snr_db"], 2)),
+                     _td(fmt(rec.get("clean_concept_mean_r"))), _td(esc(rec["message"]), False)])
     return _table(head, rows, "runs")

@@ -29,7 +29,7 @@ from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.study.config import MODEL_TYPES, StudyConfig
-from robustmer.train import TrainConfig, load_run, train_run
+from robustmer.train import TrainConfig, evaluate_model, load_run, train_run
 
 Log = Callable[[str], None]
 DONE = "DONE"
@@ -57,7 +57,8 @@ def _dataset_root(config: StudyConfig, out: Path, log: Log) -> Path:
         return root
     from robustmer.data.synth import synthesize  # only the demo path needs the synthesiser
 
-    info = synthesize(out / "data", clips=config.data.synth_clips, seed=config.data.synth_seed)
+    info = synthesize(out / "data", clips=config.data.synth_clips, seed=config.data.synth_seed,
+                      duration=config.data.synth_duration)
     log(f"embedded concept dataset: {info.clips} clips in {info.root}")
     return Path(info.root)
 
@@ -85,7 +86,8 @@ def _train_config(config: StudyConfig, seed: int, adversarial: bool) -> TrainCon
     t = config.train
     return TrainConfig(seed=seed, lr=t.lr, batch_size=t.batch_size, max_epochs=t.epochs,
                        patience=t.patience, adversarial_every=t.adv_every if adversarial else 0,
-                       device=t.device)
+                       device=t.device, amp=t.amp, standardize_targets=t.standardize_targets,
+                       lr_schedule=t.lr_schedule, bn_recalibrate=t.bn_recalibrate)
 
 
 def _attack(config: StudyConfig) -> BIM:
@@ -132,6 +134,21 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
         iterations=table["iterations"], converged=table["converged"],
         final_threshold=table["final_threshold"], delta_linf=table["delta_linf"],
         delta_l2=table["delta_l2"], snr_db=table["snr_db"])
+
+
+def concept_mean_r_of(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
+                       out: Path) -> float:
+    """Test-split concept mean r of a concept-trained bottleneck (A2M2E), NaN for other types;
+    computed once from the trained model and kept in ``runs/<id>/concepts.json``."""
+    if MODEL_TYPES[model_type][0] != "a2m2e":
+        return float("nan")
+    path = out / "runs" / run_id_of(model_type, seed) / "concepts.json"
+    if not path.is_file():
+        model = load_run(path.parent / "train", device=config.train.device).model
+        metrics = evaluate_model(model, data.dataset("test"), device=config.train.device)
+        io.write_json(path, metrics.get("concept_metrics"))
+    stored = io.read_json(path)
+    return float("nan") if stored is None else float(stored["mean_r"])
 
 
 def _copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_dir: Path,
@@ -195,7 +212,8 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print) -
         _copy_media(config, store, run_id, out / "runs" / run_id / "attack",
                     clips["clip_id"].astype(str).tolist())
         frames.append(clips)
-        row = run_row(run_id, model_type, seed, clips=clips)
+        row = run_row(run_id, model_type, seed, clips=clips,
+                      concept_mean_r=concept_mean_r_of(config, data, model_type, seed, out))
         rows.append(row)
         log(f"{prefix}: clean r {row['clean_mean_r']:.3f} MAE {row['clean_mae']:.3f} -> "
             f"attacked MAE {row['adv_mae']:.3f} (ΔMAE {row['delta_mae']:+.3f}, "
