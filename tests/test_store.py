@@ -211,3 +211,16 @@ def test_appends_replace_per_run_and_setting(tmp_path: Path) -> None:
     assert store.read_runs()["status"].tolist() == ["failed"]
     with pytest.raises(DatasetError, match="2 attack settings"):
         run_row("r1", "A2E", 6, clips=pd.concat([a, b], ignore_index=True))
+
+
+def test_runs_without_the_concept_column_read_as_nan(tmp_path: Path) -> None:
+    """Stores written before ``clean_concept_mean_r`` existed stay readable."""
+    store = ResultsStore(tmp_path)
+    runs = pd.DataFrame([run_row("r1", "A2M2E", 6, concept_mean_r=0.7), run_row("r2", "A2E", 6)])
+    store.write_runs(runs)
+    back = store.read_runs()
+    assert back["clean_concept_mean_r"].iloc[0] == pytest.approx(0.7)
+    assert pd.isna(back["clean_concept_mean_r"].iloc[1])
+    old = pd.read_csv(store.runs_path).drop(columns=["clean_concept_mean_r"])
+    old.to_csv(store.runs_path, index=False)
+    assert store.read_runs()["clean_concept_mean_r"].isna().all()

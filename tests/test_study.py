@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -196,3 +197,23 @@ def test_attack_block_is_validated_with_the_key_named(tmp_path: Path) -> None:
         tiny(tmp_path, tmp_path, train={"adv_attack": "nope"})
     one = tiny(tmp_path, tmp_path, attack={"eps": 0.02})  # a single number still works
     assert [s.spec.eps for s in one.attack.settings] == [0.02]
+
+
+def test_runs_csv_reports_the_concept_r_of_a2m2e(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tiny(tmp_path / "out", tmp_path / "cache", models=["A2M2E", "A2E"],
+               train={"width": 0.0625, "epochs": 1, "standardize_targets": True})
+    res = runner.run_study(cfg, progress=False, log=_quiet)
+    runs = res.store.read_runs().set_index("model_type")
+    r = runs.loc["A2M2E", "clean_concept_mean_r"]
+    assert -1.0 <= r <= 1.0 and pd.isna(runs.loc["A2E", "clean_concept_mean_r"])
+    stored = json.loads((tmp_path / "out" / "runs" / "A2M2E_seed1" / "concepts.json").read_text())
+    assert stored["mean_r"] == pytest.approx(r)
+
+    def no_loading(*args: object, **kwargs: object) -> object:
+        raise Killed
+
+    # resumed: read back from concepts.json, no model loaded again
+    monkeypatch.setattr(runner, "load_run", no_loading)
+    again = runner.run_study(cfg, progress=False, log=_quiet)
+    pd.testing.assert_frame_equal(again.store.read_runs(), res.store.read_runs())

@@ -23,6 +23,13 @@ def test_shipped_configs_parse() -> None:
     repo = Path(__file__).resolve().parents[1] / "configs"
     for name in ("demo.yaml", "paper.yaml"):  # the copies beside the repository say the same
         assert load_config(repo / name) == load_config(CONFIGS / name)
+    assert demo.train.standardize_targets  # docs/demo.md: without it A2M2E does not learn
+    assert not paper.train.standardize_targets and paper.train.lr_schedule == "constant"
+    # every departure of the demo's train block from the paper is named in its comments
+    text = (CONFIGS / "demo.yaml").read_text()
+    for key in ("epochs", "lr", "standardize_targets", "adv_iters", "adv_eps"):
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(f"{key}:"))
+        assert "departure" in line, key
 
 
 @pytest.mark.parametrize(
@@ -35,6 +42,8 @@ def test_shipped_configs_parse() -> None:
         ({"attack": {"domain": "time"}}, "attack.domain"),
         ({"attack": {"eps": 0}}, "attack.eps"),
         ({"colour": "red"}, "colour"),
+        ({"train": {"lr_schedule": "cosine"}}, "train.lr_schedule"),
+        ({"train": {"bn_recalibrate": "yes"}}, "train.bn_recalibrate"),
     ],
 )
 def test_bad_values_name_the_key(patch: dict, needle: str) -> None:
@@ -51,3 +60,17 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_config(bad)
+
+
+def test_train_departures_reach_the_trainer() -> None:
+    from robustmer.study.runner import _train_config
+
+    cfg = parse_config({"name": "x", "output": "out", "seeds": [1], "train": {
+        "standardize_targets": True, "lr_schedule": "onecycle", "bn_recalibrate": True,
+        "amp": True}})
+    tc = _train_config(cfg, 3, adversarial=False)
+    assert (tc.standardize_targets, tc.lr_schedule, tc.bn_recalibrate, tc.amp) == (
+        True, "onecycle", True, True)
+    plain = _train_config(parse_config({"name": "x", "output": "out", "seeds": [1]}), 3, False)
+    assert (plain.standardize_targets, plain.lr_schedule, plain.bn_recalibrate, plain.amp) == (
+        False, "constant", False, False)

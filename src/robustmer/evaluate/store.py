@@ -67,7 +67,11 @@ RUNS_METRIC_COLUMNS: tuple[str, ...] = (
     "clean_mean_r", "clean_mae", "clean_rmse", "clean_r2", *R_COLUMNS,
     "adv_mean_r", "adv_mae", "delta_mae", "mean_snr_db", "mean_iterations",
 )
-RUNS_COLUMNS: tuple[str, ...] = (*RUNS_KEY_COLUMNS, *RUNS_METRIC_COLUMNS)
+RUNS_CONCEPT_COLUMNS: tuple[str, ...] = ("clean_concept_mean_r",)
+"""Test-split mean Pearson r of a concept-trained bottleneck (A2M2E) against the concept ratings;
+NaN for models without one. Not recomputable from ``clips.csv`` (which holds emotions only), so
+``summarize_runs`` carries it over from ``runs.csv``; older stores without it read as NaN."""
+RUNS_COLUMNS: tuple[str, ...] = (*RUNS_KEY_COLUMNS, *RUNS_METRIC_COLUMNS, *RUNS_CONCEPT_COLUMNS)
 
 CLIPS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", *SETTING_COLUMNS, "clip_id")
 Y_COLUMNS: tuple[str, ...] = tuple(f"y_{e}" for e in EMOTIONS)
@@ -353,13 +357,18 @@ class ResultsStore:
         return self.runs_path.is_file() and self.clips_path.is_file()
 
     # --- reading -------------------------------------------------------------------------
-    def _read(self, path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    def _read(self, path: Path, columns: Sequence[str],
+              optional: Sequence[str] = ()) -> pd.DataFrame:
+        """Read and validate a table; ``optional`` columns missing from the file are NaN."""
         if not path.is_file():
             raise DatasetError(f"{path}: results table not found (is {self.path} a results store?)")
         try:
             df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=True)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise DatasetError(f"{path}: not a readable CSV table ({err})") from err
+        for col in optional:
+            if col not in df.columns:
+                df[col] = np.nan
         df = self._fill_settings(df, str(path))
         return validate_frame(df, columns, str(path))
 
@@ -385,8 +394,9 @@ class ResultsStore:
 
     def read_runs(self) -> pd.DataFrame:
         """``runs.csv`` validated (unique per ``run_id`` and setting); an old table without the
-        setting columns is filled with ``config_setting(config.yaml)``."""
-        df = self._read(self.runs_path, RUNS_COLUMNS)
+        setting columns is filled with ``config_setting(config.yaml)``, one without the concept
+        column gets NaN."""
+        df = self._read(self.runs_path, RUNS_COLUMNS, optional=RUNS_CONCEPT_COLUMNS)
         _check_unique(df, RUNS_UNIQUE, str(self.runs_path))
         return df
 

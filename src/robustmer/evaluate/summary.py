@@ -138,10 +138,11 @@ def summarize_run(clips: pd.DataFrame) -> dict[str, float]:
 
 
 def run_row(run_id: str, model_type: str, seed: int, status: str = "done", message: str = "",
-            clips: pd.DataFrame | None = None, *, setting: Setting | None = None
-            ) -> dict[str, Any]:
+            clips: pd.DataFrame | None = None, *, setting: Setting | None = None,
+            concept_mean_r: float = float("nan")) -> dict[str, Any]:
     """One ``runs.csv`` row: identity, attack setting, status, and the metrics of ``clips``
-    (NaN when None, e.g. for a failed or not-runnable run).
+    (NaN when None, e.g. for a failed or not-runnable run); ``concept_mean_r`` is the test
+    concept r of a concept-trained bottleneck (``clean_concept_mean_r``, NaN for other models).
 
     The setting is ``setting`` when given, else the one setting of ``clips`` (an error when
     they hold several), else ``DEFAULT_SETTING`` for a ``done`` row and empty for the others
@@ -161,6 +162,7 @@ def run_row(run_id: str, model_type: str, seed: int, status: str = "done", messa
     metrics = (summarize_run(clips) if clips is not None
                else {c: float("nan") for c in RUNS_METRIC_COLUMNS})
     row.update(metrics)
+    row["clean_concept_mean_r"] = float(concept_mean_r)
     return row
 
 
@@ -197,9 +199,12 @@ def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.
             st = _setting_of(rec)
             g = (groups.get((run_id, *setting_key(st)))
                  if rec["status"] == "done" and st is not None else None)
+            concept = rec.get("clean_concept_mean_r", float("nan"))
             rows.append(run_row(run_id, rec["model_type"], int(rec["seed"]), rec["status"],
                                 "" if pd.isna(rec.get("message")) else str(rec["message"]),
-                                clips=g, setting=st))
+                                clips=g, setting=st,
+                                concept_mean_r=float("nan") if g is None or pd.isna(concept)
+                                else float(concept)))
     df = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
     if len(df) == 0:
         return df

@@ -260,12 +260,13 @@ def snr_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
 
 def runs_html(per_run: pd.DataFrame) -> str:
     """Every run (and attack setting, when a store has several) with its status, message and
-    recomputed clean / attacked metrics."""
+    recomputed clean / attacked metrics, and the test concept r of a concept-trained bottleneck
+    (``–`` for other models)."""
     multi = len(settings(per_run)) > 1
     head = ["<tr><th>run</th><th>model type</th><th>seed</th>"
             + ("<th>attack setting</th>" if multi else "") + "<th>status</th><th>clean r</th>"
             "<th>clean MAE</th><th>attacked MAE</th><th>ΔMAE</th><th>SNR (dB)</th>"
-            "<th>message</th></tr>"]
+            "<th>concept r</th><th>message</th></tr>"]
     rows = []
     for rec in per_run.to_dict("records"):
         named = str(rec.get("attack", "") or "").strip() not in ("", "nan")
@@ -275,5 +276,6 @@ def runs_html(per_run: pd.DataFrame) -> str:
                      _td(esc(rec["seed"])), *st, _td(esc(rec["status"]), False),
                      _td(fmt(rec["clean_mean_r"])), _td(fmt(rec["clean_mae"])),
                      _td(fmt(rec["adv_mae"])), _td(fmt(rec["delta_mae"])),
-                     _td(fmt(rec["mean_snr_db"], 2)), _td(esc(rec["message"]), False)])
+                     _td(fmt(rec["mean_snr_db"], 2)),
+                     _td(fmt(rec.get("clean_concept_mean_r"))), _td(esc(rec["message"]), False)])
     return _table(head, rows, "runs")

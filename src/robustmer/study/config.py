@@ -14,6 +14,7 @@ import yaml
 
 from robustmer.attacks.spec import AttackSpec, setting_id
 from robustmer.errors import ConfigError
+from robustmer.train.config import LR_SCHEDULES
 
 MODEL_TYPES: dict[str, tuple[str, bool]] = {
     "A2E": ("a2e", False),
@@ -47,11 +48,13 @@ class DataSpec:
     split_seed: int = 0
     synth_clips: int = 120
     synth_seed: int = 0
+    synth_duration: float = 12.0
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """The training recipe (defaults: the reference study's)."""
+    """The training recipe (defaults: the reference study's). The last four are departures for
+    short CPU runs (``TrainConfig`` fields of the same names; off by default, docs/demo.md)."""
 
     width: float = 1.0
     epochs: int = 200
@@ -64,6 +67,10 @@ class TrainSpec:
     adv_eps: float = 0.001
     adv_eta: float = 0.002
     adv_attack: str = "bim"
+    amp: bool = False
+    standardize_targets: bool = False
+    lr_schedule: str = "constant"
+    bn_recalibrate: bool = False
 
 
 DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
@@ -220,7 +227,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         kind = type(default) if default is not dataclasses.MISSING else None
         if kind is float and isinstance(val, int) and not isinstance(val, bool):
             val = float(val)
-        wrong_type = kind in (int, float, str) and not isinstance(val, kind)
+        wrong_type = kind in (int, float, str, bool) and not isinstance(val, kind)
         if wrong_type or (kind in (int, float) and isinstance(val, bool)):
             raise ConfigError(f"{where}.{key}: expected {kind.__name__}, found {val!r}")
         values[key] = val
@@ -266,6 +273,9 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
             raise ConfigError(f"{source}: attack.domain waveform needs the audio; this study's "
                               f"data is the feature pack {data.pack} (spectrograms only); use "
                               f"attack.domain spectrogram, or data.root for the audio folder")
+    if train.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"{source}: train.lr_schedule must be one of {list(LR_SCHEDULES)}, "
+                          f"found {train.lr_schedule!r}")
     for name, val in (("train.adv_eps", train.adv_eps), ("train.adv_eta", train.adv_eta),
                       ("train.lr", train.lr), ("train.width", train.width)):
         if not val > 0:

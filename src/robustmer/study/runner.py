@@ -31,7 +31,7 @@ from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.folders import claim_folder, require_same_settings
 from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
-from robustmer.train import TrainConfig, load_run, train_run
+from robustmer.train import TrainConfig, evaluate_model, load_run, train_run
 
 Log = Callable[[str], None]
 DONE = "DONE"
@@ -60,7 +60,8 @@ def _dataset_root(config: StudyConfig, out: Path, log: Log) -> Path:
         return Path(config.data.root)  # checked by run_study before the folder is claimed
     from robustmer.data.synth import synthesize  # only the demo path needs the synthesiser
 
-    info = synthesize(out / "data", clips=config.data.synth_clips, seed=config.data.synth_seed)
+    info = synthesize(out / "data", clips=config.data.synth_clips, seed=config.data.synth_seed,
+                      duration=config.data.synth_duration)
     log(f"embedded concept dataset: {info.clips} clips in {info.root}")
     return Path(info.root)
 
@@ -94,7 +95,8 @@ def _train_config(config: StudyConfig, seed: int, adversarial: bool) -> TrainCon
     t = config.train
     return TrainConfig(seed=seed, lr=t.lr, batch_size=t.batch_size, max_epochs=t.epochs,
                        patience=t.patience, adversarial_every=t.adv_every if adversarial else 0,
-                       device=t.device)
+                       device=t.device, amp=t.amp, standardize_targets=t.standardize_targets,
+                       lr_schedule=t.lr_schedule, bn_recalibrate=t.bn_recalibrate)
 
 
 def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int, out: Path,
@@ -143,6 +145,21 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
 def attack_dir_of(run_dir: Path, setting: AttackSetting) -> Path:
     """``runs/<run_id>/attack/<setting-id>/``: one resumable folder per attack setting."""
     return run_dir / "attack" / setting.id
+
+
+def concept_mean_r_of(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
+                       out: Path) -> float:
+    """Test-split concept mean r of a concept-trained bottleneck (A2M2E), NaN for other types;
+    computed once from the trained model and kept in ``runs/<id>/concepts.json``."""
+    if MODEL_TYPES[model_type][0] != "a2m2e":
+        return float("nan")
+    path = out / "runs" / run_id_of(model_type, seed) / "concepts.json"
+    if not path.is_file():
+        model = load_run(path.parent / "train", device=config.train.device).model
+        metrics = evaluate_model(model, data.dataset("test"), device=config.train.device)
+        io.write_json(path, metrics.get("concept_metrics"))
+    stored = io.read_json(path)
+    return float("nan") if stored is None else float(stored["mean_r"])
 
 
 def _copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_dir: Path,
@@ -225,10 +242,12 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
         _copy_media(config, store, run_id, attack_dir_of(out / "runs" / run_id, first),
                     clips["clip_id"].astype(str).drop_duplicates().tolist())
         frames.append(clips)
+        concept = concept_mean_r_of(config, data, model_type, seed, out)
         for setting in config.attack.settings:
             sel = clips[(clips["attack"] == setting.key[0]) & (clips["domain"] == setting.key[1])
                         & _same_eps(clips["eps"], setting.key[2])]
-            row = run_row(run_id, model_type, seed, clips=sel, setting=setting.key)
+            row = run_row(run_id, model_type, seed, clips=sel, setting=setting.key,
+                          concept_mean_r=concept)
             rows.append(row)
             log(f"{prefix} {setting.id}: clean r {row['clean_mean_r']:.3f} MAE "
                 f"{row['clean_mae']:.3f} -> attacked MAE {row['adv_mae']:.3f} (ΔMAE "

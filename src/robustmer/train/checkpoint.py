@@ -221,6 +221,10 @@ def load_run(run_dir: str | Path, which: str = BEST, device: str = "cpu") -> Loa
     except RuntimeError as err:
         raise CheckpointError(f"{Path(run_dir) / which}/{MODEL_FILE} does not fit "
                               f"model_config.json: {err}") from err
+    if ckpt.state.get("target_scaler") is not None:  # trained on standardised targets
+        from robustmer.train.options import TargetScaler, fold_targets
+
+        fold_targets(model, TargetScaler.from_dict(ckpt.state["target_scaler"]))
     model.to(device).eval()
     return LoadedRun(model=model, model_config=ckpt.model_config,
                      train_config=TrainConfig.from_dict(ckpt.train_config), data=ckpt.data,

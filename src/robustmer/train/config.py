@@ -8,6 +8,9 @@ from typing import Any
 
 from robustmer.errors import ConfigError
 
+LR_SCHEDULES: tuple[str, ...] = ("constant", "onecycle")
+"""``TrainConfig.lr_schedule`` values (robustmer.train.options.scheduled_lr)."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -17,7 +20,13 @@ class TrainConfig:
     ``emotion_weight`` is ``w`` in the A2M2E loss ``w·MSE(emotions) + (1-w)·MSE(concepts)``.
     ``adversarial_every = n > 0`` adds an adversarial step on every n-th epoch (the study: 5).
     ``amp`` / ``channels_last`` are speed options for CUDA, off by default (bit-exact
-    reproducibility is only promised on CPU with both off).
+    reproducibility is only promised on CPU with both off; on CPU ``amp`` is bfloat16 autocast).
+
+    Departures from the recipe for short CPU runs (all off by default, docs/demo.md):
+    ``standardize_targets`` trains on per-output standardised targets (mapped back into ratings
+    in every checkpoint that is loaded), ``lr_schedule="onecycle"`` warms the learning rate up to
+    ``lr`` and anneals it over ``max_epochs``, ``bn_recalibrate`` recomputes the best
+    checkpoint's BatchNorm statistics on the training excerpts with dropout off.
     """
 
     seed: int = 0
@@ -31,6 +40,9 @@ class TrainConfig:
     amp: bool = False
     channels_last: bool = False
     tensorboard: bool = False
+    standardize_targets: bool = False
+    lr_schedule: str = "constant"
+    bn_recalibrate: bool = False
 
     def __post_init__(self) -> None:
         checks = (
@@ -43,6 +55,7 @@ class TrainConfig:
             ("adversarial_every", self.adversarial_every >= 0, ">= 0 (0 = off)"),
             ("device", self.device == "cpu" or self.device.startswith("cuda"),
              "'cpu' or 'cuda[:N]'"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {list(LR_SCHEDULES)}"),
         )
         for name, ok, expected in checks:
             if not ok:

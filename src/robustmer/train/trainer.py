@@ -8,6 +8,7 @@ items are the dicts documented in docs/ARCHITECTURE.md and any attack callable.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import random
 import time
@@ -31,6 +32,13 @@ from robustmer.folders import settings_diff
 from robustmer.models import MERModel, build_model
 from robustmer.train import checkpoint as ck
 from robustmer.train.config import RESUMABLE_CHANGES, TrainConfig
+from robustmer.train.options import (
+    TargetScaler,
+    fit_target_scaler,
+    fold_targets,
+    recalibrate_batchnorm,
+    scheduled_lr,
+)
 
 Attack = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], Any]
 """Any ``attack(model, x, y)`` returning an object with ``.x_adv`` (e.g. robustmer.attacks.BIM)."""
@@ -207,7 +215,9 @@ def _check_resume(ckpt: ck.Checkpoint, model_config: dict[str, Any], config: Tra
             f"{k}: stored {a!r}, asked {b!r}" for k, a, b in diff))
     stored = TrainConfig.from_dict(ckpt.train_config).to_dict()
     asked = config.to_dict()
-    diff = sorted(k for k in asked if asked[k] != stored[k] and k not in RESUMABLE_CHANGES)
+    free = RESUMABLE_CHANGES if config.lr_schedule == "constant" else (
+        RESUMABLE_CHANGES - {"max_epochs"})  # the schedule spans max_epochs
+    diff = sorted(k for k in asked if asked[k] != stored[k] and k not in free)
     if diff:
         raise CheckpointError(f"{run_dir}: cannot resume with changed training settings "
                               + ", ".join(f"{k}: stored {stored[k]!r}, asked {asked[k]!r}"
@@ -219,6 +229,44 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "val_score", "best_epoch", "adv_loss", "attack_time_s", "time_s")
 """Column order of ``history.csv`` (other keys follow, sorted): JSON storage sorts the keys of
 each record, so the order is set here rather than taken from the records."""
+
+
+class _Rated(torch.nn.Module):
+    """A model trained on standardised targets, seen in rating units (emotions ``s·z + m``):
+    what the attack of adversarial training must see, with gradients to the same weights."""
+
+    def __init__(self, model: MERModel, scaler: TargetScaler) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("std", torch.tensor(scaler.emotion_std))
+        self.register_buffer("mean", torch.tensor(scaler.emotion_mean))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.std.to(x.device) + self.mean.to(x.device)
+
+
+def _rated_copy(model: MERModel, scaler: TargetScaler | None) -> MERModel:
+    """The model in rating units: itself without a scaler, else a folded copy (for validation)."""
+    return model if scaler is None else fold_targets(copy.deepcopy(model), scaler)
+
+
+def _recalibrate_best(run: Path, train_set: Dataset, device: torch.device,
+                      batch_size: int) -> None:
+    """``TrainConfig.bn_recalibrate``: recompute ``best/``'s BatchNorm statistics on the training
+    excerpts of its epoch (dropout off) and mark it done in its ``state.json``. Deterministic
+    and idempotent, so a run killed before or during it just does it again."""
+    best = ck.read_checkpoint(run, ck.BEST)
+    if best.state.get("bn_recalibrated"):
+        return
+    model = build_model(**best.model_config)
+    model.load_state_dict(best.model_state)
+    model.to(device)
+    if hasattr(train_set, "set_epoch"):
+        train_set.set_epoch(int(best.state["epoch"]))
+    recalibrate_batchnorm(model, train_set, device, batch_size=batch_size)
+    best.model_state = model.state_dict()
+    best.state = {**best.state, "bn_recalibrated": True}
+    ck.save_checkpoint(run, ck.BEST, best)
 
 
 def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -294,6 +342,7 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     autocast, scaler = mixed_precision(device, config.amp)
 
+    tscale: TargetScaler | None = None
     history: list[dict[str, Any]] = []
     es: dict[str, Any] = {"best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
                           "stopped": False}
@@ -308,6 +357,8 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         history = list(last.history)
         es = dict(last.state["early_stopping"])
         start = int(last.state["epoch"]) + 1
+        if last.state.get("target_scaler") is not None:
+            tscale = TargetScaler.from_dict(last.state["target_scaler"])
         assert last.rng is not None
         ck.restore_rng(last.rng)
         meta = last.meta
@@ -316,6 +367,8 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         if es["best_epoch"] == last.state["epoch"] and not best_ok:  # killed before best/ copy
             ck.copy_checkpoint(run, ck.LAST, ck.BEST)
     else:
+        if config.standardize_targets:
+            tscale = fit_target_scaler(train_set, kind)
         meta = io.run_meta(seed=config.seed, model=model_config)
         run.mkdir(parents=True, exist_ok=True)
         io.write_yaml(run / "config.yaml", {
@@ -329,7 +382,9 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     epochs_bar = tqdm(total=config.max_epochs, initial=start - 1, desc="train", unit="epoch",
                       disable=not progress)
 
-    def step(batch: dict[str, Any], x: torch.Tensor) -> float:
+    def step(batch: dict[str, Any], x: torch.Tensor, lr: float) -> float:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         with autocast():
             loss = compute_loss(model, model.forward_all(x), batch, config.emotion_weight)
@@ -352,22 +407,26 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         n_batches = 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.max_epochs}", leave=False,
                    disable=not progress)
-        for raw in bar:
+        for i_batch, raw in enumerate(bar):
             batch = _to_device(raw, device, config.channels_last)
-            total += step(batch, batch["x"])
+            target = batch if tscale is None else tscale.standardize(batch)
+            lr = scheduled_lr(config, epoch, i_batch, len(loader))
+            total += step(target, batch["x"], lr)
             n_batches += 1
             if adversarial:
                 assert attack is not None
                 model.eval()
                 ta = time.perf_counter()
-                x_adv = attack(model, batch["x"], batch["emotions"]).x_adv.detach()
+                seen = model if tscale is None else _Rated(model, tscale)
+                x_adv = attack(seen, batch["x"], batch["emotions"]).x_adv.detach()
                 attack_time += time.perf_counter() - ta
                 model.train()
-                adv_total += step(batch, x_adv)
+                adv_total += step(target, x_adv, lr)
             bar.set_postfix(loss=f"{total / n_batches:.4f}")
         bar.close()
 
-        ev = evaluate_model(model, val_set, device, batch_size=max(config.batch_size, 32))
+        ev = evaluate_model(_rated_copy(model, tscale), val_set, device,
+                            batch_size=max(config.batch_size, 32))
         score = validation_score(model, ev)
         # An undefined score (e.g. r over a single validation clip) is -inf; the first epoch
         # still becomes "best" so that a run always has a best checkpoint.
@@ -391,7 +450,8 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
 
         ck.save_checkpoint(run, ck.LAST, ck.Checkpoint(
             model_state=model.state_dict(),
-            state={"epoch": epoch, "early_stopping": es},
+            state={"epoch": epoch, "early_stopping": es,
+                   "target_scaler": None if tscale is None else tscale.to_dict()},
             model_config=model_config, train_config=config.to_dict(), data=data_description,
             normaliser=normaliser, history=history, meta=meta,
             optimizer_state={"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
@@ -416,6 +476,8 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     if not (run / ck.BEST).is_dir():
         raise CheckpointError(f"{run}: no epoch was trained (max_epochs={config.max_epochs} "
                               f"<= the last finished epoch?)")
+    if config.bn_recalibrate:
+        _recalibrate_best(run, train_set, device, max(config.batch_size, 32))
     best = ck.load_run(run, ck.BEST, device=str(device))
     last_epoch = int(history[-1]["epoch"]) if history else 0
     return TrainResult(model=best.model, run_dir=run, history=history,
