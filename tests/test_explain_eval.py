@@ -288,3 +288,30 @@ def test_bad_arguments_raise_config_errors(tmp_path: Path) -> None:
                             task="classifier")
     with pytest.raises(ConfigError, match="segment ids"):
         evaluate_explainers(model, items(1), SEG + 1, {}, tmp_path / "d", task="classifier")
+
+
+def test_report_page_for_an_explainer_eval_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from robustmer.cli import app
+    from robustmer.report.explain import flip_summary, is_explainer_eval, recovery_summary
+
+    model = SegmentClassifier(reads=(1, 4))
+    deltas = [seg_delta({1: 1.0, 4: 0.5, 5: 0.25}), seg_delta({1: 0.1, 4: 0.15, 5: 0.2})]
+    folder = tmp_path / "xeval"
+    res = evaluate_explainers(model, items(2), SEG, {"fixed": FixedOrder(), "oracle": Oracle()},
+                              folder, task="classifier", attack=GivenDelta(deltas), n_maps=1)
+    assert is_explainer_eval(folder) and not is_explainer_eval(tmp_path)
+    assert sorted(p.name for p in (folder / "maps").iterdir()) == ["c0.npz"]
+    s = flip_summary(res.flips)
+    row = s[(s["method"] == "magnitude") & (s["k"] == 1)].iloc[0]
+    assert row["n"] == 2 and row["rate"] == 0.5 and row["ci_low"] < 0.5 < row["ci_high"]
+    rs = recovery_summary(res.recovery).set_index(["method", "k"])
+    assert rs.loc[("fixed", 3), "h2"] == 2 and rs.loc[("fixed", 1), "n"] == 1
+    out = CliRunner().invoke(app, ["report", str(folder)])
+    assert out.exit_code == 0, out.output
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "<b>2 of 2</b>" in page and "Label-flip rate vs k" in page
+    assert page.count("data:image/png;base64,") == 3  # curves, recovery, one clip's maps
+    assert "oracle" in page and "Recovery of localised perturbations" in page
+    assert (folder / "report-figures" / "explainer-flip-curves.png").is_file()

@@ -24,8 +24,12 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.05, "--alpha", help="Family-wise significance level."),
     ) -> None:
         """Write a self-contained HTML report (tables, figures, t-tests, SNR, audio)."""
+        from robustmer.report.explain import build_explain_report, is_explainer_eval
         from robustmer.report.html import build_report
 
+        if is_explainer_eval(results_dir):  # a folder written by `robustmer explainer-eval`
+            typer.echo(str(build_explain_report(results_dir, out)))
+            return
         path = build_report(results_dir, out, compare, emotions=emotion, alpha=alpha,
                             media_clips=media_clips)
         typer.echo(str(path))
