@@ -1,0 +1,71 @@
+"""Explainers for any ``torch.nn.Module`` on 2-D (time x frequency) input (docs/explain.md).
+
+One call for every method: ``explain(model, x, target, method, segments=None, **params) ->
+Explanation``. The gradient family (Saliency, Guided Backprop, Integrated Gradients, each
+optionally SmoothGrad / SmoothGrad² / VarGrad) and LIME come from captum; segment maps and their
+aggregation, and A2M2E's concept explanation, are here. Never imports train/, data/, study/ or
+the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustmer.errors import ConfigError
+from robustmer.explain.base import Explainer, Explanation
+from robustmer.explain.concepts import concept_table
+from robustmer.explain.gradient import BASES, NOISES, GradientExplainer
+from robustmer.explain.lime import FILLS, LimeExplainer
+from robustmer.explain.segments import AGGREGATIONS, aggregate, grid_segments, parse_grid
+
+ALIASES: dict[str, str] = {noise: f"saliency+{noise}" for noise in NOISES}
+"""``smoothgrad`` = ``saliency+smoothgrad`` etc. (the usual meaning of the bare names)."""
+
+METHODS: tuple[str, ...] = (
+    *BASES, *(f"{b}+{n}" for b in BASES for n in NOISES), *ALIASES, "lime")
+"""Every accepted method name."""
+
+
+def make_explainer(method: str, **params: Any) -> Explainer:
+    """The explainer for ``method`` (one of :data:`METHODS`, case-insensitive) with ``params``.
+
+    Gradient methods take ``aggregation``, ``batch_size``, ``n_steps`` (ig), and with noise
+    ``nt_samples``, ``sigma``, ``seed``; LIME takes ``n_samples``, ``fill``, ``kernel_width``,
+    ``alpha``, ``p_on``, ``batch_size``, ``seed``, ``grid``. A parameter the method does not use
+    is an error (so a typo is not silently ignored).
+    """
+    name = str(method).strip().lower()
+    if name not in METHODS:
+        raise ConfigError(f"unknown explanation method {method!r}; choose from {list(METHODS)}")
+    canonical = ALIASES.get(name, name)
+    if canonical == "lime":
+        allowed = {"n_samples", "fill", "kernel_width", "alpha", "p_on", "batch_size", "seed",
+                   "grid"}
+    else:
+        base, _, noise = canonical.partition("+")
+        allowed = {"aggregation", "batch_size"}
+        allowed |= {"n_steps"} if base == "ig" else set()
+        allowed |= {"nt_samples", "sigma", "seed"} if noise else set()
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ConfigError(f"method {name!r} does not take {unknown}; it takes {sorted(allowed)}")
+    if canonical == "lime":
+        return LimeExplainer(name=name, **params)
+    return GradientExplainer(base, noise or None, name=name, **params)
+
+
+def explain(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, method: str,
+            segments: torch.Tensor | None = None, **params: Any) -> Explanation:
+    """Explain output ``target`` (int or ``(B,)``) of ``model`` on the batch ``x`` ``(B, ..., T,
+    F)`` with ``method``; with a segment map ``(T, F)`` / ``(B, T, F)``, also score segments."""
+    return make_explainer(method, **params)(model, x, target, segments)
+
+
+__all__ = [
+    "AGGREGATIONS", "ALIASES", "BASES", "FILLS", "METHODS", "NOISES", "Explainer", "Explanation",
+    "GradientExplainer", "LimeExplainer", "aggregate", "concept_table", "explain",
+    "grid_segments", "make_explainer", "parse_grid",
+]
