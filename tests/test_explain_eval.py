@@ -315,3 +315,84 @@ def test_report_page_for_an_explainer_eval_folder(tmp_path: Path) -> None:
     assert page.count("data:image/png;base64,") == 3  # curves, recovery, one clip's maps
     assert "oracle" in page and "Recovery of localised perturbations" in page
     assert (folder / "report-figures" / "explainer-flip-curves.png").is_file()
+
+
+def _tiny_run(tmp_path: Path, kind: str) -> Path:
+    """A 1-epoch width-0.0625 run on a 10-clip synthetic dataset (as `robustmer train` writes
+    it), through the library so that it works for the classifier too."""
+    from typer.testing import CliRunner
+
+    from robustmer.cli import app
+    from robustmer.data import prepare_data
+    from robustmer.train import TrainConfig, train_run
+
+    data, run = tmp_path / "data", tmp_path / f"run-{kind}"
+    if not data.is_dir():
+        res = CliRunner().invoke(app, ["data", "synth", "--out", str(data), "--clips", "10",
+                                       "--seed", "3"])
+        assert res.exit_code == 0, res.output
+    prepared = prepare_data(data, cache_dir=tmp_path / "cache")
+    n_classes = len(prepared.table.classes) if kind == "classifier" else None
+    desc = {**prepared.to_dict(), "split_id": prepared.split.split_id}
+    train_run(prepared.dataset("train", mode="random"), prepared.dataset("val", mode="fixed"),
+              run, kind=kind, width=0.0625, n_classes=n_classes,
+              config=TrainConfig(max_epochs=1, batch_size=4), data_description=desc,
+              normaliser=prepared.standardizer.to_dict(), progress=False)
+    prepared.split.save(run / "split.json")
+    return run
+
+
+@pytest.mark.slow
+def test_cli_explainer_eval_on_tiny_runs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from robustmer.cli import app
+
+    def invoke(*args: Any) -> str:
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, (args, res.output, res.exception)
+        return res.output
+
+    run = _tiny_run(tmp_path, "classifier")
+    out = tmp_path / "xeval"
+    args = ("explainer-eval", run, "--methods", "saliency,lime", "--param", "lime.n_samples=32",
+            "--k", "1-3", "--recovery-k", "1,3", "--split", "train", "--max-clips", 3,
+            "--attack-iters", 30, "--eps", 0.5, "--eta", 0.05, "--grid", "2x3", "--out", out,
+            "--no-progress")
+    text = invoke(*args)
+    assert "clips of train gave a successful adversarial example (classifier)" in text
+    adv = pd.read_csv(out / "adversarial.csv", dtype={"clip_id": str})
+    assert len(adv) == 3
+    n_ok = int(adv["success"].sum())
+    assert n_ok >= 1
+    flips = pd.read_csv(out / "flips.csv", dtype={"clip_id": str})
+    assert len(flips) == n_ok * 4 * 3  # (magnitude, random, saliency, lime) x k = 1..3
+    assert set(flips["method"]) == {"magnitude", "random", "saliency", "lime"}
+    rec = pd.read_csv(out / "recovery.csv", dtype={"clip_id": str})
+    assert len(rec) == n_ok * 4 * 2 and set(rec["k"]) <= {1, 3}
+    # resume: nothing to do, same tables
+    invoke(*args, "--resume")
+    pd.testing.assert_frame_equal(pd.read_csv(out / "flips.csv", dtype={"clip_id": str}), flips)
+    invoke("report", out)
+    assert "Label-flip rate vs k" in (out / "report.html").read_text(encoding="utf-8")
+    # a bad --param names the problem
+    res = CliRunner().invoke(app, ["explainer-eval", str(run), "--methods", "saliency",
+                                   "--param", "lime.n_samples=8", "--out", str(tmp_path / "z")])
+    assert res.exit_code != 0 and "lime" in str(res.exception)
+
+    # the regressor analogue through the CLI (A2E): same tables, regression attack
+    run = _tiny_run(tmp_path, "a2e")
+    out = tmp_path / "xeval-a2e"
+    text = invoke("explainer-eval", run, "--methods", "ig", "--param", "ig.n_steps=4",
+                  "--k", "1,6", "--recovery-k", "1", "--split", "train", "--max-clips", 2,
+                  "--attack-iters", 10, "--eps", 0.05, "--eta", 0.01, "--grid", "2x3",
+                  "--out", out, "--no-progress")
+    assert "(regressor)" in text
+    adv = pd.read_csv(out / "adversarial.csv", dtype={"clip_id": str})
+    assert (adv["target_class"] == -1).all() and adv["explained"].between(0, 7).all()
+    assert adv["success"].any()
+    flips = pd.read_csv(out / "flips.csv", dtype={"clip_id": str})
+    assert len(flips) == int(adv["success"].sum()) * 3 * 2
+    # at k = S (all 6 segments) the partial perturbation is all of δ: effect 1, flipped
+    full = flips[flips["k"] == 6]
+    assert full["flipped"].all() and np.allclose(full["effect"], 1.0)
