@@ -396,3 +396,21 @@ def test_cli_explainer_eval_on_tiny_runs(tmp_path: Path) -> None:
     # at k = S (all 6 segments) the partial perturbation is all of δ: effect 1, flipped
     full = flips[flips["k"] == 6]
     assert full["flipped"].all() and np.allclose(full["effect"], 1.0)
+
+
+def test_library_explainers_plug_in(tmp_path: Path) -> None:
+    """The explain package's explainers satisfy the interface: on a model that reads one segment,
+    saliency and LIME rank it first, so they flip every clip at k = 1 like the oracle."""
+    from robustmer.explain import make_explainer
+
+    model = SegmentClassifier(reads=(4,))
+    attack = CWAudio(alpha=15.0, eps=0.5, eta=0.01, max_iters=200, box=None)
+    explainers = {"saliency": make_explainer("saliency"),
+                  "lime": make_explainer("lime", n_samples=64)}
+    res = evaluate_explainers(model, items(2), SEG, explainers, tmp_path, task="classifier",
+                              attack=attack, ks=[1, 6])
+    assert res.n_successful == 2
+    rate = res.flip_rate(1)
+    assert rate["saliency"] == 1.0 and rate["lime"] == 1.0 and rate["magnitude"] == 1.0
+    assert (res.flip_rate(6) == 1.0).all()
+    assert set(res.timings["method"]) >= {"saliency", "lime"}
