@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from robustmer import io
-from robustmer.attacks import BIM, CWAudio
+from robustmer.attacks import BIM, CWAudio, TargetedPGD
 from robustmer.data import prepare_data, synthesize
 from robustmer.explain import grid_segments, make_explainer, parse_grid
 from robustmer.explain.evaluation import evaluate_explainers
@@ -85,9 +85,11 @@ def evaluate(model: torch.nn.Module, prepared: Any, kind: str, out: Path,
     n_freq, n_time = parse_grid(args.grid)
     segments = grid_segments(tuple(items[0]["x"].shape[-2:]), n_freq=n_freq, n_time=n_time)
     task = "classifier" if kind == "classifier" else "regressor"
-    if task == "classifier":
+    if task == "classifier" and args.classifier_attack == "cw":
         attack: Any = CWAudio(alpha=15.0, eps=0.1, eta=5e-4, max_iters=args.attack_iters,
                               box=None)
+    elif task == "classifier":
+        attack = TargetedPGD(eps=args.pgd_eps, eta=args.pgd_eta, max_iters=args.attack_iters)
     else:
         attack = BIM(eps=args.reg_eps, eta=args.reg_eta, max_iters=args.reg_iters)
     params = _params(args.param)
@@ -144,7 +146,10 @@ def main() -> None:
     ap.add_argument("--param", action="append", default=[],
                     help="METHOD.NAME=VALUE, e.g. lime.n_samples=256 (repeatable)")
     ap.add_argument("--grid", default="4x5", help="frequency bands x time blocks")
-    ap.add_argument("--attack-iters", type=int, default=1000, help="C&W iterations")
+    ap.add_argument("--classifier-attack", choices=("cw", "targeted-pgd"), default="cw")
+    ap.add_argument("--attack-iters", type=int, default=1000, help="classifier attack iterations")
+    ap.add_argument("--pgd-eps", type=float, default=0.1, help="targeted PGD: ε")
+    ap.add_argument("--pgd-eta", type=float, default=0.002, help="targeted PGD: step")
     ap.add_argument("--reg-iters", type=int, default=1000, help="regression BIM iterations")
     ap.add_argument("--reg-eps", type=float, default=0.001)
     ap.add_argument("--reg-eta", type=float, default=0.002)

@@ -98,7 +98,7 @@ def flip_curves_png(summary: pd.DataFrame, path: str | os.PathLike[str] | None =
     for method, g in summary.groupby("method", sort=False):
         style = BASELINE_STYLE.get(str(method)) or {"color": next(colors), "ls": "-"}
         ax.plot(g["k"], g["rate"], marker="o", ms=3, label=f"{method}", **style)
-        ax.fill_between(g["k"], g["ci_low"], g["ci_high"], color=style["color"], alpha=0.12)
+        ax.fill_between(g["k"], g["ci_low"], g["ci_high"], color=style["color"], alpha=0.07)
     ax.set_xlabel("k (segments of δ kept, from the method's ranking)")
     ax.set_ylabel("label-flip rate")
     ax.set_ylim(-0.02, 1.02)
