@@ -4,7 +4,7 @@ clips, and measure every explainer's label-flip rate, recovery histograms and ti
 Two datasets: ``--dataset embedded`` (the synthetic concept dataset, made with ``synthesize``:
 classifier, A2E and A2M2E) and ``--dataset soundtracks`` (the real audio in
 ``../shared/data/soundtracks``: classifier and A2E). Models are trained with the library's
-``train_run`` (a run folder that already holds ``best/`` is reused), then evaluated with
+``train_run`` (an unfinished run folder is continued, a finished one reused), then evaluated with
 ``robustmer.explain.evaluation.evaluate_explainers`` (resumable: a rerun with the same ``--work``
 continues). Uses ``--device cuda`` when asked and available. Writes
 ``benchmarks/results/explain-<dataset>.json`` (settings, per model: test score, attack outcome,
@@ -52,16 +52,16 @@ def _params(values: list[str]) -> dict[str, dict[str, Any]]:
 def train(prepared: Any, run: Path, kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train one model (or reuse it) and score it on the test split."""
     t0 = time.perf_counter()
-    if not (run / "best").is_dir():
-        n_classes = len(prepared.table.classes) if kind == "classifier" else None
-        train_run(prepared.dataset("train", mode="random", seed=args.seed),
-                  prepared.dataset("val", mode="fixed", seed=args.seed), run, kind=kind,
-                  width=args.width, n_classes=n_classes,
-                  config=TrainConfig(seed=args.seed, lr=args.lr, max_epochs=args.epochs,
-                                     patience=args.epochs, device=args.device),
-                  data_description={**prepared.to_dict(), "split_id": prepared.split.split_id},
-                  normaliser=prepared.standardizer.to_dict(), progress=False, resume=True)
-        prepared.split.save(run / "split.json")
+    # resume=True continues an unfinished run and returns at once for a finished one
+    n_classes = len(prepared.table.classes) if kind == "classifier" else None
+    train_run(prepared.dataset("train", mode="random", seed=args.seed),
+              prepared.dataset("val", mode="fixed", seed=args.seed), run, kind=kind,
+              width=args.width, n_classes=n_classes,
+              config=TrainConfig(seed=args.seed, lr=args.lr, max_epochs=args.epochs,
+                                 patience=args.epochs, device=args.device),
+              data_description={**prepared.to_dict(), "split_id": prepared.split.split_id},
+              normaliser=prepared.standardizer.to_dict(), progress=False, resume=True)
+    prepared.split.save(run / "split.json")
     seconds = time.perf_counter() - t0
     from robustmer.train import load_run
 
@@ -174,16 +174,18 @@ def main() -> None:
     prep_s = time.perf_counter() - t0
     kinds = args.kinds.split(",") if args.kinds else list(KINDS[args.dataset])
     out_json = args.out or RESULTS / f"explain-{args.dataset}.json"
+    previous = io.read_json(out_json) if out_json.is_file() else {}
     payload: dict[str, Any] = {
         "dataset": args.dataset, "root": str(root), "settings": vars(args) | {"work": str(work)},
         "split_sizes": {p: len(getattr(prepared.split, p)) for p in ("train", "val", "test")},
-        "prepare_seconds": prep_s, "models": {},
+        "prepare_seconds": prep_s, "models": dict(previous.get("models", {})),
         "device": args.device, "torch_threads": torch.get_num_threads(),
         "meta": io.run_meta()}
     for kind in kinds:
         trained = train(prepared, work / f"run-{kind}", kind, args)
         model = trained.pop("model")
-        entry = {**trained, **evaluate(model, prepared, kind, work / f"xeval-{kind}", args)}
+        entry = {**trained, **evaluate(model, prepared, kind, work / f"xeval-{kind}", args),
+                 "command_settings": {k: str(v) for k, v in vars(args).items()}}
         payload["models"][kind] = entry
         payload["total_seconds"] = time.perf_counter() - t_all
         io.write_json(out_json, payload)
