@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("data", "train", "attack", "study", "report", "xeval")
+_COMMAND_MODULES = ("data", "train", "attack", "explain", "study", "report", "xeval")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"robustmer.cli.{_name}").register(app)

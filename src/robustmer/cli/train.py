@@ -24,6 +24,7 @@ class ModelKind(StrEnum):
     a2e = "a2e"
     a2b2e = "a2b2e"
     a2m2e = "a2m2e"
+    classifier = "classifier"
 
 
 def _describe(prepared: Any) -> dict[str, Any]:
@@ -33,7 +34,8 @@ def _describe(prepared: Any) -> dict[str, Any]:
 
 
 def train_command(
-    model: ModelKind = typer.Option(..., "--model", help="a2e, a2b2e or a2m2e"),
+    model: ModelKind = typer.Option(..., "--model", case_sensitive=False,
+                                    help="a2e, a2b2e, a2m2e or classifier (of the TARGET label)"),
     data: Path = typer.Option(..., "--data", help="dataset root (Set1/ + mean_ratings_set1.csv)"),
     seed: int = typer.Option(0, "--seed", help="fixes init, data order, dropout, windows"),
     out: Path = typer.Option(..., "--out", help="run folder (last/, best/, history)"),
@@ -65,6 +67,14 @@ def train_command(
                          patience=patience, device=device, amp=amp, channels_last=channels_last,
                          adversarial_every=adv_every if adversarial else 0)
     prepared = prepare_data(data, cache_dir=cache, split_path=split)
+    description, n_classes = _describe(prepared), None
+    if model is ModelKind.classifier:
+        classes = list(prepared.table.classes)
+        if len(classes) < 2:
+            raise ConfigError(f"{data}: --model classifier needs a class label column (TARGET) "
+                              f"with at least 2 classes; found {classes}")
+        description["classes"] = classes
+        n_classes = len(classes)
     attack = None
     if adversarial:
         from robustmer.attacks import BIM
@@ -73,14 +83,16 @@ def train_command(
     result = train_run(
         prepared.dataset("train", mode="random", seed=seed),
         prepared.dataset("val", mode="fixed", seed=seed),
-        out, kind=model.value, width=width, config=config,
-        data_description=_describe(prepared), normaliser=prepared.standardizer.to_dict(),
+        out, kind=model.value, width=width, n_classes=n_classes, config=config,
+        data_description=description, normaliser=prepared.standardizer.to_dict(),
         attack=attack, resume=resume, progress=progress)
     prepared.split.save(out / SPLIT_FILE)
     last = result.history[-1] if result.history else {}
     typer.echo(f"trained {model.value} (seed {seed}) to epoch {result.last_epoch}; best epoch "
                f"{result.best_epoch}, validation score {result.best_score:.4f}"
-               + (f", val mean r {last['val_mean_r']:.4f}" if "val_mean_r" in last else ""))
+               + (f", val mean r {last['val_mean_r']:.4f}" if "val_mean_r" in last else "")
+               + (f", val accuracy {last['val_accuracy']:.4f}" if "val_accuracy" in last
+                  else ""))
     typer.echo(f"run folder: {out} (best/ and last/ checkpoints, history.csv)")
 
 
@@ -111,11 +123,19 @@ def evaluate_command(
                             split_path=split_path if split_path.is_file() else None,
                             midlevel_root=desc.get("midlevel_root"))
     ev = evaluate_model(loaded.model, prepared.dataset(split, mode="fixed", seed=0), device)
+    outputs = ev["logits"] if "logits" in ev else ev["predictions"]
     payload = {"run": str(run_dir), "checkpoint": which, "epoch": loaded.epoch, "split": split,
                "split_id": prepared.split.split_id, "n_clips": len(ev["ids"]),
                "metrics": ev.get("metrics"), "concept_metrics": ev.get("concept_metrics"),
                "clips": {i: [float(v) for v in p]
-                         for i, p in zip(ev["ids"], ev["predictions"], strict=True)}}
+                         for i, p in zip(ev["ids"], outputs, strict=True)}}
+    if "logits" in ev:  # the classifier: accuracy and per-class counts, over labelled clips
+        from robustmer.evaluate.metrics import classification_metrics
+
+        classes = desc.get("classes") or list(prepared.table.classes)
+        payload["metrics"] = classification_metrics(ev["labels"], ev["logits"].argmax(1),
+                                                    classes)
+        payload["classes"] = classes
     target = run_dir / f"metrics_{split}.json"
     io.write_json(target, payload)
     typer.echo(json.dumps({k: payload[k] for k in ("split", "n_clips", "metrics",

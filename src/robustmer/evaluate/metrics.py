@@ -79,3 +79,31 @@ def mean_predictor_metrics(train_targets: np.ndarray, test_targets: np.ndarray,
 def per_sample_mae(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Mean absolute error of each row (one value per clip)."""
     return np.abs(np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)).mean(axis=1)
+
+
+def classification_metrics(labels: np.ndarray, predicted: np.ndarray,
+                           classes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Accuracy and per-class counts of class predictions; labels ``-1`` (unknown) are skipped.
+
+    Returns ``n`` (labelled clips), ``n_unlabelled``, ``accuracy`` (NaN with no labelled clip)
+    and ``per_class``: ``{name: {n_true, n_pred, n_correct, recall}}`` (recall None for a class
+    with no clip), names from ``classes`` (or the indices as strings).
+    """
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    p = np.asarray(predicted, dtype=np.int64).reshape(-1)
+    if y.shape != p.shape:
+        raise ValueError(f"labels {y.shape} and predictions {p.shape} differ in length")
+    keep = y >= 0
+    n_cls = len(classes) if classes is not None else int(max(y.max(initial=-1),
+                                                             p.max(initial=-1)) + 1)
+    names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n_cls)]
+    per_class = {}
+    for k, name in enumerate(names):
+        n_true = int((y[keep] == k).sum())
+        n_correct = int(((y == k) & (p == k)).sum())
+        per_class[name] = {"n_true": n_true, "n_pred": int((p[keep] == k).sum()),
+                           "n_correct": n_correct,
+                           "recall": n_correct / n_true if n_true else None}
+    return {"n": int(keep.sum()), "n_unlabelled": int((~keep).sum()),
+            "accuracy": float((p[keep] == y[keep]).mean()) if keep.any() else float("nan"),
+            "per_class": per_class}

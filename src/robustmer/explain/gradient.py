@@ -48,9 +48,10 @@ class GradientExplainer:
     (max(x) − min(x))`` of each clip (SmoothGrad's "noise level" relative to the input range).
 
     Noise is drawn from ``seed`` separately for each clip (with torch's RNG forked, so the
-    caller's RNG is untouched), so a clip's explanation does not depend on its batch neighbours;
-    model calls are batched over the noisy copies (``batch_size`` at a time) and, without noise,
-    over the clips. ``segment_scores`` aggregate the attribution with ``aggregation``.
+    caller's RNG is untouched), so a clip's explanation does not depend on its batch
+    neighbours; a constant clip, which has no range, gets ``σ = sigma``. Model calls are batched
+    over the noisy copies (``batch_size`` at a time) and, without noise, over the clips.
+    ``segment_scores`` aggregate the attribution with ``aggregation``.
     """
 
     def __init__(self, base: str = "saliency", noise: str | None = None, *, n_steps: int = 50,
@@ -115,8 +116,10 @@ class GradientExplainer:
             out = []
             devices = [x.device] if x.device.type == "cuda" else []
             for i in range(x.shape[0]):
-                xi = x[i: i + 1].detach().clone().requires_grad_(True)
+                xi = x[i: i + 1].detach().clone()
+                # a constant clip has no range: then sigma is the absolute noise level
                 stdev = self.sigma * float(xi.max() - xi.min()) or self.sigma
+                xi.requires_grad_(True)
                 with torch.random.fork_rng(devices=devices):
                     torch.manual_seed(self.seed)
                     out.append(tunnel.attribute(

@@ -1,0 +1,76 @@
+"""CLI command of the explain stage: ``robustmer explain``.
+
+Thin: load the run and its data (``cli.attack.load_run_and_data``), call
+``robustmer.explain.runner.explain_clip``, print where results went.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from robustmer.errors import ConfigError
+
+
+def _params(values: list[str]) -> dict[str, Any]:
+    """``--param n_samples=1024 --param fill=min`` -> ``{"n_samples": 1024, "fill": "min"}``
+    (ints, then floats, then strings)."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param must look like name=value, got {item!r}")
+        val: Any = raw.strip()
+        for cast in (int, float):
+            try:
+                val = cast(val)
+                break
+            except ValueError:
+                continue
+        out[key.strip()] = val
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's commands to the main app."""
+
+    @app.command("explain")
+    def explain_command(
+        run_dir: Path = typer.Argument(..., help="trained run folder (holds best/)"),
+        clip: str = typer.Option(..., "--clip", help="clip id (any split)"),
+        method: str = typer.Option("saliency", "--method",
+                                   help="saliency, gbp, ig, lime, smoothgrad, ig+vargrad, ..."),
+        target: str | None = typer.Option(
+            None, "--target", help="class, emotion or concept name (default: the predicted "
+            "class of a classifier, every emotion of a regressor)"),
+        out: Path | None = typer.Option(None, "--out",
+                                        help="folder (default RUN_DIR/explain/CLIP_METHOD)"),
+        segments: str = typer.Option("4x5", "--segments",
+                                     help="frequency bands x time blocks"),
+        param: list[str] = typer.Option([], "--param",
+                                        help="explainer setting name=value (repeatable)"),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+        data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
+    ) -> None:
+        """Explain one clip: attribution map(s) over the spectrogram (PNG), segment scores
+        (JSON); for A2M2E also the concept-contribution bar chart."""
+        from robustmer.cli.attack import load_run_and_data
+        from robustmer.explain.runner import explain_clip
+        from robustmer.explain.segments import parse_grid
+
+        grid = parse_grid(segments)
+        params = _params(param)
+        run, prepared = load_run_and_data(run_dir, data, device)
+        folder = out or run_dir / "explain" / f"{clip}_{method.replace('+', '_')}"
+        classes = (run.data or {}).get("classes") or list(prepared.table.classes)
+        summary = explain_clip(run.model, prepared, clip, method, folder, target=target,
+                               grid=grid, params=params, classes=classes, device=device,
+                               run_dir=str(run_dir))
+        for row in summary["targets"]:
+            top = ", ".join(str(s) for s in row["ranking"][:3])
+            extra = f", R² {row['r2']:.3f}" if "r2" in row else ""
+            typer.echo(f"{summary['method']} for {row['target']} (output {row['output']:.3f}): "
+                       f"top segments {top}{extra}")
+        typer.echo(f"results: {folder} (explanation.json, attribution.npz, *.png)")
