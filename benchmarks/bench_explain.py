@@ -91,7 +91,8 @@ def evaluate(model: torch.nn.Module, prepared: Any, kind: str, out: Path,
     elif task == "classifier":
         attack = TargetedPGD(eps=args.pgd_eps, eta=args.pgd_eta, max_iters=args.attack_iters)
     else:
-        attack = BIM(eps=args.reg_eps, eta=args.reg_eta, max_iters=args.reg_iters)
+        attack = BIM(eps=args.reg_eps, eta=args.reg_eta, max_iters=args.reg_iters,
+                     norm=args.reg_norm)
     params = _params(args.param)
     methods = [m for m in args.methods.split(",") if m]
     explainers = {m: make_explainer(m, **params.get(m, {})) for m in methods}
@@ -153,6 +154,9 @@ def main() -> None:
     ap.add_argument("--reg-iters", type=int, default=1000, help="regression BIM iterations")
     ap.add_argument("--reg-eps", type=float, default=0.001)
     ap.add_argument("--reg-eta", type=float, default=0.002)
+    ap.add_argument("--reg-norm", choices=("linf", "l2"), default="linf",
+                    help="regression BIM norm (l2 steps localise δ; L∞ sign steps spread it)")
+    ap.add_argument("--tag", default="", help="suffix of the evaluation folders")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -184,9 +188,10 @@ def main() -> None:
     for kind in kinds:
         trained = train(prepared, work / f"run-{kind}", kind, args)
         model = trained.pop("model")
-        entry = {**trained, **evaluate(model, prepared, kind, work / f"xeval-{kind}", args),
+        folder = work / f"xeval-{kind}{args.tag}"
+        entry = {**trained, **evaluate(model, prepared, kind, folder, args),
                  "command_settings": {k: str(v) for k, v in vars(args).items()}}
-        payload["models"][kind] = entry
+        payload["models"][kind + args.tag] = entry
         payload["total_seconds"] = time.perf_counter() - t_all
         io.write_json(out_json, payload)
         print(f"{kind}: {entry['successful_adversarial']}/{entry['clips_attacked']} successful; "

@@ -85,6 +85,8 @@ def register(app: typer.Typer) -> None:
                                          "targeted PGD / regression BIM 0.001)"),
         eta: float | None = typer.Option(None, "--eta", help="attack step (default: C&W 5e-4, "
                                          "targeted PGD / regression BIM 0.002)"),
+        norm: str = typer.Option("linf", "--norm", help="norm of targeted PGD and the "
+                                 "regression BIM: linf or l2 (l2 localises δ)"),
         grid: str = typer.Option("4x5", "--grid", help="segments: frequency bands x time blocks"),
         param: list[str] = typer.Option([], "--param", help="explainer setting, e.g. "
                                         "lime.n_samples=1024 (repeatable)"),
@@ -117,10 +119,11 @@ def register(app: typer.Typer) -> None:
                                box=None)
         elif task == "classifier":
             atk = TargetedPGD(eps=0.001 if eps is None else eps,
-                              eta=0.002 if eta is None else eta, max_iters=attack_iters)
+                              eta=0.002 if eta is None else eta, max_iters=attack_iters,
+                              norm=norm)
         else:
             atk = BIM(eps=0.001 if eps is None else eps, eta=0.002 if eta is None else eta,
-                      max_iters=attack_iters)
+                      max_iters=attack_iters, norm=norm)
         ds = prepared.dataset(split, mode="fixed")
         n = len(ds) if max_clips is None else min(len(ds), max_clips)
         if n < 1:
