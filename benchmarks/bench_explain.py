@@ -89,7 +89,8 @@ def evaluate(model: torch.nn.Module, prepared: Any, kind: str, out: Path,
         attack: Any = CWAudio(alpha=15.0, eps=0.1, eta=5e-4, max_iters=args.attack_iters,
                               box=None)
     elif task == "classifier":
-        attack = TargetedPGD(eps=args.pgd_eps, eta=args.pgd_eta, max_iters=args.attack_iters)
+        attack = TargetedPGD(eps=args.pgd_eps, eta=args.pgd_eta, max_iters=args.attack_iters,
+                             norm=args.pgd_norm)
     else:
         attack = BIM(eps=args.reg_eps, eta=args.reg_eta, max_iters=args.reg_iters,
                      norm=args.reg_norm)
@@ -151,6 +152,7 @@ def main() -> None:
     ap.add_argument("--attack-iters", type=int, default=1000, help="classifier attack iterations")
     ap.add_argument("--pgd-eps", type=float, default=0.1, help="targeted PGD: ε")
     ap.add_argument("--pgd-eta", type=float, default=0.002, help="targeted PGD: step")
+    ap.add_argument("--pgd-norm", choices=("linf", "l2"), default="linf")
     ap.add_argument("--reg-iters", type=int, default=1000, help="regression BIM iterations")
     ap.add_argument("--reg-eps", type=float, default=0.001)
     ap.add_argument("--reg-eta", type=float, default=0.002)
