@@ -87,6 +87,8 @@ def register(app: typer.Typer) -> None:
                                          "targeted PGD / regression BIM 0.002)"),
         norm: str = typer.Option("linf", "--norm", help="norm of targeted PGD and the "
                                  "regression BIM: linf or l2 (l2 localises δ)"),
+        stop: str = typer.Option("corr", "--stop", help="regressors: the BIM stopping rule "
+                                 "(corr, mse or none; with none, success = the MSE rose)"),
         grid: str = typer.Option("4x5", "--grid", help="segments: frequency bands x time blocks"),
         param: list[str] = typer.Option([], "--param", help="explainer setting, e.g. "
                                         "lime.n_samples=1024 (repeatable)"),
@@ -123,7 +125,7 @@ def register(app: typer.Typer) -> None:
                               norm=norm)
         else:
             atk = BIM(eps=0.001 if eps is None else eps, eta=0.002 if eta is None else eta,
-                      max_iters=attack_iters, norm=norm)
+                      max_iters=attack_iters, norm=norm, stop=stop)
         ds = prepared.dataset(split, mode="fixed")
         n = len(ds) if max_clips is None else min(len(ds), max_clips)
         if n < 1:
