@@ -88,15 +88,23 @@ def recovery_summary(recovery: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _explainer_colors(methods: Sequence[str]) -> dict[str, Any]:
+    """A distinct colour per explainer, never the baselines' black or grey."""
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # 7 = grey
+    palette += list(plt.get_cmap("Dark2").colors)
+    names = [m for m in methods if m not in BASELINE_STYLE]
+    return {m: palette[i % len(palette)] for i, m in enumerate(names)}
+
+
 def flip_curves_png(summary: pd.DataFrame, path: str | os.PathLike[str] | None = None,
                     title: str = "") -> bytes:
     """Label-flip rate vs k, one line per method (baselines dashed/dotted), 95 % CI bands."""
     if not len(summary):
         return figures.placeholder_png("no successful adversarial examples to evaluate", path)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    colors = _explainer_colors(list(dict.fromkeys(summary["method"].astype(str))))
     for method, g in summary.groupby("method", sort=False):
-        style = BASELINE_STYLE.get(str(method)) or {"color": next(colors), "ls": "-"}
+        style = BASELINE_STYLE.get(str(method)) or {"color": colors[str(method)], "ls": "-"}
         ax.plot(g["k"], g["rate"], marker="o", ms=3, label=f"{method}", **style)
         ax.fill_between(g["k"], g["ci_low"], g["ci_high"], color=style["color"], alpha=0.07)
     ax.set_xlabel("k (segments of δ kept, from the method's ranking)")
@@ -119,7 +127,7 @@ def recovery_png(recovery: pd.DataFrame, path: str | os.PathLike[str] | None = N
     fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 3.4), squeeze=False)
     methods = list(dict.fromkeys(rs["method"]))
     width = 0.8 / max(1, len(methods))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = _explainer_colors(methods)
     for ax, k in zip(axes[0], ks, strict=True):
         sel = rs[rs["k"] == k]
         for j, m in enumerate(methods):
@@ -129,7 +137,7 @@ def recovery_png(recovery: pd.DataFrame, path: str | os.PathLike[str] | None = N
             r = row.iloc[0]
             counts = np.array([r[f"h{h}"] for h in range(k + 1)], dtype=float)
             frac = counts / r["n"]
-            style = BASELINE_STYLE.get(m, {"color": colors[j % len(colors)]})
+            style = BASELINE_STYLE.get(m, {"color": colors.get(m, "tab:blue")})
             ax.bar(np.arange(k + 1) + (j - (len(methods) - 1) / 2) * width, frac, width,
                    label=m, color=style["color"], alpha=0.8)
         n = int(sel["n"].max())
