@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("data", "train", "attack", "explain", "study", "report", "l2i")
+_COMMAND_MODULES = ("data", "train", "attack", "explain", "xeval", "study", "report", "l2i")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"robustmer.cli.{_name}").register(app)

@@ -28,8 +28,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write the HTML report (tables, figures, t-tests, SNR embedded; audio players read
         the store's media/ folder, which must travel with the page)."""
+        from robustmer.report.explain import build_explain_report, is_explainer_eval
         from robustmer.report.html import build_report
 
+        if is_explainer_eval(results_dir):  # a folder written by `robustmer explainer-eval`
+            typer.echo(str(build_explain_report(results_dir, out)))
+            return
         path = build_report(results_dir, out, compare, emotions=emotion, alpha=alpha,
                             media_clips=media_clips, l2i=l2i)
         typer.echo(str(path))
