@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from robustmer.errors import ConfigError
+from robustmer.study.executor import RayOptions
 
 MODEL_TYPES: dict[str, tuple[str, bool]] = {
     "A2E": ("a2e", False),
@@ -60,6 +61,7 @@ class TrainSpec:
     adv_iters: int = 50
     adv_eps: float = 0.001
     adv_eta: float = 0.002
+    jobs: int = 1
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class StudyConfig:
     attack: AttackSpec = field(default_factory=AttackSpec)
     media_clips: int = 3
     write_examples: bool = True
+    ray: RayOptions = field(default_factory=RayOptions)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (what ``config.yaml`` in the results folder holds)."""
@@ -124,7 +127,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study config must be a mapping")
     allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips",
-               "write_examples"}
+               "write_examples", "ray"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -166,13 +169,22 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     media = raw.get("media_clips", 3)
     if not isinstance(media, int) or isinstance(media, bool) or media < 0:
         raise ConfigError(f"{source}: media_clips must be an integer >= 0")
+    ray = _build(RayOptions, raw.get("ray"), f"{source}: ray")
+    if ray.address is not None and not isinstance(ray.address, str):
+        raise ConfigError(f"{source}: ray.address must be a string such as 'auto' or "
+                          f"'HOST:6379', found {ray.address!r}")
+    if ray.num_gpus < 0 or ray.num_cpus < 0 or ray.max_retries < 0:
+        raise ConfigError(f"{source}: ray.num_gpus, ray.num_cpus and ray.max_retries must be "
+                          f">= 0, found {ray.num_gpus}, {ray.num_cpus}, {ray.max_retries}")
+    if train.jobs < 1:
+        raise ConfigError(f"{source}: train.jobs must be >= 1, found {train.jobs}")
     examples = raw.get("write_examples", True)
     if not isinstance(examples, bool):
         raise ConfigError(f"{source}: write_examples must be true or false (adversarial "
                           f"examples, about 4 MB per attacked clip), found {examples!r}")
     return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
                        seeds=tuple(seeds), data=data, train=train, attack=attack,
-                       media_clips=media, write_examples=examples)
+                       media_clips=media, write_examples=examples, ray=ray)
 
 
 def load_config(path: str | Path) -> StudyConfig:
