@@ -18,13 +18,14 @@ PACKAGED_CONFIGS: tuple[str, ...] = ("demo", "paper")
 
 
 def _run(config: StudyConfig, report: bool, overwrite: bool = False,
-         progress: bool = True) -> None:
+         progress: bool = True, jobs: int | None = None, executor: str = "local") -> None:
     from robustmer.report import build_report
     from robustmer.study.runner import run_study
 
     set_resume_hint(lambda: "finished runs and attacked clips are kept in "
                     f"{config.output}; run the same command again to resume")
-    result = run_study(config, overwrite=overwrite, progress=progress)
+    result = run_study(config, overwrite=overwrite, progress=progress, jobs=jobs,
+                       executor=executor)
     done = int((result.runs["status"] == "done").sum()) if len(result.runs) else 0
     typer.echo(f"{done}/{len(result.runs)} runs done in {result.seconds:.0f} s; "
                f"results in {result.store.path}")
@@ -45,6 +46,13 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace the output folder if it holds other results."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm bars"),
+        jobs: int | None = typer.Option(None, "--jobs", min=1,
+                                        help="runs at once as processes (default: train.jobs)"),
+        executor: str = typer.Option("local", "--executor",
+                                     help="local (this machine) or ray (a Ray cluster)"),
+        address: str | None = typer.Option(None, "--address",
+                                           help="Ray cluster address (default: ray.address, "
+                                                "else a local Ray instance)"),
     ) -> None:
         """Train every (model type, seed), attack the test split, write the results store.
 
@@ -54,7 +62,9 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config)
         if output is not None:
             cfg = dataclasses.replace(cfg, output=str(output))
-        _run(cfg, report, overwrite, progress)
+        if address is not None:
+            cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, address=address))
+        _run(cfg, report, overwrite, progress, jobs, executor)
 
     @app.command("demo")
     def demo(

@@ -14,6 +14,7 @@ import yaml
 
 from robustmer.attacks.spec import AttackSpec, setting_id
 from robustmer.errors import ConfigError
+from robustmer.study.executor import RayOptions
 from robustmer.train.config import LR_SCHEDULES
 
 MODEL_TYPES: dict[str, tuple[str, bool]] = {
@@ -71,6 +72,7 @@ class TrainSpec:
     standardize_targets: bool = False
     lr_schedule: str = "constant"
     bn_recalibrate: bool = False
+    jobs: int = 1
 
 
 DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
@@ -201,12 +203,14 @@ class StudyConfig:
     attack: StudyAttack = field(default_factory=lambda: _parse_attack(None, "attack"))
     media_clips: int = 3
     write_examples: bool = True
+    ray: RayOptions = field(default_factory=RayOptions)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (what ``config.yaml`` in the results folder holds)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["data"], d["train"] = dataclasses.asdict(self.data), dataclasses.asdict(self.train)
         d["attack"] = self.attack.to_dict()
+        d["ray"] = dataclasses.asdict(self.ray)
         d["models"] = list(self.models)
         d["seeds"] = list(self.seeds)
         return d
@@ -239,7 +243,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study config must be a mapping")
     allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips",
-               "write_examples"}
+               "write_examples", "ray"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -287,13 +291,22 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     media = raw.get("media_clips", 3)
     if not isinstance(media, int) or isinstance(media, bool) or media < 0:
         raise ConfigError(f"{source}: media_clips must be an integer >= 0")
+    ray = _build(RayOptions, raw.get("ray"), f"{source}: ray")
+    if ray.address is not None and not isinstance(ray.address, str):
+        raise ConfigError(f"{source}: ray.address must be a string such as 'auto' or "
+                          f"'HOST:6379', found {ray.address!r}")
+    if ray.num_gpus < 0 or ray.num_cpus < 0 or ray.max_retries < 0:
+        raise ConfigError(f"{source}: ray.num_gpus, ray.num_cpus and ray.max_retries must be "
+                          f">= 0, found {ray.num_gpus}, {ray.num_cpus}, {ray.max_retries}")
+    if train.jobs < 1:
+        raise ConfigError(f"{source}: train.jobs must be >= 1, found {train.jobs}")
     examples = raw.get("write_examples", True)
     if not isinstance(examples, bool):
         raise ConfigError(f"{source}: write_examples must be true or false (adversarial "
                           f"examples, about 4 MB per attacked clip), found {examples!r}")
     return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
                        seeds=tuple(seeds), data=data, train=train, attack=attack,
-                       media_clips=media, write_examples=examples)
+                       media_clips=media, write_examples=examples, ray=ray)
 
 
 def training_attack(train: TrainSpec, attack: StudyAttack,

@@ -11,6 +11,7 @@ loses at most the epoch or the attack batch in progress.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 import traceback
@@ -31,6 +32,7 @@ from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.folders import claim_folder, require_same_settings
 from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
+from robustmer.study.executor import RayOptions, SequentialExecutor, make_executor
 from robustmer.train import TrainConfig, evaluate_model, load_run, train_run
 
 Log = Callable[[str], None]
@@ -88,6 +90,7 @@ def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
     asked = config.to_dict()
     require_same_settings({k: stored.get(k) for k in RESUME_KEYS},
                           {k: asked.get(k) for k in RESUME_KEYS}, f"study folder {store.path}",
+                          ignore=lambda key: key == "train.jobs",
                           hint="choose another output folder, or pass --overwrite to replace it")
 
 
@@ -185,12 +188,74 @@ def _same_eps(values: pd.Series, eps: float) -> pd.Series:
     return v.isna() if eps != eps else v == eps
 
 
+@dataclass(frozen=True)
+class RunTask:
+    """One (model type, seed) run of a study, as handed to an executor (picklable)."""
+
+    config: StudyConfig
+    root: str
+    model_type: str
+    seed: int
+
+
+@dataclass
+class RunOutcome:
+    """What a run task gives back to the driver: its clips rows, or the error that stopped it."""
+
+    clips: pd.DataFrame | None
+    error: str | None = None
+    trace: str | None = None
+    seconds: float = 0.0
+
+
+def prepare_study_data(config: StudyConfig, root: Path | str,
+                       progress: bool | None = False) -> PreparedData:
+    """The study's data exactly as the driver prepared it (same cache, split file, standardiser);
+    in a worker the spectrograms come from the cache the driver filled."""
+    out = Path(config.output)
+    return prepare_data(root, cache_dir=config.data.cache or out / "cache",
+                        split_path=out / "split.json", split_seed=config.data.split_seed,
+                        midlevel_root=config.data.midlevel, progress=progress)
+
+
+def execute_run(task: RunTask, data: PreparedData | None = None,
+                progress: bool = False) -> RunOutcome:
+    """Train and attack one run (in any process): the function every executor runs. Errors of
+    the run itself come back as an outcome, so one failed run does not stop the study."""
+    t0 = time.perf_counter()
+    if data is None:
+        data = prepare_study_data(task.config, task.root)
+    try:
+        clips = run_one(task.config, data, task.model_type, task.seed,
+                        Path(task.config.output), progress=progress)
+    except (RobustmerError, RuntimeError, ValueError) as err:
+        return RunOutcome(None, f"{type(err).__name__}: {err}", traceback.format_exc(),
+                          time.perf_counter() - t0)
+    return RunOutcome(clips, seconds=time.perf_counter() - t0)
+
+
+def _setting_rows(config: StudyConfig, run_id: str, model_type: str, seed: int,
+                  clips: pd.DataFrame, concept: float = float("nan")) -> list[dict[str, Any]]:
+    """One ``runs.csv`` row per attack setting of a finished run."""
+    rows = []
+    for setting in config.attack.settings:
+        sel = clips[(clips["attack"] == setting.key[0]) & (clips["domain"] == setting.key[1])
+                    & _same_eps(clips["eps"], setting.key[2])]
+        rows.append(run_row(run_id, model_type, seed, clips=sel, setting=setting.key,
+                            concept_mean_r=concept))
+    return rows
+
+
 def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
-              overwrite: bool = False) -> StudyResult:
+              overwrite: bool = False, jobs: int | None = None, executor: str = "local",
+              ray: RayOptions | None = None) -> StudyResult:
     """Run (or resume) a whole study and write its results store; see the module docstring.
 
     The output folder must be empty, missing or this study's own (same data, train and attack
-    settings); ``overwrite`` replaces any other folder whole first."""
+    settings); ``overwrite`` replaces any other folder whole first. ``jobs`` (default
+    ``train.jobs``) runs that many (type, seed) runs at once as processes; ``executor="ray"``
+    runs each as a Ray task (``ray``: address, GPU fraction, retries). Only this process writes
+    the results store, whatever the executor."""
     t0 = time.perf_counter()
     out = Path(config.output)
     if config.data.root is not None and not Path(config.data.root).is_dir():
@@ -203,10 +268,8 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
     if progress and log is print:
         log = tqdm.write  # keep the study's progress bar intact
 
-    root = _dataset_root(config, out, log)
-    data = prepare_data(root, cache_dir=config.data.cache or out / "cache",
-                        split_path=out / "split.json", split_seed=config.data.split_seed,
-                        midlevel_root=config.data.midlevel, progress=progress)
+    root = _dataset_root(config, out, log).resolve()
+    data = prepare_study_data(config, root, progress=progress)
     if any(st.domain == "waveform" for st in config.attack.settings):
         data.require_audio("attack.domain waveform")  # a feature pack has no audio
     # Recorded only now that the data is there: a study that failed before it really started
@@ -219,41 +282,55 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
     rows: list[dict[str, Any]] = []
     frames: list[pd.DataFrame] = []
     todo = [(m, s) for m in config.models for s in config.seeds]
-    bar = tqdm(todo, desc=f"study {config.name}", unit="run", disable=not progress)
-    for i, (model_type, seed) in enumerate(bar, start=1):
+    blocked = {(m, s) for m, s in todo if m == "A2M2E" and not concepts_ok}
+    tasks = [RunTask(config, str(root), m, s) for m, s in todo if (m, s) not in blocked]
+    jobs = config.train.jobs if jobs is None else jobs
+    runner = make_executor(executor, jobs, ray if ray is not None else config.ray)
+    fn: Callable[[RunTask], RunOutcome] = (
+        functools.partial(execute_run, data=data, progress=progress)
+        if isinstance(runner, SequentialExecutor) else execute_run)
+    outcomes: dict[tuple[str, int], RunOutcome] = {}
+    bar = tqdm(total=len(tasks), desc=f"study {config.name}", unit="run",
+               disable=not progress)
+    for task, outcome in runner.map(fn, tasks):
+        key = (task.model_type, task.seed)
+        outcomes[key] = outcome
+        bar.update(1)
+        run_id = run_id_of(*key)
+        prefix = f"[{len(outcomes)}/{len(tasks)}] {run_id}"
+        if outcome.error is not None:
+            log(f"{prefix}: FAILED {outcome.error}")
+            io.write_text(out / "runs" / run_id / "error.txt", outcome.trace or "")
+        else:
+            assert outcome.clips is not None
+            for setting, row in zip(config.attack.settings, _setting_rows(
+                    config, run_id, *key, outcome.clips), strict=True):
+                log(f"{prefix} {setting.id}: clean r {row['clean_mean_r']:.3f} MAE "
+                    f"{row['clean_mae']:.3f} -> attacked MAE {row['adv_mae']:.3f} (ΔMAE "
+                    f"{row['delta_mae']:+.3f}, {row['mean_iterations']:.0f} it)")
+            log(f"{prefix}: done in {outcome.seconds:.0f} s")
+    bar.close()
+
+    # The store lists runs in the config's order, whatever order they finished in.
+    for model_type, seed in todo:
         run_id = run_id_of(model_type, seed)
-        prefix = f"[{i}/{len(todo)}] {run_id}"
-        if model_type == "A2M2E" and not concepts_ok:
+        if (model_type, seed) in blocked:
             msg = ("not runnable: A2M2E needs the 7 concept ratings for every training clip "
                    "(give data.midlevel, the Mid-level Perceptual Features folder)")
-            log(f"{prefix}: {msg}")
+            log(f"{run_id}: {msg}")
             rows.append(run_row(run_id, model_type, seed, "not_runnable", msg))
             continue
-        t_run = time.perf_counter()
-        try:
-            clips = run_one(config, data, model_type, seed, out, progress=progress)
-        except (RobustmerError, RuntimeError, ValueError) as err:
-            msg = f"{type(err).__name__}: {err}"
-            log(f"{prefix}: FAILED {msg}")
-            io.write_text(out / "runs" / run_id / "error.txt", traceback.format_exc())
-            rows.append(run_row(run_id, model_type, seed, "failed", msg))
+        outcome = outcomes[(model_type, seed)]
+        if outcome.clips is None:
+            rows.append(run_row(run_id, model_type, seed, "failed", outcome.error or ""))
             continue
+        clips = outcome.clips
         first = config.attack.settings[0]
         _copy_media(config, store, run_id, attack_dir_of(out / "runs" / run_id, first),
                     clips["clip_id"].astype(str).drop_duplicates().tolist())
         frames.append(clips)
         concept = concept_mean_r_of(config, data, model_type, seed, out)
-        for setting in config.attack.settings:
-            sel = clips[(clips["attack"] == setting.key[0]) & (clips["domain"] == setting.key[1])
-                        & _same_eps(clips["eps"], setting.key[2])]
-            row = run_row(run_id, model_type, seed, clips=sel, setting=setting.key,
-                          concept_mean_r=concept)
-            rows.append(row)
-            log(f"{prefix} {setting.id}: clean r {row['clean_mean_r']:.3f} MAE "
-                f"{row['clean_mae']:.3f} -> attacked MAE {row['adv_mae']:.3f} (ΔMAE "
-                f"{row['delta_mae']:+.3f}, {row['mean_iterations']:.0f} it)")
-        log(f"{prefix}: done in {time.perf_counter() - t_run:.0f} s")
-    bar.close()
+        rows.extend(_setting_rows(config, run_id, model_type, seed, clips, concept))
 
     store.write_clips(pd.concat(frames, ignore_index=True) if frames
                       else empty_frame(CLIPS_COLUMNS))
