@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from robustmer.errors import ConfigError
+from robustmer.study.checkspec import CheckSpec, parse_checks
 
 MODEL_TYPES: dict[str, tuple[str, bool]] = {
     "A2E": ("a2e", False),
@@ -77,6 +78,7 @@ class StudyConfig:
     train: TrainSpec = field(default_factory=TrainSpec)
     attack: AttackSpec = field(default_factory=AttackSpec)
     media_clips: int = 3
+    checks: CheckSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (what ``config.yaml`` in the results folder holds)."""
@@ -112,7 +114,8 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     """Validate a study config mapping; every error names ``source`` and the offending key."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study config must be a mapping")
-    allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips"}
+    allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips",
+               "checks"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -155,9 +158,10 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     media = raw.get("media_clips", 3)
     if not isinstance(media, int) or media < 0:
         raise ConfigError(f"{source}: media_clips must be an integer >= 0")
+    checks = parse_checks(raw.get("checks"), source, attack, models)
     return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
                        seeds=tuple(seeds), data=data, train=train, attack=attack,
-                       media_clips=media)
+                       media_clips=media, checks=checks)
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -28,6 +28,7 @@ from robustmer.data.prepare import PreparedData
 from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_frame, run_row
+from robustmer.study.checks import run_checks
 from robustmer.study.config import MODEL_TYPES, StudyConfig
 from robustmer.train import TrainConfig, load_run, train_run
 
@@ -206,6 +207,8 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print) -
                       else empty_frame(CLIPS_COLUMNS))
     runs = pd.DataFrame(rows)
     store.write_runs(runs)
+    if config.checks is not None and config.checks.enabled:
+        run_checks(config, data, out, runs, progress=progress, log=log)
     seconds = time.perf_counter() - t0
     store.write_meta(io.run_meta(source="robustmer", study=config.name, seconds=seconds,
                                  data=data.to_dict()))
