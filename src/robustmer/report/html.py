@@ -28,6 +28,7 @@ from robustmer.evaluate.store import ResultsStore, order_model_types
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.io import versions, write_text
 from robustmer.report import figures, tables
+from robustmer.report.checks import checks_section
 from robustmer.report.tables import esc
 
 REPORT_FILE = "report.html"
@@ -63,6 +64,7 @@ class SourceResults:
     figure3: bytes = b""
     figure4: bytes = b""
     media: list[MediaItem] = field(default_factory=list)
+    checks: str = ""
 
 
 def _slug(text: str) -> str:
@@ -178,6 +180,7 @@ def analyse_store(
         done_clips, emotions, figures.FIG4_MODEL_TYPES, fig_dir / f"{slug}-figure4.png",
         title=f"True vs predicted, clean (x) and adversarial (o): {name}")
     res.media = _collect_media(store, per_run, Path(out_dir), media_clips)
+    res.checks = checks_section(store.path, fig_dir, slug)
     return res
 
 
@@ -249,6 +252,7 @@ def _source_html(r: SourceResults, alpha: float) -> str:
 {tables.ttests_html(r.ttests, alpha)}
 <h3 id="{s}-snr">Perceptibility: SNR of the perturbations</h3>
 {tables.snr_html(r.snr)}
+{r.checks}
 <h3 id="{s}-media">Listen: clean and adversarial clips</h3>
 {_media_html(r.media)}
 <details><summary>Every run</summary>
