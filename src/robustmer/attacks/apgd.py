@@ -44,7 +44,7 @@ def checkpoints(n_iters: int) -> list[int]:
     p_prev, p = 0.0, 0.22
     out: list[int] = []
     while p < 1.0:
-        w = math.ceil(p * n_iters)
+        w = math.ceil(round(p * n_iters, 9))  # 0.57·100 is 57.000000000000014 in floats
         if 0 < w < n_iters and (not out or w > out[-1]):
             out.append(w)
         p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)

@@ -273,9 +273,11 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Att
                  restarts: int = 5, unbounded_eps: float = 1.0, unbounded_eta: float = 0.05,
                  unbounded_iters: int = 200, mse_limit: float = 1.0, min_fraction: float = 0.9,
                  queries: int = 1000, p_init: float = 0.1, seed: int = 0,
-                 batch_size: int = 8, reference: Outcome | None = None) -> pd.DataFrame:
+                 rel_tol: float = REL_TOL, abs_tol: float = ABS_TOL, batch_size: int = 8,
+                 reference: Outcome | None = None) -> pd.DataFrame:
     """Every single-model check in ``checks`` (transfer needs two models: not here), sharing
-    one run of ``attack`` as the reference."""
+    one run of ``attack`` as the reference; ``rel_tol``/``abs_tol`` are the margin of the
+    restarts, gradient-free and APGD rules."""
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
         raise ConfigError(f"unknown check(s) {unknown}; choose from {list(CHECKS)}")
@@ -286,7 +288,8 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Att
                                        reference=ref))
     if "restarts" in checks:
         parts.append(restarts_check(model, x, y, attack, restarts=restarts, seed=seed,
-                                    batch_size=batch_size, reference=ref))
+                                    rel_tol=rel_tol, abs_tol=abs_tol, batch_size=batch_size,
+                                    reference=ref))
     if "unbounded" in checks:
         parts.append(unbounded_check(model, x, y, eps=unbounded_eps, eta=unbounded_eta,
                                      iters=unbounded_iters, mse_limit=mse_limit,
@@ -294,7 +297,9 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Att
                                      batch_size=batch_size))
     if "gradient_free" in checks:
         parts.append(gradient_free_check(model, x, y, attack, queries=queries, p_init=p_init,
-                                         seed=seed, batch_size=batch_size, reference=ref))
+                                         seed=seed, rel_tol=rel_tol, abs_tol=abs_tol,
+                                         batch_size=batch_size, reference=ref))
     if "apgd" in checks:
-        parts.append(apgd_check(model, x, y, attack, batch_size=batch_size, reference=ref))
+        parts.append(apgd_check(model, x, y, attack, rel_tol=rel_tol, abs_tol=abs_tol,
+                                batch_size=batch_size, reference=ref))
     return pd.concat(parts, ignore_index=True) if parts else frame([])

@@ -130,7 +130,7 @@ def run_checks(config: StudyConfig, data: PreparedData, out: Path, runs: pd.Data
                     unbounded_eta=spec.unbounded_eta, unbounded_iters=spec.unbounded_iters,
                     mse_limit=spec.mse_limit, min_fraction=spec.min_fraction,
                     queries=spec.queries, p_init=spec.p_init, seed=spec.seed,
-                    batch_size=spec.batch_size,
+                    rel_tol=spec.rel_tol, abs_tol=spec.abs_tol, batch_size=spec.batch_size,
                     reference=None if check == "unbounded" else ref_of(rid, attack))
                 table.add(rows, run, len(x))
                 flags = int((rows["status"] == "flag").sum())
@@ -148,7 +148,8 @@ def run_checks(config: StudyConfig, data: PreparedData, out: Path, runs: pd.Data
                 continue
             rows = ck.transfer_check(
                 model_of(src_id), model_of(tgt_id), x, y, attack, source_name=src_id,
-                target_name=tgt_id, batch_size=spec.batch_size,
+                target_name=tgt_id, rel_tol=spec.rel_tol, abs_tol=spec.abs_tol,
+                batch_size=spec.batch_size,
                 source_outcome=ref_of(src_id, attack), reference=ref_of(tgt_id, attack))
             table.add(rows, tgt, len(x))
             log(f"checks transfer {setting} eps={eps:g}: {rows['status'].iloc[0]}")

@@ -40,6 +40,8 @@ class CheckSpec:
     unbounded_iters: int = 200
     mse_limit: float = 1.0
     min_fraction: float = 0.9
+    rel_tol: float = 0.1
+    abs_tol: float = 0.01
     queries: int = 1000
     p_init: float = 0.1
     transfer: list[list[str]] = field(default_factory=lambda: [["A2E", "A2M2E"],
@@ -95,7 +97,8 @@ def parse_checks(raw: Any, source: str, attack: Any, model_types: list[str] | tu
             v[key] = _num(w, val, int, positive=False)
         elif key == "attack_iters":
             v[key] = None if val is None else _num(w, val, int)
-        elif key in ("unbounded_eps", "unbounded_eta", "mse_limit", "min_fraction", "p_init"):
+        elif key in ("unbounded_eps", "unbounded_eta", "mse_limit", "min_fraction", "p_init",
+                     "rel_tol", "abs_tol"):
             v[key] = _num(w, val, float)
         elif key == "eta_ratio":
             v[key] = None if val is None else _num(w, val, float)
