@@ -21,6 +21,15 @@ KW = {"iters": (10,), "restarts": 2, "queries": 100, "unbounded_eps": 10.0,
 ATTACK = BIM(eps=0.3, eta=0.1, max_iters=30, stop="none")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is many times faster than two on a loaded 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class Quantise(nn.Module):
     """Rounds the input to a grid: the function still depends on x, its gradient is 0."""
 
