@@ -23,6 +23,7 @@ APGD for a regression loss behind our loop's stopping, masking and per-sample co
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from typing import Any
@@ -117,10 +118,11 @@ class APGD(BIM):
         delta = torch.where(better.reshape((-1,) + (1,) * (x.ndim - 1)), st["x_max"],
                             res.delta.to(x.device))
         score = torch.where(better.cpu(), st["f_max"].cpu(), res.score.double())
-        return AttackResult(x_adv=(x + delta).detach(), delta=delta.detach(),
-                            iterations=res.iterations, converged=res.converged,
-                            final_threshold=res.final_threshold, last_passed=res.last_passed,
-                            score=score, last_delta=res.last_delta, extra=res.extra)
+        kw: dict[str, Any] = {"x_adv": (x + delta).detach(), "delta": delta.detach(),
+                              "score": score}
+        if "logged_delta" in {f.name for f in dataclasses.fields(res)}:
+            kw["logged_delta"] = delta.detach()  # the prediction is reported at this δ
+        return dataclasses.replace(res, **kw)
 
     def step_rule(self, d_new: torch.Tensor, d: torch.Tensor, grad: torch.Tensor,
                   obj: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
