@@ -125,7 +125,7 @@ def test_square_schedule_halves():
 def test_square_bound_and_no_gradients_on_every_query(eps, queries, seed, p_init, stop):
     x, y = data(seed, 3)
     rec = Recorder(net())
-    res = Square(eps=eps, max_queries=queries, p_init=p_init, stop=stop, seed=seed)(rec, x, y)
+    res = Square(eps=eps, max_iters=queries, p_init=p_init, stop=stop, seed=seed)(rec, x, y)
     assert not any(rec.grad_mode)  # never builds a graph: a score-based attack
     for seen in rec.seen:
         assert _within(seen - x, eps)
@@ -148,7 +148,7 @@ def test_square_waveform_box_and_mask(eps, lengths, seed):
     m = nn.Sequential(nn.Linear(n, 8)).double()
     y = torch.rand(len(lengths), 8, generator=g, dtype=torch.float64)
     rec = Recorder(m)
-    Square(eps=eps, max_queries=15, box=(-1.0, 1.0), seed=seed)(rec, x, y, mask=mask)
+    Square(eps=eps, max_iters=15, box=(-1.0, 1.0), seed=seed)(rec, x, y, mask=mask)
     for seen in rec.seen:
         assert _within(seen - x, eps)
         assert float(seen.abs().max()) <= 1.0
@@ -158,10 +158,21 @@ def test_square_waveform_box_and_mask(eps, lengths, seed):
 def test_square_is_seeded_and_only_improves():
     x, y = data(3, 4)
     m = net(3)
-    a = Square(eps=0.1, max_queries=40, seed=1)(m, x, y)
-    b = Square(eps=0.1, max_queries=40, seed=1)(m, x, y)
-    c = Square(eps=0.1, max_queries=40, seed=2)(m, x, y)
+    a = Square(eps=0.1, max_iters=40, seed=1)(m, x, y)
+    b = Square(eps=0.1, max_iters=40, seed=1)(m, x, y)
+    c = Square(eps=0.1, max_iters=40, seed=2)(m, x, y)
     assert torch.equal(a.delta, b.delta) and not torch.equal(a.delta, c.delta)
     with torch.no_grad():
         assert torch.all(per_sample_mse(m(a.x_adv), y) >= per_sample_mse(m(x), y))
         torch.testing.assert_close(a.score, per_sample_mse(m(a.x_adv), y))
+
+
+def test_registered_in_the_attack_spec():
+    from robustmer.attacks.spec import AttackSpec
+
+    a = AttackSpec.from_dict({"name": "apgd", "eps": 0.01, "iters": 20, "stop": "none"}).build()
+    assert isinstance(a, APGD) and a.max_iters == 20 and a.eta == pytest.approx(0.02)
+    s = AttackSpec.from_dict({"name": "square", "eps": 0.01, "iters": 30}).build()
+    assert isinstance(s, Square) and s.max_iters == 30
+    with pytest.raises(ConfigError, match="eta"):
+        AttackSpec.from_dict({"name": "square", "eta": 0.1})

@@ -34,6 +34,7 @@ from torch import nn
 from robustmer.attacks import norms
 from robustmer.attacks.base import AttackResult
 from robustmer.attacks.bim import BIM
+from robustmer.attacks.spec import register
 from robustmer.errors import ConfigError
 
 MOMENTUM = 0.75
@@ -118,11 +119,9 @@ class APGD(BIM):
         delta = torch.where(better.reshape((-1,) + (1,) * (x.ndim - 1)), st["x_max"],
                             res.delta.to(x.device))
         score = torch.where(better.cpu(), st["f_max"].cpu(), res.score.double())
-        kw: dict[str, Any] = {"x_adv": (x + delta).detach(), "delta": delta.detach(),
-                              "score": score}
-        if "logged_delta" in {f.name for f in dataclasses.fields(res)}:
-            kw["logged_delta"] = delta.detach()  # the prediction is reported at this δ
-        return dataclasses.replace(res, **kw)
+        # logged_delta: the prediction is reported at the returned δ
+        return dataclasses.replace(res, x_adv=(x + delta).detach(), delta=delta.detach(),
+                                   score=score, logged_delta=delta.detach())
 
     def step_rule(self, d_new: torch.Tensor, d: torch.Tensor, grad: torch.Tensor,
                   obj: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
@@ -175,3 +174,6 @@ class APGD(BIM):
         st["f_prev"][rows] = f
         return step
 
+
+register("apgd", APGD, doc="APGD on the per-sample MSE (step-size schedule with checkpoints, "
+                            "momentum 0.75, restarts from the best point)")

@@ -28,6 +28,7 @@ from robustmer.errors import ConfigError
 
 UPDATES: tuple[str, ...] = ("sign", "adam_sign")
 CLIPS: tuple[str, ...] = ("project", "reference_noop")
+LOG_PREDICTIONS: tuple[str, ...] = ("returned", "last_evaluated")
 
 
 @dataclass
@@ -52,6 +53,7 @@ class AttackResult:
     last_passed: torch.Tensor
     score: torch.Tensor
     last_delta: torch.Tensor
+    logged_delta: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> AttackResult:
@@ -75,7 +77,12 @@ class Subsettable(Protocol):
 
 class StopRule:
     """Per-sample stopping: ``start`` sets the state from the clean output, ``update`` judges the
-    current output. Subclasses keep their state in tensors indexed by batch row."""
+    current output. Subclasses keep their state in tensors indexed by batch row.
+
+    ``records_start``: the starting ``δ₀`` counts as recorded, so a sample that passes no
+    threshold in the loop returns ``δ₀`` instead of its last ``δ`` (the reference's rule)."""
+
+    records_start: bool = False
 
     def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Initialise from the output at ``δ₀``; return ``(done, score)`` ``(B,)`` each
@@ -112,13 +119,21 @@ class Attack:
     must lie inside it. ``update="adam_sign"`` and ``clip="reference_noop"`` reproduce the
     reference implementation (Adam on the sign of the gradient; an ε-clip that never took
     effect); the default is the projected steepest-ascent step with the ε bound after every step.
+
+    Loop options that reproduce the reference's bookkeeping (docs/attacks.md, "The reference
+    preset"): ``judge_last=False`` never judges the ``δ`` after the last step;
+    ``count_check_step=True`` reports one more iteration for a sample that converged (the
+    reference counts the check that found it converged); ``log_prediction="last_evaluated"``
+    reports the prediction at the last ``δ`` the loop evaluated instead of at the returned one.
     """
 
     name = "attack"
 
     def __init__(self, *, eps: float, eta: float, max_iters: int, norm: str = "linf",
                  box: tuple[float, float] | None = None, update: str = "sign",
-                 clip: str = "project", random_start: bool = False, seed: int = 0) -> None:
+                 clip: str = "project", random_start: bool = False, seed: int = 0,
+                 judge_last: bool = True, count_check_step: bool = False,
+                 log_prediction: str = "returned") -> None:
         self.eps = _check_pos("eps", eps, allow_zero=True)
         self.eta = _check_pos("eta", eta)
         if int(max_iters) != max_iters or max_iters < 0:
@@ -137,6 +152,11 @@ class Attack:
             raise ConfigError(f"clip must be one of {list(CLIPS)}, got {clip!r}")
         self.update, self.clip = update, clip
         self.random_start, self.seed = bool(random_start), int(seed)
+        if log_prediction not in LOG_PREDICTIONS:
+            raise ConfigError(f"log_prediction must be one of {list(LOG_PREDICTIONS)}, "
+                              f"got {log_prediction!r}")
+        self.judge_last, self.count_check_step = bool(judge_last), bool(count_check_step)
+        self.log_prediction = log_prediction
 
     # -- what a subclass supplies -------------------------------------------------------------
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -152,7 +172,9 @@ class Attack:
         return {"attack": self.name, "eps": self.eps, "eta": self.eta,
                 "max_iters": self.max_iters, "norm": self.norm,
                 "box": None if self.box is None else list(self.box), "update": self.update,
-                "clip": self.clip, "random_start": self.random_start, "seed": self.seed}
+                "clip": self.clip, "random_start": self.random_start, "seed": self.seed,
+                "judge_last": self.judge_last, "count_check_step": self.count_check_step,
+                "log_prediction": self.log_prediction}
 
     def step_rule(self, d_new: torch.Tensor, d: torch.Tensor, grad: torch.Tensor,
                   obj: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
@@ -218,16 +240,23 @@ class Attack:
         converged = done.clone()
         score_last = score0.to(dev, torch.float64)
         score_best = score_last.clone()
-        recorded = done.clone()  # best δ recorded (a threshold passed, or done at δ₀)
+        # best δ recorded (a threshold passed, done at δ₀, or δ₀ itself under records_start)
+        recorded = done.clone() | stop.records_start
+        evaluated = delta.clone()  # the last δ each sample's prediction was computed at
         active = ~done
         adam_m = adam_v = None
         if self.update == "adam_sign":
             adam_m, adam_v = torch.zeros_like(x), torch.zeros_like(x)
         while bool(active.any()):
+            if not self.judge_last:  # a sample that used all its steps stops unjudged
+                active &= iters < self.max_iters
+                if not bool(active.any()):
+                    break
             rows = active.nonzero().squeeze(1)
             sub_model = model.subset(rows) if isinstance(model, Subsettable) else model
             d = delta[rows].clone().requires_grad_(True)
             out = sub_model(x[rows] + d)
+            evaluated[rows] = d.detach()
             passed, finished, s = stop.update(out.detach(), y[rows], rows)
             best[rows[passed]] = d.detach()[passed]
             s = s.to(dev, torch.float64)
@@ -252,7 +281,7 @@ class Attack:
                 d_new = d_s + self.eta * norms.direction(grad, self.norm)
             else:
                 assert adam_m is not None and adam_v is not None
-                d_new = d_s + self.eta * self._adam(grad, srows, iters[srows] + 1, adam_m, adam_v)
+                d_new = self._adam_step(d_s, grad, srows, iters[srows] + 1, adam_m, adam_v)
             d_new = self.step_rule(d_new, d_s, grad, obj.detach()[step], x_s, m_s, srows,
                                    iters[srows])
             delta[srows] = self._project(d_new, x_s, m_s)
@@ -262,29 +291,39 @@ class Attack:
         last_delta = delta.clone()
         best[never] = delta[never]
         score = torch.where(never, score_last, score_best)
+        if self.count_check_step:
+            iters = iters + (converged & ~done).to(iters.dtype)
+        logged = evaluated if self.log_prediction == "last_evaluated" else best
         return AttackResult(
             x_adv=(x + best).detach(), delta=best.detach(), iterations=iters.cpu(),
             converged=converged.cpu(), final_threshold=stop.final_threshold().cpu(),
             last_passed=stop.last_passed().cpu(), score=score.cpu(),
-            last_delta=last_delta.detach())
+            last_delta=last_delta.detach(), logged_delta=logged.detach())
 
-    @staticmethod
-    def _adam(grad: torch.Tensor, rows: torch.Tensor, t: torch.Tensor, m: torch.Tensor,
-              v: torch.Tensor) -> torch.Tensor:
-        """Adam's step direction for ascent on ``sign(grad)`` (torch defaults β=(0.9, 0.999),
-        ε=1e-8), with per-sample step counts ``t``.
+    def _adam_step(self, d: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor,
+                   t: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """One Adam step (β=(0.9, 0.999), ε=1e-8, lr=η) ascending on ``sign(grad)``, with
+        per-sample step counts ``t``; returns the new ``δ`` of ``rows``.
 
         Written out because torch.optim.Adam keeps one global step count and updates every row;
-        here frozen samples must keep their state and each sample its own ``t``, so that a
-        batch equals one-at-a-time runs. Adam is odd in its gradient, so ascent on ``sign(g)``
-        is ``+lr·m̂/(√v̂+ε)``, the same as the reference minimising ``-loss``.
+        here frozen samples keep their state and each sample its own ``t``, so that a batch
+        equals one-at-a-time runs. The arithmetic is torch.optim.Adam's own (single-tensor path,
+        the one it takes on the CPU), op for op: ``lerp`` for the first moment,
+        ``mul``/``addcmul`` for the second, bias corrections as Python floats, ``addcdiv`` for
+        the step; so each step is bit-identical to ``torch.optim.Adam`` minimising ``-loss``
+        (Adam is odd in its gradient, and IEEE rounding is symmetric in the sign).
         """
         b1, b2, eps = 0.9, 0.999, 1e-8
         g = torch.sign(grad)
-        m[rows] = b1 * m[rows] + (1 - b1) * g
-        v[rows] = b2 * v[rows] + (1 - b2) * g * g
-        shape = (-1,) + (1,) * (g.ndim - 1)
-        tt = t.to(g.dtype).reshape(shape)
-        m_hat = m[rows] / (1 - b1 ** tt)
-        v_hat = v[rows] / (1 - b2 ** tt)
-        return m_hat / (v_hat.sqrt() + eps)
+        m_r = torch.lerp(m[rows], g, 1 - b1)
+        v_r = v[rows].mul(b2).addcmul_(g, g, value=1 - b2)
+        m[rows], v[rows] = m_r, v_r
+        out = torch.empty_like(d)
+        for step in torch.unique(t).tolist():
+            sel = (t == step).nonzero().squeeze(1)
+            bias_correction1 = 1 - b1 ** step
+            bias_correction2 = 1 - b2 ** step
+            step_size = self.eta / bias_correction1
+            denom = (v_r[sel].sqrt() / bias_correction2 ** 0.5).add_(eps)
+            out[sel] = d[sel].addcdiv(m_r[sel], denom, value=step_size)
+        return out

@@ -14,8 +14,10 @@ import torch
 
 from robustmer.attacks.base import Attack, StopRule, _check_pos
 from robustmer.errors import ConfigError
+from robustmer.evaluate.metrics import rowwise_pearson_r
 
 STOPS: tuple[str, ...] = ("corr", "mse", "none")
+THRESHOLDS: tuple[str, ...] = ("ours", "reference")
 _GRID_TOL = 1e-9
 """A value within 1e-9 steps of a grid point counts as on it (0.3 / 0.1 is 2.9999999999999996
 in floating point), so "strictly below 0.3" gives 0.2, not 0.3."""
@@ -32,15 +34,12 @@ def per_sample_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def per_sample_corr(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Pearson r between each sample's K predictions and K targets, float64 ``(B,)``; NaN where
-    either is constant (the same definition as ``evaluate.metrics.rowwise_pearson_r``)."""
-    a = out.detach().double().reshape(out.shape[0], -1)
-    b = y.detach().double().reshape(y.shape[0], -1)
-    a = a - a.mean(dim=1, keepdim=True)
-    b = b - b.mean(dim=1, keepdim=True)
-    den = torch.sqrt((a * a).sum(dim=1) * (b * b).sum(dim=1))
-    r = (a * b).sum(dim=1) / torch.where(den > 0, den, 1.0)
-    return torch.where(den > 0, r, torch.full_like(r, math.nan))
+    """Pearson r between each sample's K predictions and K targets, float64 ``(B,)`` on the
+    device of ``out``; NaN where either is constant. One definition: this *is*
+    ``evaluate.metrics.rowwise_pearson_r`` (the constant-row rule included)."""
+    a = out.detach().double().reshape(out.shape[0], -1).cpu().numpy()
+    b = y.detach().double().reshape(y.shape[0], -1).cpu().numpy()
+    return torch.from_numpy(rowwise_pearson_r(b, a)).to(out.device)
 
 
 class ThresholdStop(StopRule):
@@ -124,6 +123,80 @@ class ThresholdStop(StopRule):
         return self.passed_t.clone()
 
 
+class ReferenceThresholdStop(StopRule):
+    """The reference implementation's threshold walk, reproduced on purpose (the reference
+    preset; docs/attacks.md lists each rule).
+
+    - No threshold before the loop: the first judged ``δ`` (``δ₀``) sets it to
+      ``ceil(10·r)/10`` (``corr``) or ``floor(10·mse)/10`` (``mse``), which that ``δ`` always
+      passes, so ``δ₀ = 0`` is recorded (``records_start``).
+    - One step per pass: a passed threshold moves by exactly one ``step`` (float64 arithmetic,
+      ``t - 0.1`` as the reference computes it), even when the value is already past several.
+    - A threshold that lands exactly on 0.0 counts as unset (the reference tests ``not t``) and
+      is re-initialised from the next judged value, which passes it.
+    - Convergence: a pass at a threshold that can no longer move (``t < -1 + step`` for ``corr``,
+      ``t > limit - step`` for ``mse``, compared in float64 as the reference does).
+    """
+
+    records_start = True
+
+    def __init__(self, metric: str, step: float = 0.1, limit: float = 1.0) -> None:
+        if metric not in ("corr", "mse"):
+            raise ConfigError(f"stop must be 'corr' or 'mse', got {metric!r}")
+        self.metric = metric
+        self.step = _check_pos("threshold_step", step)
+        self.scale = 1.0 / self.step
+        self.limit = _check_pos("mse_limit", limit)
+
+    def value(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The judged per-sample metric (float64)."""
+        if self.metric == "corr":
+            return per_sample_corr(out, y)
+        return per_sample_mse(out.detach().double(), y.detach().double())
+
+    def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """No threshold yet and nothing done (the loop judges ``δ₀`` itself)."""
+        v = self.value(out, y)
+        self.t = torch.full_like(v, math.nan)
+        self.set = torch.zeros_like(v, dtype=torch.bool)
+        self.passed_t = torch.full_like(v, math.nan)
+        return torch.zeros_like(v, dtype=torch.bool), v
+
+    def update(self, out: torch.Tensor, y: torch.Tensor,
+               rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Initialise / re-initialise, judge, move one step or converge."""
+        rows = rows.to(self.t.device)
+        v = self.value(out, y).to(self.t.device)
+        t = self.t[rows]
+        unset = ~self.set[rows] | (t == 0.0)
+        if self.metric == "corr":
+            init = torch.ceil(v * self.scale) / self.scale
+        else:
+            init = torch.floor(v * self.scale) / self.scale
+        t = torch.where(unset, init, t)
+        self.set[rows] = True
+        if self.metric == "corr":
+            passed = (v <= t) & ~torch.isnan(v)
+            movable = t >= -1.0 + self.step
+            moved = t - self.step
+        else:
+            passed = (v >= t) & ~torch.isnan(v)
+            movable = t <= self.limit - self.step
+            moved = t + self.step
+        self.passed_t[rows] = torch.where(passed, t, self.passed_t[rows])
+        self.t[rows] = torch.where(passed & movable, moved, t)
+        return passed, passed & ~movable, v
+
+    def final_threshold(self) -> torch.Tensor:
+        """The threshold each sample was working towards when it stopped (the reference's
+        ``adv-target``; NaN if never set)."""
+        return self.t.clone()
+
+    def last_passed(self) -> torch.Tensor:
+        """The last threshold each sample passed (NaN if none)."""
+        return self.passed_t.clone()
+
+
 class NoStop(StopRule):
     """Run every sample for ``max_iters`` steps (score: per-sample MSE)."""
 
@@ -152,21 +225,31 @@ class BIM(Attack):
 
     Defaults are the study's choice (ε=0.001, η=0.002, 1000 iterations, L∞, correlation rule down
     to -1). ``stop="mse"`` uses the rising MSE rule up to ``mse_limit``; ``stop="none"`` runs all
-    ``max_iters`` steps and returns the last ``δ``.
+    ``max_iters`` steps and returns the last ``δ``. ``thresholds="reference"`` walks the
+    thresholds as the reference implementation did (:class:`ReferenceThresholdStop`).
     """
 
     name = "bim"
 
     def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
                  norm: str = "linf", stop: str = "corr", *, threshold_step: float = 0.1,
-                 mse_limit: float = 1.0, box: tuple[float, float] | None = None,
-                 update: str = "sign", clip: str = "project", random_start: bool = False,
-                 seed: int = 0) -> None:
+                 mse_limit: float = 1.0, thresholds: str = "ours",
+                 box: tuple[float, float] | None = None, update: str = "sign",
+                 clip: str = "project", random_start: bool = False, seed: int = 0,
+                 judge_last: bool = True, count_check_step: bool = False,
+                 log_prediction: str = "returned") -> None:
         super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, box=box,
-                         update=update, clip=clip, random_start=random_start, seed=seed)
+                         update=update, clip=clip, random_start=random_start, seed=seed,
+                         judge_last=judge_last, count_check_step=count_check_step,
+                         log_prediction=log_prediction)
         if stop not in STOPS:
             raise ConfigError(f"stop must be one of {list(STOPS)}, got {stop!r}")
-        self.stop = stop
+        if thresholds not in THRESHOLDS:
+            raise ConfigError(f"thresholds must be one of {list(THRESHOLDS)}, "
+                              f"got {thresholds!r}")
+        if thresholds == "reference" and stop == "none":
+            raise ConfigError("thresholds='reference' needs stop='corr' or 'mse'")
+        self.stop, self.thresholds = stop, thresholds
         self.threshold_step = _check_pos("threshold_step", threshold_step)
         self.mse_limit = _check_pos("mse_limit", mse_limit)
 
@@ -178,12 +261,14 @@ class BIM(Attack):
         """The configured stop rule."""
         if self.stop == "none":
             return NoStop()
+        if self.thresholds == "reference":
+            return ReferenceThresholdStop(self.stop, self.threshold_step, self.mse_limit)
         return ThresholdStop(self.stop, self.threshold_step, self.mse_limit)
 
     def config(self) -> dict[str, Any]:
         """Settings incl. the stop rule."""
         return {**super().config(), "stop": self.stop, "threshold_step": self.threshold_step,
-                "mse_limit": self.mse_limit}
+                "mse_limit": self.mse_limit, "thresholds": self.thresholds}
 
 
 class PGD(BIM):

@@ -258,7 +258,7 @@ def gradient_free_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, atta
         raise ConfigError(f"the gradient-free check runs Square (L∞); the attack's norm is "
                           f"{attack.norm!r}")
     grad = reference or run_attack(model, x, y, attack, batch_size)
-    sq = Square(eps=attack.eps, max_queries=queries, p_init=p_init, seed=seed, box=attack.box)
+    sq = Square(eps=attack.eps, max_iters=queries, p_init=p_init, seed=seed, box=attack.box)
     out = run_attack(model, x, y, sq, batch_size)
     flag = exceeds(out.delta_mae, grad.delta_mae, rel_tol, abs_tol)
     rule = (f"flag if Square's ΔMAE ({queries} queries) exceeds the gradient attack's by "

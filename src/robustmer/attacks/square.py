@@ -14,7 +14,7 @@ Per sample (seeded, reproducible per (seed, batch)):
    plane of a spectrogram; a segment of a waveform) at a uniform random position gets a new
    ``±ε`` per channel; projected; accepted iff the MSE rose.
 3. ``p(i)`` is the paper's schedule: ``p_init`` halved at 10, 50, 200, 500, 1000, 2000, 4000,
-   6000 and 8000 of 10 000 queries (rescaled to ``max_queries``).
+   6000 and 8000 of 10 000 queries (rescaled to ``max_iters``).
 
 Written by hand because the maintained implementations (torchattacks, AutoAttack) attack
 classifiers' margin losses on images and know neither a regression loss, a mask nor our stop rules.
@@ -31,14 +31,15 @@ from torch import nn
 from robustmer.attacks import norms
 from robustmer.attacks.base import AttackResult, StopRule, Subsettable, _check_pos
 from robustmer.attacks.bim import STOPS, NoStop, ThresholdStop, per_sample_mse
+from robustmer.attacks.spec import register
 from robustmer.errors import ConfigError
 
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
-def p_schedule(i: int, max_queries: int, p_init: float) -> float:
+def p_schedule(i: int, max_iters: int, p_init: float) -> float:
     """Fraction of the plane the ``i``-th proposal changes (the paper's piecewise halving)."""
-    it = int(i / max(max_queries, 1) * 10000)
+    it = int(i / max(max_iters, 1) * 10000)
     halvings = sum(it > s for s in _SCHEDULE)
     return p_init / 2 ** halvings
 
@@ -57,7 +58,8 @@ def _as4d(t: torch.Tensor) -> torch.Tensor:
 class Square:
     """Gradient-free L∞ Square Attack on the per-sample MSE; ``attack(model, x, y, mask=None)``.
 
-    ``max_queries`` counts model evaluations per sample after the clean one (``iterations``);
+    ``max_iters`` is the query budget: model evaluations per sample after the clean one
+    (``iterations``; named as the other attacks' so the study's ``iters`` sets it);
     ``stop`` is BIM's (``"none"`` runs every query; ``"corr"``/``"mse"`` stop a sample at the
     final threshold). The returned ``δ`` is always the best one found (the search only accepts
     improvements).
@@ -65,13 +67,13 @@ class Square:
 
     name = "square"
 
-    def __init__(self, eps: float = 0.001, max_queries: int = 1000, p_init: float = 0.1,
+    def __init__(self, eps: float = 0.001, max_iters: int = 1000, p_init: float = 0.1,
                  stop: str = "none", *, threshold_step: float = 0.1, mse_limit: float = 1.0,
                  box: tuple[float, float] | None = None, seed: int = 0) -> None:
         self.eps = _check_pos("eps", eps, allow_zero=True)
-        if int(max_queries) != max_queries or max_queries < 0:
-            raise ConfigError(f"max_queries must be an integer >= 0, got {max_queries!r}")
-        self.max_queries = int(max_queries)
+        if int(max_iters) != max_iters or max_iters < 0:
+            raise ConfigError(f"max_iters must be an integer >= 0, got {max_iters!r}")
+        self.max_iters = int(max_iters)
         self.p_init = _check_pos("p_init", p_init)
         if self.p_init > 1:
             raise ConfigError(f"p_init must lie in (0, 1], got {p_init!r}")
@@ -91,7 +93,7 @@ class Square:
 
     def config(self) -> dict[str, Any]:
         """JSON-able settings."""
-        return {"attack": self.name, "eps": self.eps, "max_queries": self.max_queries,
+        return {"attack": self.name, "eps": self.eps, "max_iters": self.max_iters,
                 "p_init": self.p_init, "norm": self.norm, "stop": self.stop,
                 "threshold_step": self.threshold_step, "mse_limit": self.mse_limit,
                 "box": None if self.box is None else list(self.box), "seed": self.seed}
@@ -143,7 +145,7 @@ class Square:
         delta = torch.zeros_like(x)
         loss = torch.full((B,), -math.inf, dtype=torch.float64, device=dev)
         active = ~done
-        for i in range(self.max_queries):
+        for i in range(self.max_iters):
             if not bool(active.any()):
                 break
             rows = active.nonzero().squeeze(1)
@@ -151,7 +153,7 @@ class Square:
                 signs = torch.randint(0, 2, (B, C, 1, W), generator=gen).to(dev, x.dtype)
                 prop4 = (2 * signs - 1).expand(B, C, H, W)[rows] * self.eps
             else:
-                p = p_schedule(i, self.max_queries, self.p_init)
+                p = p_schedule(i, self.max_iters, self.p_init)
                 sh = min(H, max(1, round(math.sqrt(p) * H)))
                 sw = min(W, max(1, round(math.sqrt(p) * W)))
                 h0 = torch.randint(0, H - sh + 1, (B,), generator=gen)[rows.cpu()].to(dev)
@@ -183,4 +185,8 @@ class Square:
             x_adv=(x + delta).detach(), delta=delta.detach(), iterations=iters.cpu(),
             converged=converged.cpu(), final_threshold=stop.final_threshold().cpu(),
             last_passed=stop.last_passed().cpu(), score=score.cpu(), last_delta=delta.detach(),
-            extra={"queries": iters.cpu()})
+            logged_delta=delta.detach(), extra={"queries": iters.cpu()})
+
+
+register("square", Square, doc="gradient-free Square Attack (L∞ random search on the per-sample "
+                                "MSE; iterations = queries)")

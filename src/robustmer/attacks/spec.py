@@ -1,0 +1,235 @@
+"""One description of an attack for the whole package: a registry name -> class + settings.
+
+The CLI (``robustmer attack --attack NAME``), the study's ``attack:`` block, adversarial training
+and the results folders all go through :class:`AttackSpec`: ``AttackSpec.from_dict({"name":
+"bim", "eps": 0.001})`` validates the settings against the class's constructor (unknown keys and
+wrong types raise ``ConfigError`` naming the key), ``to_dict()`` gives every setting (defaults
+filled in, so what is recorded is what ran) and ``build()`` makes the attack.
+
+A later attack registers itself with one line, ``register("apgd", APGD)`` (at the bottom of its
+module, which ``robustmer.attacks`` imports; or in ``_register_builtins`` below). A *preset* is a
+registered name with some settings fixed, such as ``reference``: the reference study's
+unbounded attack.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from robustmer.attacks.base import Attack
+from robustmer.errors import ConfigError
+
+ALIASES: dict[str, str] = {"iters": "max_iters"}
+"""Accepted alternative spellings of settings (the study's YAML has always said ``iters``)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered name: the class, settings that a preset fixes, defaults that differ from the
+    class's, whether it attacks a regressor or a classifier, and one line of description."""
+
+    name: str
+    cls: type[Attack]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    task: str = "regression"
+    doc: str = ""
+
+    def parameters(self) -> dict[str, Any]:
+        """Every setting of the class with its default (class defaults, then ``defaults`` and
+        ``fixed``), in constructor order."""
+        params = dict(_class_parameters(self.cls))
+        params.update(self.defaults)
+        params.update(self.fixed)
+        return params
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, cls: type[Attack], *, fixed: Mapping[str, Any] | None = None,
+             defaults: Mapping[str, Any] | None = None, task: str = "regression",
+             doc: str = "") -> None:
+    """Make ``cls`` reachable as ``name`` from the CLI, the study and training (one line per
+    attack). ``fixed``: settings a preset pins (a config may not change them); ``defaults``:
+    defaults that differ from the class's; ``task``: ``regression`` (targets are the emotion
+    ratings) or ``classifier`` (targets are class indices)."""
+    if not name or not name.replace("_", "").isalnum():
+        raise ConfigError(f"attack name must be letters, digits and '_', got {name!r}")
+    if task not in ("regression", "classifier"):
+        raise ConfigError(f"task must be 'regression' or 'classifier', got {task!r}")
+    params = _class_parameters(cls)
+    for key in [*(fixed or {}), *(defaults or {})]:
+        if key not in params:
+            raise ConfigError(f"register({name!r}): {cls.__name__} has no setting {key!r}")
+    REGISTRY[name] = Entry(name, cls, dict(fixed or {}), dict(defaults or {}), task, doc)
+
+
+def names(task: str | None = None) -> list[str]:
+    """Registered attack names (optionally only those of one ``task``), sorted."""
+    return sorted(n for n, e in REGISTRY.items() if task is None or e.task == task)
+
+
+def entry(name: str, where: str = "attack") -> Entry:
+    """The registry entry of ``name``; ``ConfigError`` listing the known names otherwise."""
+    if name not in REGISTRY:
+        raise ConfigError(f"{where}: unknown attack {name!r}; choose from {names()}")
+    return REGISTRY[name]
+
+
+def _class_parameters(cls: type) -> dict[str, Any]:
+    """Keyword settings of ``cls.__init__`` with their defaults, following ``**kwargs`` up the
+    class hierarchy (``PGD`` passes its extras to ``BIM``, ``BIM`` to ``Attack``)."""
+    out: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        more = False
+        for p in list(inspect.signature(init).parameters.values())[1:]:
+            if p.kind is p.VAR_KEYWORD:
+                more = True
+            elif p.kind is not p.VAR_POSITIONAL and p.name not in out:
+                out[p.name] = None if p.default is p.empty else p.default
+        if not more:
+            break
+    return out
+
+
+def _check_value(key: str, value: Any, default: Any, where: str) -> Any:
+    """Type-check one setting against its default's type (ints become floats where a float is
+    expected; a box is ``null`` or ``[lo, hi]``)."""
+    if key == "box":
+        if value is None:
+            return None
+        if (not isinstance(value, list | tuple) or len(value) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           for v in value)):
+            raise ConfigError(f"{where}.box: expected null or [lo, hi], found {value!r}")
+        return (float(value[0]), float(value[1]))
+    if default is None:
+        return value
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, found {value!r}")
+    if kind in (bool, int, float, str) and not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, found {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A validated attack description: registry ``name`` + every setting of its class.
+
+    ``eps`` is the budget the attack really enforces: the ``eps`` setting, or NaN where the ε
+    projection never takes effect (``clip="reference_noop"``, the reference preset)."""
+
+    name: str = "bim"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | str, where: str = "attack") -> AttackSpec:
+        """Validate ``{"name": ..., <setting>: value, ...}`` (or just a name). Unknown keys, wrong
+        types, values the attack refuses and changes to a preset's fixed settings raise
+        ``ConfigError`` naming ``where`` and the key."""
+        if isinstance(raw, str):
+            raw = {"name": raw}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where}: expected a mapping or an attack name, "
+                              f"found {type(raw).__name__}")
+        raw = dict(raw)
+        name = raw.pop("name", "bim")
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}.name: expected a string, found {name!r}")
+        e = entry(name, f"{where}.name")
+        params = e.parameters()
+        settings = dict(params)
+        for key, value in raw.items():
+            k = ALIASES.get(key, key)
+            if k not in params:
+                raise ConfigError(f"{where}: unknown setting {key!r} for attack {name!r}; "
+                                  f"allowed: {sorted(params)}")
+            if k in e.fixed and value != e.fixed[k]:
+                raise ConfigError(f"{where}.{key}: the {name!r} preset fixes {k}={e.fixed[k]!r}"
+                                  f" (found {value!r}); use attack 'bim' to change it")
+            settings[k] = _check_value(key, value, params[k], where)
+        spec = cls(name, settings)
+        try:
+            spec.build()
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": ..., <every setting>: value}``, plain YAML/JSON types (what is recorded)."""
+        out: dict[str, Any] = {"name": self.name}
+        for k, v in self.settings.items():
+            out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def build(self) -> Attack:
+        """A fresh attack object with these settings."""
+        return entry(self.name).cls(**self.settings)
+
+    def replace(self, **changes: Any) -> AttackSpec:
+        """The same attack with some settings changed (validated)."""
+        return AttackSpec.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def task(self) -> str:
+        """``regression`` or ``classifier``."""
+        return entry(self.name).task
+
+    @property
+    def eps(self) -> float:
+        """The enforced budget (NaN for an attack whose ε clip never takes effect)."""
+        if self.settings.get("clip") == "reference_noop":
+            return math.nan
+        return float(self.settings.get("eps", math.nan))
+
+
+def setting_id(spec: AttackSpec, domain: str) -> str:
+    """Folder name of one attack setting, e.g. ``bim-spectrogram-eps0.001`` or
+    ``reference-spectrogram`` (no ε for an unbounded attack)."""
+    eps = spec.eps
+    base = f"{spec.name}-{domain}"
+    return base if math.isnan(eps) else f"{base}-eps{eps:g}"
+
+
+def setting_label(attack: str, domain: str, eps: float) -> str:
+    """Human label of a setting: ``bim eps=0.001 (spectrogram)``, ``reference (spectrogram)``."""
+    if eps is None or (isinstance(eps, float) and math.isnan(eps)):
+        return f"{attack} ({domain})"
+    return f"{attack} eps={eps:g} ({domain})"
+
+
+def _register_builtins() -> None:
+    from robustmer.attacks.bim import BIM, PGD
+    from robustmer.attacks.cw import CWAudio
+    from robustmer.attacks.targeted import TargetedPGD
+
+    register("bim", BIM, doc="untargeted regression BIM (sign steps, ε projection, stepped "
+                             "correlation stop)")
+    register("pgd", PGD, defaults={"random_start": True},
+             doc="BIM with a seeded random start in the ε-ball")
+    register("targeted_pgd", TargetedPGD, task="classifier",
+             doc="targeted PGD on a classifier (descend CE to the target class)")
+    register("cw", CWAudio, task="classifier",
+             doc="C&W-style audio attack on a classifier (distortion + α·loss)")
+    register("reference", BIM,
+             fixed={"update": "adam_sign", "clip": "reference_noop", "norm": "linf",
+                    "stop": "corr", "random_start": False, "thresholds": "reference",
+                    "judge_last": False, "count_check_step": True,
+                    "log_prediction": "last_evaluated", "threshold_step": 0.1, "box": None},
+             defaults={"eps": 0.001, "eta": 0.002, "max_iters": 1000},
+             doc="the reference study's attack: Adam on the sign, the no-op ε clip and its "
+                 "stopping/logging rules (docs/attacks.md)")
+
+
+_register_builtins()
