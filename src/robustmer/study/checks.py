@@ -31,27 +31,50 @@ from robustmer.train import load_run
 Log = Callable[[str], None]
 
 
+def _study_settings(config: StudyConfig) -> list[dict[str, Any]]:
+    """The study's bounded spectrogram-domain attack settings as plain dicts (``eps``, ``eta``,
+    ``max_iters``, ``norm``, ``stop``), whichever form the ``attack:`` block has (one BIM, or
+    a list of attack-spec settings)."""
+    a = config.attack
+    if hasattr(a, "settings"):  # the attack-spec form: one setting per budget and preset
+        out = []
+        for st in a.settings:
+            s = st.spec.settings
+            if st.domain == "spectrogram" and st.spec.eps == st.spec.eps and "eta" in s:
+                out.append({k: s.get(k) for k in ("eps", "eta", "max_iters", "norm", "stop")})
+        return out
+    if a.domain != "spectrogram":
+        return []
+    eps = a.eps if isinstance(a.eps, (list, tuple)) else [a.eps]
+    return [{"eps": e, "eta": a.eta, "max_iters": a.iters, "norm": a.norm, "stop": a.stop}
+            for e in eps]
+
+
 def _budgets(config: StudyConfig, spec: CheckSpec) -> list[float]:
     if spec.eps is not None:
         return [float(e) for e in spec.eps]
-    eps = config.attack.eps
-    vals = eps if isinstance(eps, (list, tuple)) else [eps]
-    return [float(e) for e in vals]
+    budgets = [float(s["eps"]) for s in _study_settings(config)]
+    if not budgets:
+        raise ConfigError("checks.eps: the study has no bounded spectrogram-domain attack; "
+                          "give the checks' budgets")
+    return list(dict.fromkeys(budgets))
 
 
 def check_attack(config: StudyConfig, spec: CheckSpec, eps: float) -> BIM:
     """The gradient attack every check compares with: the study's BIM on spectrograms at ``eps``
-    (η = ``eta_ratio``·ε; iterations ``attack_iters`` or the study's)."""
-    a = config.attack
+    (η = ``eta_ratio``·ε, default the study's η/ε; iterations ``attack_iters`` or the study's;
+    the study's norm and stop rule)."""
+    study = _study_settings(config)
+    first = study[0] if study else {}
     if spec.eta_ratio is not None:
         ratio = spec.eta_ratio
-    elif a.domain == "spectrogram":
-        study_eps = a.eps[0] if isinstance(a.eps, (list, tuple)) else a.eps
-        ratio = float(a.eta) / float(study_eps)
+    elif first.get("eta") and first.get("eps"):
+        ratio = float(first["eta"]) / float(first["eps"])
     else:
         ratio = 2.0
-    iters = spec.attack_iters or a.iters
-    return BIM(eps=eps, eta=ratio * eps, max_iters=iters, norm=a.norm, stop=a.stop)
+    iters = spec.attack_iters or int(first.get("max_iters") or 1000)
+    return BIM(eps=eps, eta=ratio * eps, max_iters=iters, norm=first.get("norm") or "linf",
+               stop=first.get("stop") or "corr")
 
 
 def test_clips(data: PreparedData, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +117,8 @@ def run_checks(config: StudyConfig, data: PreparedData, out: Path, runs: pd.Data
         return read_checks(out)
     from robustmer.study.runner import run_id_of  # the runner imports this module lazily
 
-    done = runs[runs["status"] == "done"].to_dict("records")
+    # one row per run (runs.csv may hold one row per run x attack setting)
+    done = runs[runs["status"] == "done"].drop_duplicates("run_id").to_dict("records")
     table = _Table(Path(out))
     x, y = test_clips(data, spec.clips)
     device = config.train.device
