@@ -41,7 +41,7 @@ class CheckSpec:
     mse_limit: float = 1.0
     min_fraction: float = 0.9
     rel_tol: float = 0.1
-    abs_tol: float = 0.01
+    abs_tol: float = 0.001
     queries: int = 1000
     p_init: float = 0.1
     transfer: list[list[str]] = field(default_factory=lambda: [["A2E", "A2M2E"],
