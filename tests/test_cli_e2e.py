@@ -26,8 +26,13 @@ def test_cli_pipeline_on_synthetic_data(tmp_path: Path) -> None:
     assert "OK" in invoke("data", "check", data)
     invoke("train", "--model", "a2b2e", "--data", data, "--seed", 1, "--out", run,
            "--width", 0.0625, "--epochs", 2, "--cache", cache, "--adversarial",
-           "--adv-every", 2, "--adv-iters", 2, "--no-progress")
+           "--adv-every", 2, "--adv-iters", 2, "--adv-eps", 0.01, "--adv-eta", 0.005,
+           "--no-progress")
     assert (run / "best").is_dir() and (run / "history.csv").is_file()
+    import yaml
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["adversarial_attack"]
+    assert (recorded["name"], recorded["eps"], recorded["eta"], recorded["max_iters"]) == (
+        "bim", 0.01, 0.005, 2)
     invoke("evaluate", run, "--split", "test")
     assert (run / "metrics_test.json").is_file()
 
@@ -47,6 +52,24 @@ def test_cli_pipeline_on_synthetic_data(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["attack", str(run), "--split", "val", "--out", str(spec),
                                    "--iters", "3", "--no-progress"])
     assert res.exit_code != 0
+
+    # several budgets: one folder per ε; the reference preset by name, recorded as such
+    many = tmp_path / "attack-many"
+    invoke("attack", run, "--split", "val", "--eps", "0.01,0.05", "--eta", 0.01, "--iters", 3,
+           "--out", many, "--no-progress")
+    assert sorted(p.name for p in many.iterdir()) == ["bim-spectrogram-eps0.01",
+                                                      "bim-spectrogram-eps0.05"]
+    again = pd.read_csv(many / "bim-spectrogram-eps0.05" / "attack.csv", dtype={"clip_id": str})
+    pd.testing.assert_frame_equal(again, table)  # same attack as the single-ε folder above
+    ref = tmp_path / "attack-ref"
+    invoke("attack", run, "--split", "val", "--attack", "reference", "--iters", 3,
+           "--out", ref, "--no-progress")
+    cfg = yaml.safe_load((ref / "config.yaml").read_text())
+    assert cfg["attack"]["name"] == "reference" and cfg["attack"]["clip"] == "reference_noop"
+    assert cfg["setting"]["attack"] == "reference"
+    bad = CliRunner().invoke(app, ["attack", str(run), "--attack", "reference", "--clip",
+                                   "project", "--out", str(tmp_path / "x"), "--no-progress"])
+    assert bad.exit_code != 0 and "fixes clip" in str(bad.exception)
 
     wave = tmp_path / "attack-wave"
     invoke("attack", run, "--split", "val", "--domain", "waveform", "--eps", 0.002,

@@ -83,7 +83,7 @@ def test_bad_values_name_the_line(tmp_path: Path) -> None:
 def test_duplicates_rejected_and_append_replaces_a_run(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     c1 = _clips("r1", "A2E", 6, rng_seed=1)
-    with pytest.raises(DatasetError, match="duplicate row for run_id=r1, clip_id=000"):
+    with pytest.raises(DatasetError, match=r"duplicate row for run_id=r1, .*clip_id=000"):
         store.write_clips(pd.concat([c1, c1.iloc[:1]], ignore_index=True))
     store.append_clips(c1)
     store.append_clips(_clips("r2", "A2E", 21, rng_seed=2))

@@ -115,3 +115,77 @@ def test_waveform_study_puts_listenable_audio_in_the_store(tmp_path: Path) -> No
     assert (clips["snr_db"] > 20).all()
     wavs = sorted(p.name for p in res.store.media_dir.glob("A2E_seed1/*.wav"))
     assert len(wavs) == 2 and wavs[0].endswith("_adv.wav") and wavs[1].endswith("_clean.wav")
+
+
+@pytest.mark.slow
+def test_study_with_two_budgets_and_a_preset_resumes_per_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    attack = {"eps": [0.01, 0.05], "eta": 0.01, "iters": 2, "batch_size": 4,
+              "presets": [{"name": "reference", "iters": 2}]}
+    cfg = tiny(tmp_path / "out", tmp_path / "cache", models=["A2E"], attack=attack,
+               train={"width": 0.0625, "epochs": 1})
+    ids = [s.id for s in cfg.attack.settings]
+    assert ids == ["bim-spectrogram-eps0.01", "bim-spectrogram-eps0.05", "reference-spectrogram"]
+
+    real_attack = runner.attack_dataset
+    calls: list[str] = []
+
+    def dying_on_second(model: object, data: object, split: str, spec: object, out_dir: Path,
+                        **kw: object) -> object:
+        calls.append(Path(out_dir).name)
+        if Path(out_dir).name == ids[1]:
+            raise Killed
+        return real_attack(model, data, split, spec, out_dir, **kw)
+
+    monkeypatch.setattr(runner, "attack_dataset", dying_on_second)
+    with pytest.raises(Killed):
+        runner.run_study(cfg, progress=False, log=_quiet)
+    assert calls == ids[:2]
+    run_dir = tmp_path / "out" / "runs" / "A2E_seed1" / "attack"
+    assert (run_dir / ids[0] / runner.DONE).exists()
+
+    calls.clear()
+    monkeypatch.setattr(runner, "attack_dataset", lambda *a, **k: (calls.append(
+        Path(a[4]).name), real_attack(*a, **k))[1])
+    res = runner.run_study(cfg, progress=False, log=_quiet)
+    assert calls == ids[1:]  # the finished (run, ε) was not attacked again
+
+    clips = res.store.read_clips()
+    assert list(clips.columns[3:6]) == ["attack", "domain", "eps"]
+    n = clips["clip_id"].nunique()
+    assert len(clips) == 3 * n
+    got = sorted((a, d, -1.0 if e != e else e) for a, d, e in
+                 clips[["attack", "domain", "eps"]].drop_duplicates().itertuples(index=False))
+    assert got == [("bim", "spectrogram", 0.01), ("bim", "spectrogram", 0.05),
+                   ("reference", "spectrogram", -1.0)]
+    bim = clips[clips["attack"] == "bim"]
+    assert (bim["delta_linf"] <= bim["eps"] + 1e-6).all()  # each budget held
+    runs = res.store.read_runs()
+    assert len(runs) == 3 and list(runs["status"]) == ["done"] * 3
+    # clean metrics repeat on each row of a run; the attack summary is per setting
+    assert runs["clean_mae"].nunique() == 1
+    from robustmer.evaluate.store import settings
+    assert settings(clips)[-1][0] == "reference"
+    import yaml
+    recorded = yaml.safe_load((run_dir / ids[2] / "config.yaml").read_text())
+    assert recorded["attack"]["name"] == "reference"
+    assert recorded["attack"]["update"] == "adam_sign"
+
+
+def test_attack_block_is_validated_with_the_key_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"attack\.eta: give one number or one per eps"):
+        tiny(tmp_path, tmp_path, attack={"eps": [0.1, 0.2], "eta": [0.1]})
+    with pytest.raises(ConfigError, match=r"attack\.eps\[1\]"):
+        tiny(tmp_path, tmp_path, attack={"eps": [0.1, "x"]})
+    with pytest.raises(ConfigError, match=r"attack: unknown setting 'epsilon'"):
+        tiny(tmp_path, tmp_path, attack={"epsilon": 0.1})
+    with pytest.raises(ConfigError, match=r"attack\.presets\[0\]\.name: unknown attack"):
+        tiny(tmp_path, tmp_path, attack={"presets": ["nope"]})
+    with pytest.raises(ConfigError, match="appears twice"):
+        tiny(tmp_path, tmp_path, attack={"eps": [0.1, 0.1]})
+    with pytest.raises(ConfigError, match="classifier"):
+        tiny(tmp_path, tmp_path, attack={"name": "cw"})
+    with pytest.raises(ConfigError, match=r"train\.adv_attack"):
+        tiny(tmp_path, tmp_path, train={"adv_attack": "nope"})
+    one = tiny(tmp_path, tmp_path, attack={"eps": 0.02})  # a single number still works
+    assert [s.spec.eps for s in one.attack.settings] == [0.02]

@@ -13,10 +13,16 @@ def test_shipped_configs_parse() -> None:
     assert paper.seeds == (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
     assert set(paper.models) == set(MODEL_TYPES)
     assert (paper.train.epochs, paper.train.patience, paper.train.lr) == (200, 50, 5e-4)
-    assert (paper.attack.iters, paper.attack.eps, paper.attack.eta) == (1000, 0.001, 0.002)
-    assert paper.attack.stop == "corr"
+    (setting,) = paper.attack.settings  # one budget, as the paper
+    assert setting.spec.name == "bim" and setting.domain == "spectrogram"
+    s = setting.spec.settings
+    assert (s["max_iters"], s["eps"], s["eta"], s["stop"]) == (1000, 0.001, 0.002, "corr")
     demo = load_config(CONFIGS / "demo.yaml")
     assert demo.data.root is None and demo.train.width < 1.0
+    assert [x.id for x in demo.attack.settings] == ["bim-waveform-eps0.002"]
+    repo = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("demo.yaml", "paper.yaml"):  # the copies beside the repository say the same
+        assert load_config(repo / name) == load_config(CONFIGS / name)
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,11 @@ Per iteration, for the samples still running: forward at ``x + δ`` (one pass, a
 stop rule to judge the current ``δ``), stop-rule update (record ``δ`` as the best when a threshold
 is passed; freeze samples that are done or have used ``max_iters`` steps), then one step
 ``δ ← Proj(δ + η·dir(∇δ objective))`` for the rest. Only the running samples are forwarded, and
-every quantity is per sample, so a batch gives exactly the per-sample results of a
-one-at-a-time loop. Gradients are taken with ``torch.autograd.grad`` w.r.t. ``δ`` only, so
-nothing accumulates in the model's ``.grad``; the model runs in eval mode and its mode is
-restored afterwards.
+every quantity is per sample, so a batch gives the per-sample results of a one-at-a-time loop:
+exactly when the model's outputs do not depend on the batch size, and otherwise within the
+tolerance docs/attacks.md ("Batching") states and tests on the real architecture. Gradients
+are taken with ``torch.autograd.grad`` w.r.t. ``δ`` only, so nothing accumulates in the
+model's ``.grad``; the model runs in eval mode and its mode is restored afterwards.
 """
 
 from __future__ import annotations
@@ -292,7 +293,7 @@ class Attack:
         best[never] = delta[never]
         score = torch.where(never, score_last, score_best)
         if self.count_check_step:
-            iters = iters + (converged & ~done).to(iters.dtype)
+            iters = iters + converged.to(iters.dtype)
         logged = evaluated if self.log_prediction == "last_evaluated" else best
         return AttackResult(
             x_adv=(x + best).detach(), delta=best.detach(), iterations=iters.cpu(),
@@ -306,8 +307,8 @@ class Attack:
         per-sample step counts ``t``; returns the new ``δ`` of ``rows``.
 
         Written out because torch.optim.Adam keeps one global step count and updates every row;
-        here frozen samples keep their state and each sample its own ``t``, so that a batch
-        equals one-at-a-time runs. The arithmetic is torch.optim.Adam's own (single-tensor path,
+        here frozen samples keep their state and each sample its own ``t``, as in one-at-a-time
+        runs. The arithmetic is torch.optim.Adam's own (single-tensor path,
         the one it takes on the CPU), op for op: ``lerp`` for the first moment,
         ``mul``/``addcmul`` for the second, bias corrections as Python floats, ``addcdiv`` for
         the step; so each step is bit-identical to ``torch.optim.Adam`` minimising ``-loss``

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from robustmer import EMOTIONS
 from robustmer.attacks import norms
 from robustmer.attacks.base import Attack
+from robustmer.attacks.spec import AttackSpec
 from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch, write_wav
 from robustmer.errors import ConfigError
 from robustmer.evaluate.metrics import per_sample_mae
@@ -87,8 +88,20 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_json_default))
 
 
-def attack_items(model: nn.Module, items: Iterable[dict[str, Any]], attack: Attack,
-                 out_dir: str | Path, *, domain: str = "spectrogram",
+def _resolve(attack: Attack | AttackSpec, domain: str) -> tuple[Attack, dict[str, Any]]:
+    """The attack object and what ``config.yaml`` records of it: the spec (registry name and
+    every setting) and the setting key ``{attack, domain, eps}`` of the results store."""
+    if isinstance(attack, AttackSpec):
+        if attack.task != "regression":
+            raise ConfigError(f"attack {attack.name!r} attacks a classifier (targets are class "
+                              f"indices); the attack runner attacks the emotion regressors")
+        return attack.build(), {"attack": attack.to_dict(), "setting": {
+            "attack": attack.name, "domain": domain, "eps": attack.eps}}
+    return attack, {"attack": attack.config()}
+
+
+def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
+                 attack: Attack | AttackSpec, out_dir: str | Path, *, domain: str = "spectrogram",
                  frontend: LogFilteredSpectrogram | None = None,
                  standardizer: Standardizer | None = None, batch_size: int = 8,
                  device: str | torch.device = "cpu", resume: bool = False,
@@ -101,10 +114,12 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]], attack: Atta
     ``{"id", "wave" (S,), "frame_index" (T,), "y" (8,)}`` in the waveform domain (which also
     needs ``frontend`` and ``standardizer``). Writes ``out_dir/attack.csv``, ``config.yaml``,
     ``meta.json``, ``examples/<id>.npz`` and, for waveforms, ``audio/<id>_{clean,adv}.wav``.
-    In the waveform domain an attack without a box gets the audio box [-1, 1].
+    In the waveform domain an attack without a box gets the audio box [-1, 1]. ``attack`` is an
+    attack object or an :class:`AttackSpec` (then ``config.yaml`` records the spec).
     """
     if domain not in DOMAINS:
         raise ConfigError(f"domain must be one of {list(DOMAINS)}, got {domain!r}")
+    attack, recorded = _resolve(attack, domain)
     if int(batch_size) != batch_size or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if domain == "waveform":
@@ -116,7 +131,7 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]], attack: Atta
         frontend = frontend.to(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    full_config = {"domain": domain, "attack": attack.config(), "batch_size": int(batch_size),
+    full_config = {"domain": domain, **recorded, "batch_size": int(batch_size),
                    "standardizer": None if standardizer is None else standardizer.to_dict(),
                    **(config or {})}
     table = _prepare_out(out, full_config, resume)
@@ -165,7 +180,10 @@ def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack,
         target = WaveformModel(model, frontend, standardizer, idx)
     target.eval()  # predictions below are the model's eval-mode outputs (BatchNorm, dropout)
     res = attack(target, x, y, mask=mask)
-    pred, adv = _predict(target, x), _predict(target, res.x_adv)
+    # the reported adversarial prediction: at the returned δ (or, for the reference preset, at
+    # the last δ the loop evaluated, as the reference logged it)
+    logged = res.delta if res.logged_delta is None else res.logged_delta
+    pred, adv = _predict(target, x), _predict(target, x + logged)
     delta = res.delta
     if domain == "spectrogram":
         mean, std = (0.0, 1.0) if standardizer is None else (standardizer.mean, standardizer.std)
@@ -231,7 +249,7 @@ def dataset_items(data: Any, split: str, domain: str) -> tuple[list[str], Iterat
     return ids, gen()
 
 
-def attack_dataset(model: nn.Module, data: Any, split: str, attack: Attack,
+def attack_dataset(model: nn.Module, data: Any, split: str, attack: Attack | AttackSpec,
                    out_dir: str | Path, *, domain: str = "spectrogram", batch_size: int = 8,
                    device: str | torch.device = "cpu", resume: bool = False,
                    progress: bool = False, write_examples: bool = True) -> pd.DataFrame:

@@ -174,8 +174,11 @@ class AttackSpec:
         return out
 
     def build(self) -> Attack:
-        """A fresh attack object with these settings."""
-        return entry(self.name).cls(**self.settings)
+        """A fresh attack object with these settings (its ``spec`` attribute is this spec, so
+        whoever receives the object can record the description, e.g. the trainer)."""
+        attack = entry(self.name).cls(**self.settings)
+        attack.spec = self  # type: ignore[attr-defined]
+        return attack
 
     def replace(self, **changes: Any) -> AttackSpec:
         """The same attack with some settings changed (validated)."""

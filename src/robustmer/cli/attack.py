@@ -73,6 +73,35 @@ def _floats(values: list[str], name: str) -> list[float]:
     return out
 
 
+def _setting_values(values: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs; values parsed as YAML scalars (``0.1``, ``true``, ``ce``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(val)
+    return out
+
+
+def attack_specs(name: str, eps: list[float] | None, given: dict[str, Any]) -> list[Any]:
+    """One validated ``AttackSpec`` per ε (or one with the attack's default ε)."""
+    from robustmer.attacks.spec import AttackSpec
+
+    base = {"name": name, **{k: v for k, v in given.items() if v is not None}}
+    budgets: list[float | None] = list(eps) if eps else [None]
+    specs = []
+    for e in budgets:
+        spec = AttackSpec.from_dict(base if e is None else {**base, "eps": e}, where="--attack")
+        if spec.task != "regression":
+            raise ConfigError(f"--attack {name}: attacks a classifier (targets are class "
+                              f"indices); `robustmer attack` attacks the emotion regressors")
+        specs.append(spec)
+    return specs
+
+
 def load_run_and_data(run_dir: Path, data_root: Path | None, device: str) -> tuple[Any, Any]:
     """The trained run and its data (same root, cache, split and standardiser as training)."""
     from robustmer.data import prepare_data
@@ -116,16 +145,23 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="attack folder (attack.csv, examples/)"),
         split: str = typer.Option("test", "--split", help="train, val or test"),
         domain: Domain = typer.Option(Domain.spectrogram, "--domain"),
-        eps: float = typer.Option(0.001, "--eps", help="bound on ‖δ‖"),
-        eta: float = typer.Option(0.002, "--eta", help="step size"),
-        iters: int = typer.Option(1000, "--iters", help="maximum iterations per clip"),
-        stop: Stop = typer.Option(Stop.corr, "--stop", help="stepped stopping rule"),
-        norm: Norm = typer.Option(Norm.linf, "--norm"),
-        mse_limit: float = typer.Option(1.0, "--mse-limit", help="last threshold of --stop mse"),
-        update: Update = typer.Option(Update.sign, "--update"),
-        clip: Clip = typer.Option(Clip.project, "--clip"),
-        random_start: bool = typer.Option(False, "--random-start", help="PGD random start"),
-        seed: int = typer.Option(0, "--seed", help="seed of the random start"),
+        attack_name: str = typer.Option("bim", "--attack", help="attack name (bim, pgd, "
+                                        "reference, ...: robustmer.attacks.spec)"),
+        eps: list[str] = typer.Option([], "--eps", help="bound on ‖δ‖; several (--eps a --eps "
+                                      "b or a,b) write one sub-folder per ε"),
+        eta: float | None = typer.Option(None, "--eta", help="step size"),
+        iters: int | None = typer.Option(None, "--iters", help="maximum iterations per clip"),
+        stop: Stop | None = typer.Option(None, "--stop", help="stepped stopping rule"),
+        norm: Norm | None = typer.Option(None, "--norm"),
+        mse_limit: float | None = typer.Option(None, "--mse-limit",
+                                               help="last threshold of --stop mse"),
+        update: Update | None = typer.Option(None, "--update"),
+        clip: Clip | None = typer.Option(None, "--clip"),
+        random_start: bool | None = typer.Option(None, "--random-start/--no-random-start",
+                                                 help="PGD random start"),
+        seed: int | None = typer.Option(None, "--seed", help="seed of the random start"),
+        settings: list[str] = typer.Option([], "--set", help="any other setting of the "
+                                           "attack, KEY=VALUE (repeatable)"),
         batch_size: int = typer.Option(8, "--batch-size"),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
         data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
@@ -134,21 +170,29 @@ def register(app: typer.Typer) -> None:
                                       help="write npz (and WAV) adversarial examples"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        """Attack every clip of a split and write one row per clip to OUT/attack.csv."""
-        from robustmer.attacks import BIM
+        """Attack every clip of a split and write one row per clip to OUT/attack.csv (with
+        several --eps: OUT/<setting-id>/attack.csv, one folder per ε)."""
         from robustmer.attacks.runner import attack_dataset
+        from robustmer.attacks.spec import setting_id
 
-        attack = BIM(eps=eps, eta=eta, max_iters=iters, norm=norm.value, stop=stop.value,
-                     mse_limit=mse_limit, update=update.value, clip=clip.value,
-                     random_start=random_start, seed=seed)
+        given = {"eta": eta, "max_iters": iters, "stop": stop, "norm": norm,
+                 "mse_limit": mse_limit, "update": update, "clip": clip,
+                 "random_start": random_start, "seed": seed}
+        given = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items()}
+        given.update(_setting_values(settings))
+        specs = attack_specs(attack_name, _floats(eps, "--eps") if eps else None, given)
         run, prepared = load_run_and_data(run_dir, data, device)
-        table = attack_dataset(run.model, prepared, split, attack, out, domain=domain.value,
-                               batch_size=batch_size, device=device, resume=resume,
-                               progress=progress, write_examples=examples)
-        typer.echo(f"attacked {len(table)} clips of {split}: MAE {table['mae_clean'].mean():.4f}"
-                   f" -> {table['mae_adv'].mean():.4f}, {table['converged'].mean():.0%} "
-                   f"converged, mean {table['iterations'].mean():.0f} iterations")
-        typer.echo(f"results: {out / 'attack.csv'} (+ config.yaml, meta.json, examples/)")
+        for spec in specs:
+            folder = out if len(specs) == 1 else out / setting_id(spec, domain.value)
+            table = attack_dataset(run.model, prepared, split, spec, folder,
+                                   domain=domain.value, batch_size=batch_size, device=device,
+                                   resume=resume, progress=progress, write_examples=examples)
+            typer.echo(f"{setting_id(spec, domain.value)}: attacked {len(table)} clips of "
+                       f"{split}: MAE {table['mae_clean'].mean():.4f} -> "
+                       f"{table['mae_adv'].mean():.4f}, {table['converged'].mean():.0%} "
+                       f"converged, mean {table['iterations'].mean():.0f} iterations")
+            typer.echo(f"results: {folder / 'attack.csv'} (+ config.yaml, meta.json, "
+                       f"examples/)")
 
     @app.command("attack-search")
     def attack_search_command(

@@ -50,9 +50,13 @@ def train_command(
     cache: Path | None = typer.Option(None, "--cache", help="spectrogram cache folder"),
     split: Path | None = typer.Option(None, "--split", help="split JSON (made if missing)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
-    adversarial: bool = typer.Option(False, "--adversarial", help="BIM adversarial training"),
+    adversarial: bool = typer.Option(False, "--adversarial", help="adversarial training"),
     adv_every: int = typer.Option(5, "--adv-every", help="adversarial step every n-th epoch"),
-    adv_iters: int = typer.Option(50, "--adv-iters", help="BIM iterations per batch"),
+    adv_attack: str = typer.Option("bim", "--adv-attack", help="training attack (a name from "
+                                   "robustmer.attacks.spec: bim, pgd, reference, ...)"),
+    adv_eps: float = typer.Option(0.001, "--adv-eps", help="training attack budget ε"),
+    adv_eta: float = typer.Option(0.002, "--adv-eta", help="training attack step η"),
+    adv_iters: int = typer.Option(50, "--adv-iters", help="training attack iterations per batch"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm bars"),
 ) -> None:
     """Train one model with the reference recipe and keep its best checkpoint."""
@@ -67,9 +71,14 @@ def train_command(
     prepared = prepare_data(data, cache_dir=cache, split_path=split)
     attack = None
     if adversarial:
-        from robustmer.attacks import BIM
+        from robustmer.attacks.spec import AttackSpec
 
-        attack = BIM(eps=0.001, eta=0.002, max_iters=adv_iters)
+        spec = AttackSpec.from_dict({"name": adv_attack, "eps": adv_eps, "eta": adv_eta,
+                                     "max_iters": adv_iters}, where="--adv-*")
+        if spec.task != "regression":
+            raise ConfigError(f"--adv-attack {adv_attack}: attacks a classifier; adversarial "
+                              f"training attacks the emotion regressors")
+        attack = spec.build()  # its spec is recorded in the run's config.yaml
     result = train_run(
         prepared.dataset("train", mode="random", seed=seed),
         prepared.dataset("val", mode="fixed", seed=seed),

@@ -2,8 +2,9 @@
 report reads. Its schema lives here, once, as column lists (see docs/ARCHITECTURE.md, "The
 results store").
 
-A store is a folder with ``runs.csv`` (one row per trained model), ``clips.csv`` (one row per
-model x test clip), ``config.yaml`` (what was asked), ``meta.json`` (versions, git commit,
+A store is a folder with ``runs.csv`` (one row per trained model x attack setting),
+``clips.csv`` (one row per model x attack setting x test clip; a setting is ``(attack, domain,
+eps)``, see docs/attacks.md), ``config.yaml`` (what was asked), ``meta.json`` (versions, git commit,
 timings, source) and optional ``media/<run_id>/<clip_id>_{clean,adv}.wav`` or
 ``media/<run_id>/<clip_id>_delta.{png,npz}``. Every write is atomic; every read validates the
 columns and values and raises ``DatasetError`` naming the file, the row and the column.
@@ -36,7 +37,13 @@ RUN_STATUSES: tuple[str, ...] = ("done", "failed", "not_runnable")
 MODEL_TYPE_ORDER: tuple[str, ...] = ("A2E", "A2B2E", "A2M2E", "aA2E", "aA2B2E")
 """The study's model types in reporting order; other types follow alphabetically."""
 
-RUNS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", "status", "message")
+SETTING_COLUMNS: tuple[str, ...] = ("attack", "domain", "eps")
+"""One attack setting: spec name, ``spectrogram``/``waveform``, enforced budget (NaN: none)."""
+DEFAULT_SETTING: tuple[str, str, float] = ("bim", "spectrogram", float("nan"))
+"""The setting of an old store whose tables and config do not say."""
+
+RUNS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", *SETTING_COLUMNS,
+                                     "status", "message")
 R_COLUMNS: tuple[str, ...] = tuple(f"r_{e}" for e in EMOTIONS)
 RUNS_METRIC_COLUMNS: tuple[str, ...] = (
     "clean_mean_r", "clean_mae", "clean_rmse", "clean_r2", *R_COLUMNS,
@@ -44,7 +51,8 @@ RUNS_METRIC_COLUMNS: tuple[str, ...] = (
 )
 RUNS_COLUMNS: tuple[str, ...] = (*RUNS_KEY_COLUMNS, *RUNS_METRIC_COLUMNS)
 
-CLIPS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", "clip_id")
+CLIPS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", *SETTING_COLUMNS,
+                                      "clip_id")
 Y_COLUMNS: tuple[str, ...] = tuple(f"y_{e}" for e in EMOTIONS)
 PRED_COLUMNS: tuple[str, ...] = tuple(f"pred_{e}" for e in EMOTIONS)
 ADV_COLUMNS: tuple[str, ...] = tuple(f"adv_{e}" for e in EMOTIONS)
@@ -56,7 +64,8 @@ CLIPS_COLUMNS: tuple[str, ...] = (
     *CLIPS_KEY_COLUMNS, *Y_COLUMNS, *PRED_COLUMNS, *ADV_COLUMNS, *CLIPS_STAT_COLUMNS,
 )
 
-_TEXT_COLUMNS = ("run_id", "model_type", "clip_id", "status", "message")
+_TEXT_COLUMNS = ("run_id", "model_type", "clip_id", "status", "message", "attack", "domain")
+_OPTIONAL_TEXT = ("message", "attack", "domain")  # may be empty (a failed run has no setting)
 _INT_COLUMNS = ("seed",)
 _BOOL_COLUMNS = ("converged",)
 _TRUE = {"true", "1", "1.0", "yes"}
@@ -95,7 +104,7 @@ def validate_frame(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.D
     for col in columns:
         values = out[col]
         if col in _TEXT_COLUMNS:
-            if col != "message":
+            if col not in _OPTIONAL_TEXT:
                 bad = values.isna() | (values.astype(str).str.strip() == "")
                 if bad.any():
                     i = int(np.flatnonzero(bad.to_numpy())[0])
@@ -219,18 +228,36 @@ class ResultsStore:
             df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=True)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise DatasetError(f"{path}: not a readable CSV table ({err})") from err
+        if not any(c in df.columns for c in SETTING_COLUMNS):
+            df = fill_settings(df, self.config_setting(), runs=path == self.runs_path)
         return validate_frame(df, columns, str(path))
 
+    def config_setting(self) -> tuple[str, str, float]:
+        """The one setting of an old store: from ``config.yaml``'s attack block (``attack:
+        {domain, eps, ...}``), else :data:`DEFAULT_SETTING`."""
+        block = self.read_config().get("attack")
+        if not isinstance(block, dict):
+            return DEFAULT_SETTING
+        domain = block.get("domain", "spectrogram")
+        eps = block.get("eps")
+        try:
+            eps_f = float(eps) if not isinstance(eps, list) else float("nan")
+        except (TypeError, ValueError):
+            eps_f = float("nan")
+        return (str(block.get("name", "bim")), str(domain), eps_f)
+
     def read_runs(self) -> pd.DataFrame:
-        """``runs.csv`` validated (unique ``run_id``)."""
+        """``runs.csv`` validated (unique ``(run_id, attack, domain, eps)``); an old store without
+        the setting columns gets them from :meth:`config_setting`."""
         df = self._read(self.runs_path, RUNS_COLUMNS)
-        _check_unique(df, ("run_id",), str(self.runs_path))
+        _check_unique(df, ("run_id", *SETTING_COLUMNS), str(self.runs_path))
         return df
 
     def read_clips(self) -> pd.DataFrame:
-        """``clips.csv`` validated (unique ``(run_id, clip_id)``)."""
+        """``clips.csv`` validated (unique ``(run_id, attack, domain, eps, clip_id)``); an old
+        store without the setting columns gets them from :meth:`config_setting`."""
         df = self._read(self.clips_path, CLIPS_COLUMNS)
-        _check_unique(df, ("run_id", "clip_id"), str(self.clips_path))
+        _check_unique(df, ("run_id", *SETTING_COLUMNS, "clip_id"), str(self.clips_path))
         return df
 
     def read_config(self) -> dict[str, Any]:
@@ -263,13 +290,13 @@ class ResultsStore:
     def write_runs(self, df: pd.DataFrame) -> None:
         """Validate and atomically (re)write ``runs.csv``."""
         clean = validate_frame(df, RUNS_COLUMNS, str(self.runs_path))
-        _check_unique(clean, ("run_id",), str(self.runs_path))
+        _check_unique(clean, ("run_id", *SETTING_COLUMNS), str(self.runs_path))
         write_csv(self.runs_path, clean)
 
     def write_clips(self, df: pd.DataFrame) -> None:
         """Validate and atomically (re)write ``clips.csv``."""
         clean = validate_frame(df, CLIPS_COLUMNS, str(self.clips_path))
-        _check_unique(clean, ("run_id", "clip_id"), str(self.clips_path))
+        _check_unique(clean, ("run_id", *SETTING_COLUMNS, "clip_id"), str(self.clips_path))
         write_csv(self.clips_path, clean)
 
     def append_clips(self, df: pd.DataFrame) -> None:
@@ -301,6 +328,32 @@ class ResultsStore:
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Atomically write ``meta.json``."""
         write_json(self.meta_path, meta)
+
+
+def fill_settings(df: pd.DataFrame, setting: tuple[str, str, float],
+                  runs: bool = False) -> pd.DataFrame:
+    """Insert ``attack, domain, eps`` after ``seed`` (an old table: one setting). In ``runs`` a
+    run that is not ``done`` keeps them empty, as the contract says."""
+    out = df.copy()
+    at = list(out.columns).index("seed") + 1 if "seed" in out.columns else len(out.columns)
+    for k, (col, val) in enumerate(zip(SETTING_COLUMNS, setting, strict=True)):
+        values = pd.Series([val] * len(out), index=out.index, dtype=object)
+        if runs and "status" in out.columns:
+            values[out["status"].astype(str) != "done"] = np.nan
+        out.insert(at + k, col, values)
+    return out
+
+
+def settings(frame: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """The distinct ``(attack, domain, eps)`` settings of a table, sorted by attack, domain,
+    eps with NaN last; rows without a setting (failed runs) are skipped."""
+    if len(frame) == 0 or not all(c in frame.columns for c in SETTING_COLUMNS):
+        return []
+    sub = frame[list(SETTING_COLUMNS)]
+    keys = {(str(a), str(d), float(e)) for a, d, e in sub.itertuples(index=False)
+            if isinstance(a, str) and a and not pd.isna(a)}
+    return sorted(keys, key=lambda k: (k[0], k[1], np.isnan(k[2]), 0.0 if np.isnan(k[2])
+                                       else k[2]))
 
 
 def empty_frame(columns: Sequence[str]) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from robustmer.evaluate.store import (
     PRED_COLUMNS,
     RUNS_COLUMNS,
     RUNS_METRIC_COLUMNS,
+    SETTING_COLUMNS,
     Y_COLUMNS,
     order_model_types,
 )
@@ -51,10 +52,14 @@ def clips_frame(
     delta_linf: Sequence[float] | np.ndarray | None = None,
     delta_l2: Sequence[float] | np.ndarray | None = None,
     snr_db: Sequence[float] | np.ndarray | None = None,
+    attack: str = "bim",
+    domain: str = "spectrogram",
+    eps: float = float("nan"),
 ) -> pd.DataFrame:
-    """The ``clips.csv`` rows of one run: targets, clean and adversarial predictions ``(N, 8)``
-    in ``EMOTIONS`` order, per-clip MAEs (``per_sample_mae``) and the attack's per-clip stats
-    (NaN / False where a source does not provide them)."""
+    """The ``clips.csv`` rows of one run and attack setting (``attack, domain, eps``): targets,
+    clean and adversarial predictions ``(N, 8)`` in ``EMOTIONS`` order, per-clip MAEs
+    (``per_sample_mae``) and the attack's per-clip stats (NaN / False where a source does not
+    provide them)."""
     n = len(clip_ids)
     arrays = {}
     for name, arr in (("y_true", y_true), ("y_pred", y_pred), ("y_adv", y_adv)):
@@ -68,6 +73,9 @@ def clips_frame(
         "run_id": [str(run_id)] * n,
         "model_type": [str(model_type)] * n,
         "seed": [int(seed)] * n,
+        "attack": [str(attack)] * n,
+        "domain": [str(domain)] * n,
+        "eps": [float(eps)] * n,
         "clip_id": [str(c) for c in clip_ids],
     }
     for prefix_cols, a in ((Y_COLUMNS, arrays["y_true"]), (PRED_COLUMNS, arrays["y_pred"]),
@@ -126,15 +134,32 @@ def summarize_run(clips: pd.DataFrame) -> dict[str, float]:
 
 
 def run_row(run_id: str, model_type: str, seed: int, status: str = "done", message: str = "",
-            clips: pd.DataFrame | None = None) -> dict[str, Any]:
-    """One ``runs.csv`` row: identity + status, and the metrics of ``clips`` (NaN when None,
-    e.g. for a failed or not-runnable run)."""
+            clips: pd.DataFrame | None = None,
+            setting: tuple[Any, Any, Any] | None = None) -> dict[str, Any]:
+    """One ``runs.csv`` row: identity, attack setting ``(attack, domain, eps)`` (taken from
+    ``clips`` when not given; empty for a failed or not-runnable run), status, and the metrics
+    of ``clips`` (NaN when None)."""
+    if setting is None and clips is not None and len(clips) and "attack" in clips:
+        setting = tuple(clips[c].iloc[0] for c in SETTING_COLUMNS)  # type: ignore[assignment]
+    attack, domain, eps = setting if setting is not None else (np.nan, np.nan, np.nan)
     row: dict[str, Any] = {"run_id": str(run_id), "model_type": str(model_type),
-                           "seed": int(seed), "status": status, "message": message}
+                           "seed": int(seed), "attack": attack, "domain": domain,
+                           "eps": float(eps), "status": status, "message": message}
     metrics = (summarize_run(clips) if clips is not None
                else {c: float("nan") for c in RUNS_METRIC_COLUMNS})
     row.update(metrics)
     return row
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""
+
+
+def _key(k: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A hashable group key with NaN eps made comparable (NaN != NaN)."""
+    run_id, attack, domain, eps = k
+    e = float(eps)
+    return (str(run_id), str(attack), str(domain), "nan" if np.isnan(e) else e)
 
 
 def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -145,18 +170,27 @@ def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.
     ``done`` run without clips gets NaN metrics too. Rows come in model-type order, then seed.
     """
     rows: list[dict[str, Any]] = []
-    groups = {str(k): g for k, g in clips.groupby("run_id", sort=False)} if len(clips) else {}
+    keys = ["run_id", *SETTING_COLUMNS]
+    groups = ({_key(k): g for k, g in clips.groupby(keys, sort=False, dropna=False)}
+              if len(clips) else {})
     if runs is None:
-        for run_id, g in groups.items():
+        for (run_id, *setting), g in groups.items():
             rows.append(run_row(run_id, g["model_type"].iloc[0], int(g["seed"].iloc[0]),
-                                clips=g))
+                                clips=g, setting=tuple(setting)))  # type: ignore[arg-type]
     else:
         for rec in runs.to_dict("records"):
             run_id = str(rec["run_id"])
-            g = groups.get(run_id) if rec["status"] == "done" else None
+            setting = tuple(rec.get(c, np.nan) for c in SETTING_COLUMNS)
+            g = groups.get(_key((run_id, *setting))) if rec["status"] == "done" else None
+            if g is None and rec["status"] == "done" and _blank(setting[0]):
+                # a runs row without a setting (old tables): the run's one setting in clips
+                mine = [k for k in groups if k[0] == run_id]
+                if len(mine) == 1:
+                    g = groups[mine[0]]
+                    setting = tuple(g[c].iloc[0] for c in SETTING_COLUMNS)
             rows.append(run_row(run_id, rec["model_type"], int(rec["seed"]), rec["status"],
                                 "" if pd.isna(rec.get("message")) else str(rec["message"]),
-                                clips=g))
+                                clips=g, setting=setting if rec["status"] == "done" else None))
     df = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
     if len(df) == 0:
         return df

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from robustmer.attacks.spec import AttackSpec, setting_id
 from robustmer.errors import ConfigError
 from robustmer.study.checkspec import CheckSpec, parse_checks
 
@@ -51,19 +52,122 @@ class TrainSpec:
     adv_iters: int = 50
     adv_eps: float = 0.001
     adv_eta: float = 0.002
+    adv_attack: str = "bim"
+
+
+DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
+BLOCK_KEYS: tuple[str, ...] = ("name", "domain", "eps", "eta", "batch_size", "presets")
+"""Keys of the study's ``attack:`` block that are not plain settings of the attack."""
 
 
 @dataclass(frozen=True)
-class AttackSpec:
-    """The attack on the test split (defaults: the study's choice)."""
+class AttackSetting:
+    """One attack setting of the study: an attack spec in a domain (its own results folder)."""
 
+    spec: AttackSpec
     domain: str = "spectrogram"
-    eps: float = 0.001
-    eta: float = 0.002
-    iters: int = 1000
-    stop: str = "corr"
-    norm: str = "linf"
+
+    @property
+    def id(self) -> str:
+        """Folder name ``runs/<run_id>/attack/<id>/`` (``attacks.spec.setting_id``)."""
+        return setting_id(self.spec, self.domain)
+
+    @property
+    def key(self) -> tuple[str, str, float]:
+        """``(attack, domain, eps)``: the results store's setting columns."""
+        return (self.spec.name, self.domain, self.spec.eps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"id", "domain", "attack": <spec dict>}``."""
+        return {"id": self.id, "domain": self.domain, "attack": self.spec.to_dict()}
+
+
+@dataclass(frozen=True)
+class StudyAttack:
+    """The study's ``attack:`` block: one attack over a list of budgets, plus named presets.
+
+    YAML (every key optional)::
+
+        attack:
+          name: bim               # any registered regression attack (attacks/spec.py)
+          domain: spectrogram     # or waveform
+          eps: [0.0003, 0.001]    # one number or a list: one setting per budget
+          eta: 0.002              # one number, or one per eps
+          iters: 1000             # ... and any other setting of the attack (stop, norm, ...)
+          batch_size: 8
+          presets: [reference]    # extra settings: a name, or {name: ..., domain: ..., <settings>}
+    """
+
+    settings: tuple[AttackSetting, ...] = ()
     batch_size: int = 8
+    block: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def domain(self) -> str:
+        """The domain of the first setting (the block's ``domain``)."""
+        return self.settings[0].domain if self.settings else "spectrogram"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The block as given (normalised) plus every resolved setting."""
+        return {**self.block, "batch_size": self.batch_size,
+                "settings": [s.to_dict() for s in self.settings]}
+
+
+def _parse_attack(raw: Any, where: str) -> StudyAttack:
+    """Validate the ``attack:`` block into its settings (errors name ``where`` and the key)."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
+    domain = raw.get("domain", "spectrogram")
+    if domain not in DOMAINS:
+        raise ConfigError(f"{where}.domain must be one of {list(DOMAINS)}, found {domain!r}")
+    batch_size = raw.get("batch_size", 8)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"{where}.batch_size must be an integer >= 1, found {batch_size!r}")
+    name = raw.get("name", "bim")
+    base = {k: v for k, v in raw.items() if k not in BLOCK_KEYS}
+    eps = raw.get("eps", 0.001)
+    eps_list = eps if isinstance(eps, list) else [eps]
+    if not eps_list:
+        raise ConfigError(f"{where}.eps: give at least one budget")
+    eta = raw.get("eta", 0.002)
+    eta_list = eta if isinstance(eta, list) else [eta] * len(eps_list)
+    if len(eta_list) != len(eps_list):
+        raise ConfigError(f"{where}.eta: give one number or one per eps "
+                          f"({len(eps_list)}), found {len(eta_list)}")
+    settings: list[AttackSetting] = []
+    for k, (e, h) in enumerate(zip(eps_list, eta_list, strict=True)):
+        for key, val, many in (("eps", e, isinstance(eps, list)),
+                               ("eta", h, isinstance(eta, list))):
+            if isinstance(val, bool) or not isinstance(val, int | float) or not val > 0:
+                at_key = f"{key}[{k}]" if many else key
+                raise ConfigError(f"{where}.{at_key}: expected a positive number, found {val!r}")
+        at = f"{where}.eps[{k}]" if isinstance(eps, list) else where
+        spec = AttackSpec.from_dict({"name": name, **base, "eps": e, "eta": h}, where=at)
+        settings.append(AttackSetting(spec, domain))
+    presets = raw.get("presets", [])
+    if not isinstance(presets, list):
+        raise ConfigError(f"{where}.presets: expected a list of names or mappings")
+    for k, item in enumerate(presets):
+        at = f"{where}.presets[{k}]"
+        item = {"name": item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or "name" not in item:
+            raise ConfigError(f"{at}: expected an attack name or a mapping with 'name'")
+        item = dict(item)
+        p_domain = item.pop("domain", domain)
+        if p_domain not in DOMAINS:
+            raise ConfigError(f"{at}.domain must be one of {list(DOMAINS)}, found {p_domain!r}")
+        settings.append(AttackSetting(AttackSpec.from_dict(item, where=at), p_domain))
+    for k, st in enumerate(settings):
+        if st.spec.task != "regression":
+            raise ConfigError(f"{where}: attack {st.spec.name!r} attacks a classifier; the study "
+                              f"attacks emotion regressors (use bim, pgd or a preset)")
+        if any(o.id == st.id for o in settings[:k]):
+            raise ConfigError(f"{where}: the setting {st.id!r} appears twice")
+    block = {"name": name, "domain": domain,
+             "eps": [float(e) for e in eps_list], "eta": [float(h) for h in eta_list],
+             **base, "presets": presets}
+    return StudyAttack(tuple(settings), batch_size, block)
 
 
 @dataclass(frozen=True)
@@ -76,13 +180,16 @@ class StudyConfig:
     seeds: tuple[int, ...] = (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
-    attack: AttackSpec = field(default_factory=AttackSpec)
+    attack: StudyAttack = field(default_factory=lambda: _parse_attack(None, "attack"))
     media_clips: int = 3
     checks: CheckSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (what ``config.yaml`` in the results folder holds)."""
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["data"], d["train"] = dataclasses.asdict(self.data), dataclasses.asdict(self.train)
+        d["attack"] = self.attack.to_dict()
+        d["checks"] = None if self.checks is None else dataclasses.asdict(self.checks)
         d["models"] = list(self.models)
         d["seeds"] = list(self.seeds)
         return d
@@ -137,24 +244,15 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         raise ConfigError(f"{source}: 'seeds' has duplicates: {seeds}")
     data = _build(DataSpec, raw.get("data"), f"{source}: data")
     train = _build(TrainSpec, raw.get("train"), f"{source}: train")
-    attack = _build(AttackSpec, raw.get("attack"), f"{source}: attack")
-    if attack.domain not in ("spectrogram", "waveform"):
-        raise ConfigError(f"{source}: attack.domain must be spectrogram or waveform, "
-                          f"found {attack.domain!r}")
-    if attack.stop not in ("corr", "mse"):
-        raise ConfigError(f"{source}: attack.stop must be corr or mse, found {attack.stop!r}")
-    if attack.norm not in ("linf", "l2"):
-        raise ConfigError(f"{source}: attack.norm must be linf or l2, found {attack.norm!r}")
-    for name, val in (("attack.eps", attack.eps), ("attack.eta", attack.eta),
-                      ("train.adv_eps", train.adv_eps), ("train.adv_eta", train.adv_eta),
+    attack = _parse_attack(raw.get("attack"), f"{source}: attack")
+    for name, val in (("train.adv_eps", train.adv_eps), ("train.adv_eta", train.adv_eta),
                       ("train.lr", train.lr), ("train.width", train.width)):
         if not val > 0:
             raise ConfigError(f"{source}: {name} must be > 0, found {val}")
-    for name, ival in (("attack.iters", attack.iters), ("train.epochs", train.epochs),
-                       ("train.batch_size", train.batch_size),
-                       ("attack.batch_size", attack.batch_size)):
+    for name, ival in (("train.epochs", train.epochs), ("train.batch_size", train.batch_size)):
         if ival < 1:
             raise ConfigError(f"{source}: {name} must be >= 1, found {ival}")
+    training_attack(train, attack, f"{source}: train")  # validates adv_attack and its budget
     media = raw.get("media_clips", 3)
     if not isinstance(media, int) or media < 0:
         raise ConfigError(f"{source}: media_clips must be an integer >= 0")
@@ -162,6 +260,30 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
                        seeds=tuple(seeds), data=data, train=train, attack=attack,
                        media_clips=media, checks=checks)
+
+
+def training_attack(train: TrainSpec, attack: StudyAttack,
+                    where: str = "train") -> AttackSpec:
+    """The attack inside adversarial training: ``train.adv_attack`` with its own budget
+    (``adv_eps``, ``adv_eta``, ``adv_iters``) on the training batches' spectrogram excerpts;
+    ``norm`` and ``stop`` follow the study's attack when both attacks have them."""
+    settings: dict[str, Any] = {"name": train.adv_attack, "eps": train.adv_eps,
+                                "eta": train.adv_eta, "max_iters": train.adv_iters}
+    first = attack.settings[0].spec.settings if attack.settings else {}
+    probe = AttackSpec.from_dict({"name": train.adv_attack}, where=f"{where}.adv_attack")
+    if probe.task != "regression":
+        raise ConfigError(f"{where}.adv_attack: {train.adv_attack!r} attacks a classifier")
+    for key in ("norm", "stop"):
+        if key in first and key in probe.settings and key not in entry_fixed(train.adv_attack):
+            settings[key] = first[key]
+    return AttackSpec.from_dict(settings, where=f"{where}.adv_*")
+
+
+def entry_fixed(name: str) -> dict[str, Any]:
+    """Settings a registered preset fixes (empty for a plain attack)."""
+    from robustmer.attacks.spec import entry
+
+    return entry(name).fixed
 
 
 def load_config(path: str | Path) -> StudyConfig:

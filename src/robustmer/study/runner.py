@@ -1,10 +1,12 @@
 """The study runner: config -> data -> (model type x seed) runs -> train -> attack -> results store.
 
 It knows the stages, not their insides: it calls ``data.prepare_data``, ``train.train_run``,
-``attacks.run_attack`` and ``evaluate.summary``; the report is built from the results store it
-writes. Every step is resumable: a finished run (``DONE`` marker) is skipped, a half-trained run
-resumes from its last epoch, a half-attacked run resumes after its last finished batch, so a
-killed study loses at most the epoch or the attack batch in progress.
+``attacks.runner.attack_dataset`` and ``evaluate.summary``; the report is built from the results
+store it writes. Every trained model is attacked at every setting of the ``attack:`` block (one
+folder ``runs/<run_id>/attack/<setting-id>/`` each). Every step is resumable: a finished
+training or (run, setting) attack (``DONE`` marker) is skipped, a half-trained run resumes from
+its last epoch, a half-attacked setting resumes after its last finished batch, so a killed study
+loses at most the epoch or the attack batch in progress.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from robustmer import EMOTIONS, io
-from robustmer.attacks import BIM
 from robustmer.attacks.runner import attack_dataset, read_table
 from robustmer.data import prepare_data
 from robustmer.data.prepare import PreparedData
@@ -29,7 +30,7 @@ from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.study.checks import run_checks
-from robustmer.study.config import MODEL_TYPES, StudyConfig
+from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
 from robustmer.train import TrainConfig, load_run, train_run
 
 Log = Callable[[str], None]
@@ -70,12 +71,14 @@ def has_concepts(data: PreparedData) -> bool:
 
 
 def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
-    """Refuse to mix two different studies in one output folder."""
+    """Refuse to mix two different studies in one output folder. The attack settings are
+    checked per setting folder instead (``attacks.runner`` refuses a folder attacked with other
+    settings), so a budget can be added to a finished study."""
     if not store.config_path.exists():
         return
     stored = store.read_config()
     asked = config.to_dict()
-    keep = ("data", "train", "attack")
+    keep = ("data", "train")
     diff = [k for k in keep if stored.get(k) != asked.get(k)]
     if diff:
         raise ConfigError(f"{store.path} holds a study with different {', '.join(diff)} settings; "
@@ -89,19 +92,6 @@ def _train_config(config: StudyConfig, seed: int, adversarial: bool) -> TrainCon
                        device=t.device)
 
 
-def _attack(config: StudyConfig) -> BIM:
-    """The attack on the test split (spectrogram or waveform domain, as configured)."""
-    a = config.attack
-    return BIM(eps=a.eps, eta=a.eta, max_iters=a.iters, norm=a.norm, stop=a.stop)
-
-
-def _training_attack(config: StudyConfig) -> BIM:
-    """The attack inside adversarial training: always on the training batches' spectrogram
-    excerpts, with its own budget (``train.adv_eps``, ``train.adv_eta``, ``train.adv_iters``)."""
-    a, t = config.attack, config.train
-    return BIM(eps=t.adv_eps, eta=t.adv_eta, max_iters=t.adv_iters, norm=a.norm, stop=a.stop)
-
-
 def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int, out: Path,
             *, progress: bool = True) -> pd.DataFrame:
     """Train (resumably) and attack one (model type, seed); return its ``clips.csv`` rows."""
@@ -109,47 +99,67 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
     run_dir = out / "runs" / run_id_of(model_type, seed)
     train_dir = run_dir / "train"
     if not (train_dir / DONE).exists():
-        train_attack = _training_attack(config) if adversarial else None
+        train_attack = (training_attack(config.train, config.attack).build() if adversarial
+                        else None)
         train_run(data.dataset("train", mode="random", seed=seed), data.dataset("val"),
                   train_dir, kind=kind, width=config.train.width,
                   config=_train_config(config, seed, adversarial),
                   data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
                   attack=train_attack, resume=True, progress=progress)
         io.write_text(train_dir / DONE, "")
-    attack_dir = run_dir / "attack"
-    if (attack_dir / DONE).exists():
-        table = read_table(attack_dir)
-    else:
-        model = load_run(train_dir, device=config.train.device).model
-        table = attack_dataset(model, data, "test", _attack(config), attack_dir,
-                               domain=config.attack.domain, batch_size=config.attack.batch_size,
-                               device=config.train.device, resume=True, progress=progress)
-        io.write_text(attack_dir / DONE, "")
-    return clips_frame(
-        run_id_of(model_type, seed), model_type, seed, table["clip_id"].astype(str).tolist(),
-        table[[f"y_{e}" for e in EMOTIONS]].to_numpy(),
-        table[[f"pred_{e}" for e in EMOTIONS]].to_numpy(),
-        table[[f"adv_{e}" for e in EMOTIONS]].to_numpy(),
-        iterations=table["iterations"], converged=table["converged"],
-        final_threshold=table["final_threshold"], delta_linf=table["delta_linf"],
-        delta_l2=table["delta_l2"], snr_db=table["snr_db"])
+    frames = []
+    model = None
+    for setting in config.attack.settings:
+        attack_dir = attack_dir_of(run_dir, setting)
+        if (attack_dir / DONE).exists():
+            table = read_table(attack_dir)
+        else:
+            if model is None:
+                model = load_run(train_dir, device=config.train.device).model
+            table = attack_dataset(model, data, "test", setting.spec, attack_dir,
+                                   domain=setting.domain, batch_size=config.attack.batch_size,
+                                   device=config.train.device, resume=True, progress=progress)
+            io.write_text(attack_dir / DONE, "")
+        attack, domain, eps = setting.key
+        frames.append(clips_frame(
+            run_id_of(model_type, seed), model_type, seed,
+            table["clip_id"].astype(str).tolist(),
+            table[[f"y_{e}" for e in EMOTIONS]].to_numpy(),
+            table[[f"pred_{e}" for e in EMOTIONS]].to_numpy(),
+            table[[f"adv_{e}" for e in EMOTIONS]].to_numpy(),
+            iterations=table["iterations"], converged=table["converged"],
+            final_threshold=table["final_threshold"], delta_linf=table["delta_linf"],
+            delta_l2=table["delta_l2"], snr_db=table["snr_db"],
+            attack=attack, domain=domain, eps=eps))
+    return pd.concat(frames, ignore_index=True)
+
+
+def attack_dir_of(run_dir: Path, setting: AttackSetting) -> Path:
+    """``runs/<run_id>/attack/<setting-id>/``: one resumable folder per attack setting."""
+    return run_dir / "attack" / setting.id
 
 
 def _copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_dir: Path,
                 clip_ids: list[str]) -> None:
     """Put the first ``media_clips`` clips' listenable/visible perturbations where the report
-    looks for them (``media/<run_id>/``)."""
+    looks for them (``media/<run_id>/``; from the block's first setting)."""
     for clip in clip_ids[: config.media_clips]:
         sources = {"clean.wav": attack_dir / "audio" / f"{clip}_clean.wav",
                    "adv.wav": attack_dir / "audio" / f"{clip}_adv.wav",
                    "delta.npz": attack_dir / "examples" / f"{clip}.npz"}
-        if config.attack.domain == "waveform":
+        if config.attack.settings[0].domain == "waveform":
             sources.pop("delta.npz")  # listenable audio instead of a delta image
         for kind, src in sources.items():
             if src.exists():
                 dest = store.media_path(run_id, clip, kind)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest)
+
+
+def _same_eps(values: pd.Series, eps: float) -> pd.Series:
+    """``values == eps`` with NaN equal to NaN (an unbounded setting)."""
+    v = values.astype(float)
+    return v.isna() if eps != eps else v == eps
 
 
 def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print) -> StudyResult:
@@ -193,14 +203,19 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print) -
             io.write_text(out / "runs" / run_id / "error.txt", traceback.format_exc())
             rows.append(run_row(run_id, model_type, seed, "failed", msg))
             continue
-        _copy_media(config, store, run_id, out / "runs" / run_id / "attack",
-                    clips["clip_id"].astype(str).tolist())
+        first = config.attack.settings[0]
+        _copy_media(config, store, run_id, attack_dir_of(out / "runs" / run_id, first),
+                    clips["clip_id"].astype(str).drop_duplicates().tolist())
         frames.append(clips)
-        row = run_row(run_id, model_type, seed, clips=clips)
-        rows.append(row)
-        log(f"{prefix}: clean r {row['clean_mean_r']:.3f} MAE {row['clean_mae']:.3f} -> "
-            f"attacked MAE {row['adv_mae']:.3f} (ΔMAE {row['delta_mae']:+.3f}, "
-            f"{row['mean_iterations']:.0f} it) in {time.perf_counter() - t_run:.0f} s")
+        for setting in config.attack.settings:
+            sel = clips[(clips["attack"] == setting.key[0]) & (clips["domain"] == setting.key[1])
+                        & _same_eps(clips["eps"], setting.key[2])]
+            row = run_row(run_id, model_type, seed, clips=sel, setting=setting.key)
+            rows.append(row)
+            log(f"{prefix} {setting.id}: clean r {row['clean_mean_r']:.3f} MAE "
+                f"{row['clean_mae']:.3f} -> attacked MAE {row['adv_mae']:.3f} (ΔMAE "
+                f"{row['delta_mae']:+.3f}, {row['mean_iterations']:.0f} it)")
+        log(f"{prefix}: done in {time.perf_counter() - t_run:.0f} s")
     bar.close()
 
     store.write_clips(pd.concat(frames, ignore_index=True) if frames

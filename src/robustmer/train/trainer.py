@@ -224,6 +224,18 @@ def _open_tensorboard(config: TrainConfig, run_dir: Path) -> Any:
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
+def _attack_record(attack: Attack | None) -> Any:
+    """What ``config.yaml`` records of the training attack: its spec (``attacks.spec``) when it
+    carries one, else its ``config()``, else its class name; None without an attack."""
+    if attack is None:
+        return None
+    spec = getattr(attack, "spec", None)
+    if spec is not None and hasattr(spec, "to_dict"):
+        return spec.to_dict()
+    config = getattr(attack, "config", None)
+    return config() if callable(config) else type(attack).__name__
+
+
 def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind: str,
               width: float = 1.0, n_classes: int | None = None,
               config: TrainConfig | None = None, data_description: dict[str, Any] | None = None,
@@ -288,7 +300,8 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         meta = io.run_meta(seed=config.seed, model=model_config)
         run.mkdir(parents=True, exist_ok=True)
         io.write_yaml(run / "config.yaml", {"model": model_config, "train": config.to_dict(),
-                                            "data": data_description})
+                                            "data": data_description,
+                                            "adversarial_attack": _attack_record(attack)})
         io.write_json(run / "meta.json", meta)
     if history:
         _write_history(run, history)
