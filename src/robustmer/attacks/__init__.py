@@ -4,6 +4,7 @@ One loop (:mod:`robustmer.attacks.base`) owns stepping, projection, per-sample m
 stopping; attacks supply their objective and stop rule. Never imports train/, data/ or the CLI.
 """
 
+from robustmer.attacks.apgd import APGD
 from robustmer.attacks.base import Attack, AttackResult, StopRule
 from robustmer.attacks.bim import (
     BIM,
@@ -17,12 +18,13 @@ from robustmer.attacks.bim import (
 from robustmer.attacks.cw import CWAudio
 from robustmer.attacks.norms import l2, linf, project, snr_db, spectrogram_snr_db
 from robustmer.attacks.spec import AttackSpec, register, setting_id, setting_label
+from robustmer.attacks.square import Square
 from robustmer.attacks.targeted import TargetedPGD, TargetReached
 from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch, write_wav
 
 __all__ = [
-    "AUDIO_BOX", "BIM", "PGD", "Attack", "AttackResult", "AttackSpec", "CWAudio", "NoStop",
-    "ReferenceThresholdStop", "StopRule", "TargetReached", "TargetedPGD", "ThresholdStop",
+    "APGD", "AUDIO_BOX", "BIM", "PGD", "Attack", "AttackResult", "AttackSpec", "CWAudio", "NoStop",
+    "ReferenceThresholdStop", "Square", "StopRule", "TargetReached", "TargetedPGD", "ThresholdStop",
     "WaveformModel", "l2", "linf", "pad_batch",
     "per_sample_corr", "per_sample_mse", "project", "register", "setting_id", "setting_label",
     "snr_db", "spectrogram_snr_db", "write_wav",

@@ -177,6 +177,15 @@ class Attack:
                 "judge_last": self.judge_last, "count_check_step": self.count_check_step,
                 "log_prediction": self.log_prediction}
 
+    def step_rule(self, d_new: torch.Tensor, d: torch.Tensor, grad: torch.Tensor,
+                  obj: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
+                  rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Hook for an attack with its own step rule (e.g. APGD's step-size schedule): given the
+        loop's proposal ``d_new`` for the stepping ``rows`` (batch indices), their current ``d``,
+        masked gradient ``grad``, objective ``obj`` at ``d`` and step counts ``t``, return the
+        next ``δ`` (the loop projects it). The default keeps the loop's proposal."""
+        return d_new
+
     # -- the loop -----------------------------------------------------------------------------
     def _project(self, delta: torch.Tensor, x: torch.Tensor,
                  mask: torch.Tensor | None) -> torch.Tensor:
@@ -274,6 +283,8 @@ class Attack:
             else:
                 assert adam_m is not None and adam_v is not None
                 d_new = self._adam_step(d_s, grad, srows, iters[srows] + 1, adam_m, adam_v)
+            d_new = self.step_rule(d_new, d_s, grad, obj.detach()[step], x_s, m_s, srows,
+                                   iters[srows])
             delta[srows] = self._project(d_new, x_s, m_s)
             iters[srows] += 1
         # a sample that never passed a threshold returns its last δ (and the score there)

@@ -36,6 +36,7 @@ from robustmer.evaluate.store import (
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.io import versions, write_text
 from robustmer.report import figures, tables
+from robustmer.report.checks import checks_section
 from robustmer.report.l2i import find_l2i, l2i_section_html
 from robustmer.report.tables import esc
 
@@ -102,6 +103,7 @@ class SourceResults:
     def settings(self) -> list[Setting]:
         """The store's attack settings (``store.settings`` order)."""
         return [p.setting for p in self.parts if p.setting is not None]
+    checks: str = ""
 
 
 def _slug(text: str) -> str:
@@ -242,6 +244,7 @@ def analyse_store(
             title=f"Robustness against the attack budget: {name} (mean and 95 % interval "
                   "over seeds)")
     res.media = _collect_media(store, per_run, Path(out_dir), media_clips)
+    res.checks = checks_section(store.path, fig_dir, slug)
     return res
 
 
@@ -360,6 +363,7 @@ def _source_html(r: SourceResults, alpha: float) -> str:
 <p class="caption">Results store: {esc(r.store.path.resolve())}; {r.per_run["run_id"].nunique()}
 runs, {len(r.clips)} clip rows of finished runs.</p>
 {body}
+{r.checks}
 <h3 id="{s}-media">Listen: clean and adversarial clips</h3>
 <p class="caption">Tables and figures are inside this page; the audio players read the WAV
 files in {esc(r.store.media_dir.resolve())} by relative path, so copy that media/ folder along

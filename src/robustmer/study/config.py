@@ -14,6 +14,7 @@ import yaml
 
 from robustmer.attacks.spec import AttackSpec, setting_id
 from robustmer.errors import ConfigError
+from robustmer.study.checkspec import CheckSpec, parse_checks
 from robustmer.study.executor import RayOptions
 from robustmer.train.config import LR_SCHEDULES
 
@@ -204,6 +205,7 @@ class StudyConfig:
     media_clips: int = 3
     write_examples: bool = True
     ray: RayOptions = field(default_factory=RayOptions)
+    checks: CheckSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (what ``config.yaml`` in the results folder holds)."""
@@ -211,6 +213,7 @@ class StudyConfig:
         d["data"], d["train"] = dataclasses.asdict(self.data), dataclasses.asdict(self.train)
         d["attack"] = self.attack.to_dict()
         d["ray"] = dataclasses.asdict(self.ray)
+        d["checks"] = None if self.checks is None else dataclasses.asdict(self.checks)
         d["models"] = list(self.models)
         d["seeds"] = list(self.seeds)
         return d
@@ -243,7 +246,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study config must be a mapping")
     allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips",
-               "write_examples", "ray"}
+               "write_examples", "ray", "checks"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -304,9 +307,11 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     if not isinstance(examples, bool):
         raise ConfigError(f"{source}: write_examples must be true or false (adversarial "
                           f"examples, about 4 MB per attacked clip), found {examples!r}")
+    checks = parse_checks(raw.get("checks"), source, attack, models)
     return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
                        seeds=tuple(seeds), data=data, train=train, attack=attack,
-                       media_clips=media, write_examples=examples, ray=ray)
+                       media_clips=media, write_examples=examples, ray=ray,
+                       checks=checks)
 
 
 def training_attack(train: TrainSpec, attack: StudyAttack,

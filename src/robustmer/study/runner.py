@@ -31,6 +31,7 @@ from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.folders import claim_folder, require_same_settings
+from robustmer.study.checks import run_checks
 from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
 from robustmer.study.executor import RayOptions, SequentialExecutor, make_executor
 from robustmer.train import TrainConfig, evaluate_model, load_run, train_run
@@ -336,6 +337,8 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
                       else empty_frame(CLIPS_COLUMNS))
     runs = pd.DataFrame(rows)
     store.write_runs(runs)
+    if config.checks is not None and config.checks.enabled:
+        run_checks(config, data, out, runs, progress=progress, log=log)
     seconds = time.perf_counter() - t0
     previous = store.read_meta() if store.meta_path.exists() else {}
     total = float(previous.get("seconds_total", previous.get("seconds", 0.0))) + seconds
