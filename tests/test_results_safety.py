@@ -283,3 +283,17 @@ def test_study_without_examples_and_with_total_wall_time(tmp_path: Path) -> None
     page = build_report(tmp_path / "out").read_text(encoding="utf-8")
     assert "Glossary of the columns" in page and "ratings divided by 10" in page
     assert "copy that media/ folder" in page and "self-contained" not in page
+
+
+def test_report_of_a_single_attack_folder(tiny: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "att"
+    ok(*attack_args(tiny["run1"], out, "--split", "train"))
+    page = Path(ok("report", out).strip().splitlines()[-1])
+    assert page == out / "report.html" and page.is_file()
+    html = page.read_text(encoding="utf-8")
+    assert "Table 1" in html and "run1" in html and "A2E" in html
+    store = ResultsStore(out / "report-store")
+    clips = store.read_clips()
+    table = pd.read_csv(out / "attack.csv", dtype={"clip_id": str})
+    assert clips["clip_id"].tolist() == table["clip_id"].tolist()
+    assert clips["eps"].iloc[0] == 0.05 and clips["attack"].iloc[0] == "bim"

@@ -34,6 +34,12 @@ def register(app: typer.Typer) -> None:
         if is_explainer_eval(results_dir):  # a folder written by `robustmer explainer-eval`
             typer.echo(str(build_explain_report(results_dir, out)))
             return
+        from robustmer.evaluate.attack_folder import attack_folder_store, is_attack_folder
+
+        if is_attack_folder(results_dir):  # one `robustmer attack` folder, without a study
+            store = attack_folder_store(results_dir, media_clips)
+            out = out or results_dir / "report.html"
+            results_dir = store.path
         path = build_report(results_dir, out, compare, emotions=emotion, alpha=alpha,
                             media_clips=media_clips, l2i=l2i)
         typer.echo(str(path))
