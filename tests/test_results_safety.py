@@ -297,3 +297,27 @@ def test_report_of_a_single_attack_folder(tiny: dict[str, Path], tmp_path: Path)
     table = pd.read_csv(out / "attack.csv", dtype={"clip_id": str})
     assert clips["clip_id"].tolist() == table["clip_id"].tolist()
     assert clips["eps"].iloc[0] == 0.05 and clips["attack"].iloc[0] == "bim"
+
+
+def test_readme_python_api_example_runs(tiny: dict[str, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Python API block, run as written on a tiny run and a tiny store."""
+    import re
+
+    import numpy as np
+    from tests.test_cpjku_import import _rows, _write_run
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Python API\n\n```python\n(.*?)```", text, re.S)
+    assert block, "README has no Python API block"
+    code = block.group(1)
+    assert 'run_dir = "runs/a2e-1"' in code and 'ResultsStore("demo-output")' in code
+    logs = tmp_path / "logs"
+    _write_run(logs / "r1", _rows(np.random.default_rng(0), 3))
+    (logs / "runs.json").write_text(json.dumps({"r1": {"model_type": "A2E", "seed": 1}}))
+    ok("import-cpjku", logs, "--out", tmp_path / "store")
+    code = code.replace('"runs/a2e-1"', repr(str(tiny["run1"]))).replace(
+        '"demo-output"', repr(str(tmp_path / "store")))
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "MAE" in printed and "mae_adv" in printed
