@@ -52,5 +52,5 @@ def test_stage_imports_flow_downwards(stage: str) -> None:
 
 
 def test_shared_modules_import_no_stage() -> None:
-    for name in ("errors.py", "io.py", "__init__.py"):
+    for name in ("errors.py", "io.py", "folders.py", "__init__.py"):
         assert not _imported_stages(PKG / name), name
