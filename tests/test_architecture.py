@@ -52,5 +52,6 @@ def test_stage_imports_flow_downwards(stage: str) -> None:
 
 
 def test_shared_modules_import_no_stage() -> None:
+    shared = {"errors", "io", "folders"}  # the shared modules may use each other
     for name in ("errors.py", "io.py", "folders.py", "__init__.py"):
-        assert not _imported_stages(PKG / name), name
+        assert not _imported_stages(PKG / name) - shared, name
