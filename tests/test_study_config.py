@@ -20,8 +20,7 @@ def test_shipped_configs_parse() -> None:
     demo = load_config(CONFIGS / "demo.yaml")
     assert demo.data.root is None and demo.train.width < 1.0
     assert [x.id for x in demo.attack.settings] == [
-        "bim-waveform-eps0.0005", "bim-waveform-eps0.002", "bim-waveform-eps0.008",
-        "reference-spectrogram"]  # a few honest budgets beside the reference preset
+        "bim-waveform-eps0.001", "bim-waveform-eps0.004", "reference-spectrogram"]  # a few honest budgets beside the reference preset
     repo = Path(__file__).resolve().parents[1] / "configs"
     for name in ("demo.yaml", "paper.yaml"):  # the copies beside the repository say the same
         assert load_config(repo / name) == load_config(CONFIGS / name)

@@ -26,8 +26,9 @@ def _run(config: StudyConfig, report: bool, overwrite: bool = False,
                     f"{config.output}; run the same command again to resume")
     result = run_study(config, overwrite=overwrite, progress=progress, jobs=jobs,
                        executor=executor)
-    done = int((result.runs["status"] == "done").sum()) if len(result.runs) else 0
-    typer.echo(f"{done}/{len(result.runs)} runs done in {result.seconds:.0f} s; "
+    per_run = result.runs.drop_duplicates("run_id") if len(result.runs) else result.runs
+    done = int((per_run["status"] == "done").sum()) if len(per_run) else 0
+    typer.echo(f"{done}/{len(per_run)} runs done in {result.seconds:.0f} s; "
                f"results in {result.store.path}")
     if report:
         page = build_report(result.store.path)
