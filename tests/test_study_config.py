@@ -19,8 +19,9 @@ def test_shipped_configs_parse() -> None:
     assert (s["max_iters"], s["eps"], s["eta"], s["stop"]) == (1000, 0.001, 0.002, "corr")
     demo = load_config(CONFIGS / "demo.yaml")
     assert demo.data.root is None and demo.train.width < 1.0
+    # a few honest budgets beside the reference preset
     assert [x.id for x in demo.attack.settings] == [
-        "bim-waveform-eps0.001", "bim-waveform-eps0.004", "reference-spectrogram"]  # a few honest budgets beside the reference preset
+        "bim-waveform-eps0.001", "bim-waveform-eps0.004", "reference-spectrogram"]
     repo = Path(__file__).resolve().parents[1] / "configs"
     for name in ("demo.yaml", "paper.yaml"):  # the copies beside the repository say the same
         assert load_config(repo / name) == load_config(CONFIGS / name)

@@ -104,6 +104,23 @@ class StopRule:
         raise NotImplementedError
 
 
+def check_inputs(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
+                 box: tuple[float, float] | None) -> None:
+    """What every attack checks before it starts: a shared batch dimension, a mask shaped like
+    ``x``, finite inputs, and a clean input inside the box."""
+    if x.ndim < 1 or x.shape[0] != y.shape[0]:
+        raise ConfigError(f"x and y must share the batch dimension, got {tuple(x.shape)} "
+                          f"and {tuple(y.shape)}")
+    if mask is not None and mask.shape != x.shape:
+        raise ConfigError(f"mask must have the shape of x {tuple(x.shape)}, "
+                          f"got {tuple(mask.shape)}")
+    if not torch.isfinite(x).all():
+        raise ConfigError("x holds NaN/Inf values")
+    if box is not None and ((x < box[0]).any() or (x > box[1]).any()):
+        raise ConfigError(f"x lies outside box {box} (range {float(x.min()):.4g}.."
+                          f"{float(x.max()):.4g}); rescale the input or widen the box")
+
+
 def _check_pos(name: str, value: float, allow_zero: bool = False) -> float:
     v = float(value)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
@@ -203,17 +220,7 @@ class Attack:
                  mask: torch.Tensor | None = None) -> AttackResult:
         """Attack ``model`` at inputs ``x`` (targets ``y``); ``mask`` marks perturbable
         positions (same shape as ``x``, e.g. the valid samples of zero-padded clips)."""
-        if x.ndim < 1 or x.shape[0] != y.shape[0]:
-            raise ConfigError(f"x and y must share the batch dimension, got {tuple(x.shape)} "
-                              f"and {tuple(y.shape)}")
-        if mask is not None and mask.shape != x.shape:
-            raise ConfigError(f"mask must have the shape of x {tuple(x.shape)}, "
-                              f"got {tuple(mask.shape)}")
-        if not torch.isfinite(x).all():
-            raise ConfigError("x holds NaN/Inf values")
-        if self.box is not None and ((x < self.box[0]).any() or (x > self.box[1]).any()):
-            raise ConfigError(f"x lies outside box {self.box} (range {float(x.min()):.4g}.."
-                              f"{float(x.max()):.4g}); rescale the input or widen the box")
+        check_inputs(x, y, mask, self.box)
         was_training = model.training
         model.eval()
         try:

@@ -43,8 +43,9 @@ COLUMNS: tuple[str, ...] = (
 """Columns of ``attack.csv``: one row per clip."""
 
 
-def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), from any iterable."""
+    batch: list[Any] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -143,7 +144,7 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
     rows: list[dict[str, Any]] = table.to_dict("records")
     todo = (it for it in items if str(it["id"]) not in done)
     n_batches = None if total is None else -(-max(total - len(done), 0) // batch_size)
-    for batch in tqdm(_batches(todo, batch_size), total=n_batches, desc="attack",
+    for batch in tqdm(batches(todo, batch_size), total=n_batches, desc="attack",
                       disable=not progress, leave=False):
         rows.extend(_attack_batch(model, batch, attack, out, domain, frontend, standardizer,
                                   device, write_examples, sample_rate))

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from robustmer.attacks import norms
-from robustmer.attacks.base import AttackResult, StopRule, Subsettable, _check_pos
+from robustmer.attacks.base import AttackResult, StopRule, Subsettable, _check_pos, check_inputs
 from robustmer.attacks.bim import STOPS, NoStop, ThresholdStop, per_sample_mse
 from robustmer.attacks.spec import register
 from robustmer.errors import ConfigError
@@ -107,16 +107,9 @@ class Square:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  mask: torch.Tensor | None = None) -> AttackResult:
         """Attack ``model`` at ``x`` (targets ``y``) by random search; never reads gradients."""
-        if x.ndim < 2 or x.shape[0] != y.shape[0]:
-            raise ConfigError(f"x must be batched (B, ...) and share the batch dimension with y, "
-                              f"got {tuple(x.shape)} and {tuple(y.shape)}")
-        if mask is not None and mask.shape != x.shape:
-            raise ConfigError(f"mask must have the shape of x {tuple(x.shape)}, "
-                              f"got {tuple(mask.shape)}")
-        if not torch.isfinite(x).all():
-            raise ConfigError("x holds NaN/Inf values")
-        if self.box is not None and ((x < self.box[0]).any() or (x > self.box[1]).any()):
-            raise ConfigError(f"x lies outside box {self.box}")
+        if x.ndim < 2:
+            raise ConfigError(f"x must be batched (B, ...), got {tuple(x.shape)}")
+        check_inputs(x, y, mask, self.box)
         was_training = model.training
         model.eval()
         try:

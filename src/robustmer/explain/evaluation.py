@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +47,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robustmer.attacks import BIM, Attack, CWAudio, norms, per_sample_mse
+from robustmer.attacks.runner import batches
 from robustmer.errors import ConfigError
 from robustmer.io import (
     _json_default,
@@ -411,15 +412,6 @@ def _ordered(frame: pd.DataFrame, columns: Sequence[str], clip_order: dict[str, 
     return frame.iloc[idx].reset_index(drop=True).reindex(columns=list(columns))
 
 
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # -- the evaluation -----------------------------------------------------------------------------
@@ -546,7 +538,7 @@ def evaluate_explainers(
         done = {str(r["clip_id"]) for r in adv_rows}
         todo = (it for it in items if str(it["id"]) not in done)
         n_b = None if total is None else -(-max(total - len(done), 0) // batch_size)
-        for batch in tqdm(_batches(todo, batch_size), total=n_b, desc="attack",
+        for batch in tqdm(batches(todo, batch_size), total=n_b, desc="attack",
                           disable=not progress, leave=False):
             adv_rows.extend(_attack_batch(model, batch, attack, task, target_rule, seed, dev,
                                           out, batch_size))
@@ -570,7 +562,7 @@ def evaluate_explainers(
             frames = {k: [r for r in v if not (str(r["method"]) == method and
                                                 str(r["clip_id"]) in redo)]
                       for k, v in frames.items()}
-            for batch_ids in tqdm(list(_batches(pending, batch_size)), desc=method,
+            for batch_ids in tqdm(list(batches(pending, batch_size)), desc=method,
                                   disable=not progress, leave=False):
                 f_rows, r_rows, t_rows = _evaluate_batch(
                     model, batch_ids, method, explainers.get(method), out, seg, explained,
