@@ -321,3 +321,16 @@ def test_readme_python_api_example_runs(tiny: dict[str, Path], tmp_path: Path,
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "MAE" in printed and "mae_adv" in printed
+
+
+def test_mean_snr_leaves_out_clips_whose_delta_is_zero() -> None:
+    """The reference preset may return the clean input (δ = 0, SNR infinite) for some clips;
+    the run's mean SNR is over the others, not infinite."""
+    import numpy as np
+
+    from robustmer.evaluate.summary import clips_frame, summarize_run
+
+    y = np.full((3, 8), 0.5)
+    clips = clips_frame("r", "A2E", 1, ["1", "2", "3"], y, y + 0.01, y + 0.02,
+                        snr_db=[30.0, np.inf, 40.0], attack="reference", eps=float("nan"))
+    assert summarize_run(clips)["mean_snr_db"] == pytest.approx(35.0)
