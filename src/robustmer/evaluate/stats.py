@@ -176,6 +176,18 @@ class Comparison:
         return d
 
 
+def _check_pairable(sel: pd.DataFrame, model_type: str) -> None:
+    """Refuse a model type with two rows for one ``(seed, clip_id)``: the pairing would be
+    ambiguous."""
+    dup = sel.duplicated(subset=["seed", "clip_id"])
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DatasetError(
+            f"clips.csv: model type {model_type} has more than one row for seed "
+            f"{sel['seed'].iloc[i]}, clip {sel['clip_id'].iloc[i]}: cannot pair by "
+            "(seed, clip_id)")
+
+
 def paired_clip_values(clips: pd.DataFrame, a: str, b: str, which: str = "adv"
                        ) -> pd.DataFrame:
     """Per-clip MAE of model types ``a`` and ``b`` paired by ``(seed, clip_id)`` (inner join);
@@ -184,14 +196,7 @@ def paired_clip_values(clips: pd.DataFrame, a: str, b: str, which: str = "adv"
     frames = []
     for t in (a, b):
         sel = clips[clips["model_type"] == t]
-        dup = sel.duplicated(subset=["seed", "clip_id"])
-        if dup.any():
-            i = int(np.flatnonzero(dup.to_numpy())[0])
-            raise DatasetError(
-                f"clips.csv: model type {t} has more than one row for seed "
-                f"{sel['seed'].iloc[i]}, clip {sel['clip_id'].iloc[i]}: cannot pair by "
-                "(seed, clip_id)"
-            )
+        _check_pairable(sel, t)
         frames.append(pd.DataFrame({"seed": sel["seed"].to_numpy(),
                                     "clip_id": sel["clip_id"].astype(str).to_numpy(),
                                     t: clip_mae(sel, which) if len(sel) else np.array([])}))
@@ -229,13 +234,7 @@ def _pair_tests(values: pd.DataFrame, comparisons: Sequence[tuple[str, str]], un
         frames = []
         for t in (a, b):
             sel = values[values["model_type"] == t]
-            dup = sel.duplicated(subset=["seed", "clip_id"])
-            if dup.any():
-                i = int(np.flatnonzero(dup.to_numpy())[0])
-                raise DatasetError(
-                    f"clips.csv: model type {t} has more than one row for seed "
-                    f"{sel['seed'].iloc[i]}, clip {sel['clip_id'].iloc[i]}: cannot pair by "
-                    "(seed, clip_id)")
+            _check_pairable(sel, t)
             frames.append(sel[["seed", "clip_id", "value"]].rename(columns={"value": t}))
         pairs = frames[0].merge(frames[1], on=["seed", "clip_id"], how="inner",
                                 suffixes=("_a", "_b"))
