@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Label-flip rate vs k and recovery of localised perturbations, per explainer."""
-        from robustmer.attacks import BIM, CWAudio, TargetedPGD
+        from robustmer.attacks import AttackSpec
         from robustmer.cli.attack import load_run_and_data
         from robustmer.explain import grid_segments, make_explainer, parse_grid
         from robustmer.explain.evaluation import evaluate_explainers
@@ -121,17 +121,20 @@ def register(app: typer.Typer) -> None:
         run, prepared = load_run_and_data(run_dir, data, device, progress=progress and None)
         claim_folder(out, "explainer-eval", overwrite=overwrite)
         task = "classifier" if run.model_config.get("kind") == "classifier" else "regressor"
+        # the attacks come from the one attack description (robustmer.attacks.spec)
         if task == "classifier" and attack == ClassifierAttack.cw:
-            atk: Any = CWAudio(alpha=15.0, eps=0.1 if eps is None else eps,
-                               eta=5e-4 if eta is None else eta, max_iters=attack_iters,
-                               box=None)
+            raw: dict[str, Any] = {"name": "cw", "alpha": 15.0, "eps": 0.1 if eps is None
+                                   else eps, "eta": 5e-4 if eta is None else eta,
+                                   "max_iters": attack_iters, "box": None}
         elif task == "classifier":
-            atk = TargetedPGD(eps=0.001 if eps is None else eps,
-                              eta=0.002 if eta is None else eta, max_iters=attack_iters,
-                              norm=norm)
+            raw = {"name": "targeted_pgd", "eps": 0.001 if eps is None else eps,
+                   "eta": 0.002 if eta is None else eta, "max_iters": attack_iters,
+                   "norm": norm}
         else:
-            atk = BIM(eps=0.001 if eps is None else eps, eta=0.002 if eta is None else eta,
-                      max_iters=attack_iters, norm=norm, stop=stop)
+            raw = {"name": "bim", "eps": 0.001 if eps is None else eps,
+                   "eta": 0.002 if eta is None else eta, "max_iters": attack_iters,
+                   "norm": norm, "stop": stop}
+        atk: Any = AttackSpec.from_dict(raw, where="--attack").build()
         ds = prepared.dataset(split, mode="fixed")
         n = len(ds) if max_clips is None else min(len(ds), max_clips)
         if n < 1:
