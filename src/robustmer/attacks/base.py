@@ -17,7 +17,9 @@ model's ``.grad``; the model runs in eval mode and its mode is restored afterwar
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -102,6 +104,18 @@ class StopRule:
     def last_passed(self) -> torch.Tensor:
         """``(B,)`` last threshold passed (NaN where none)."""
         raise NotImplementedError
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode for the block (BatchNorm statistics, no dropout); its own mode is
+    restored afterwards, whatever happens inside."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
@@ -221,14 +235,9 @@ class Attack:
         """Attack ``model`` at inputs ``x`` (targets ``y``); ``mask`` marks perturbable
         positions (same shape as ``x``, e.g. the valid samples of zero-padded clips)."""
         check_inputs(x, y, mask, self.box)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.enable_grad():
-                return self._run(model, x.detach(), y.detach(),
-                                 None if mask is None else mask.to(x.dtype).detach())
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.enable_grad():
+            return self._run(model, x.detach(), y.detach(),
+                             None if mask is None else mask.to(x.dtype).detach())
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              mask: torch.Tensor | None) -> AttackResult:

@@ -29,7 +29,14 @@ import torch
 from torch import nn
 
 from robustmer.attacks import norms
-from robustmer.attacks.base import AttackResult, StopRule, Subsettable, _check_pos, check_inputs
+from robustmer.attacks.base import (
+    AttackResult,
+    StopRule,
+    Subsettable,
+    _check_pos,
+    check_inputs,
+    eval_mode,
+)
 from robustmer.attacks.bim import STOPS, NoStop, ThresholdStop, per_sample_mse
 from robustmer.attacks.spec import register
 from robustmer.errors import ConfigError
@@ -110,14 +117,9 @@ class Square:
         if x.ndim < 2:
             raise ConfigError(f"x must be batched (B, ...), got {tuple(x.shape)}")
         check_inputs(x, y, mask, self.box)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return self._run(model, x.detach(), y.detach(),
-                                 None if mask is None else mask.to(x.dtype).detach())
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.no_grad():
+            return self._run(model, x.detach(), y.detach(),
+                             None if mask is None else mask.to(x.dtype).detach())
 
     def _project(self, delta: torch.Tensor, x: torch.Tensor,
                  mask: torch.Tensor | None) -> torch.Tensor:

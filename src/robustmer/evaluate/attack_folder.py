@@ -1,9 +1,9 @@
 """A single attack folder (``robustmer attack --out DIR``) as a one-run results store, so that
 train -> attack -> report works without a study.
 
-The store is built from ``attack.csv`` with the same code the study uses (``clips_frame``,
-``run_row``), and the first clips' audio or δ examples are linked as its media; everything in the
-report is then computed as for a study.
+The store is built from ``attack.csv`` with the same code the study uses
+(``clips_from_attack_table``, ``run_row``), and the first clips' audio or δ examples are
+copied as its media; everything in the report is then computed as for a study.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from robustmer import EMOTIONS
 from robustmer.errors import DatasetError
 from robustmer.evaluate.store import ResultsStore
-from robustmer.evaluate.summary import clips_frame, run_row
+from robustmer.evaluate.summary import clips_from_attack_table, run_row
 from robustmer.io import read_json, run_meta
 
 TABLE = "attack.csv"
@@ -62,18 +61,11 @@ def attack_folder_store(folder: str | os.PathLike[str], media_clips: int = 2) ->
     if table.empty:
         raise DatasetError(f"{src / TABLE}: no attacked clip yet")
     config = yaml.safe_load((src / "config.yaml").read_text(encoding="utf-8")) or {}
-    attack, domain, eps = _setting(config)
+    setting = _setting(config)
+    domain = setting[1]
     model_type, run_id = _model_type(config)
     seed = 0
-    clips = clips_frame(
-        run_id, model_type, seed, table["clip_id"].tolist(),
-        table[[f"y_{e}" for e in EMOTIONS]].to_numpy(),
-        table[[f"pred_{e}" for e in EMOTIONS]].to_numpy(),
-        table[[f"adv_{e}" for e in EMOTIONS]].to_numpy(),
-        iterations=table["iterations"], converged=table["converged"],
-        final_threshold=table["final_threshold"], delta_linf=table["delta_linf"],
-        delta_l2=table["delta_l2"], snr_db=table["snr_db"],
-        attack=attack, domain=domain, eps=eps)
+    clips = clips_from_attack_table(table, run_id, model_type, seed, setting)
     dest = src / STORE_DIR
     if dest.exists():
         shutil.rmtree(dest)

@@ -100,6 +100,22 @@ def clips_frame(
     return pd.DataFrame(data, columns=list(CLIPS_COLUMNS))
 
 
+def clips_from_attack_table(table: pd.DataFrame, run_id: str, model_type: str, seed: int,
+                            setting: Setting) -> pd.DataFrame:
+    """The ``clips.csv`` rows of one run from an attack folder's ``attack.csv`` table (the study
+    and the report of a single attack folder both go through here)."""
+    attack, domain, eps = setting
+    return clips_frame(
+        run_id, model_type, seed, table["clip_id"].astype(str).tolist(),
+        table[[f"y_{e}" for e in EMOTIONS]].to_numpy(),
+        table[[f"pred_{e}" for e in EMOTIONS]].to_numpy(),
+        table[[f"adv_{e}" for e in EMOTIONS]].to_numpy(),
+        iterations=table["iterations"], converged=table["converged"],
+        final_threshold=table["final_threshold"], delta_linf=table["delta_linf"],
+        delta_l2=table["delta_l2"], snr_db=table["snr_db"],
+        attack=attack, domain=domain, eps=eps)
+
+
 def _nanmean(values: pd.Series) -> float:
     """Mean of the finite values (NaN if none): a clip whose returned δ is 0 has an infinite
     SNR (the reference preset can return the clean input), which is left out as the report's

@@ -23,13 +23,13 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from robustmer import EMOTIONS, io
+from robustmer import io
 from robustmer.attacks.runner import attack_dataset, read_table
 from robustmer.data import prepare_data
 from robustmer.data.prepare import PreparedData
 from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
-from robustmer.evaluate.summary import clips_frame, run_row
+from robustmer.evaluate.summary import clips_from_attack_table, run_row
 from robustmer.folders import claim_folder, require_same_settings
 from robustmer.study.checks import run_checks
 from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
@@ -132,17 +132,8 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
                                    device=config.train.device, resume=True, progress=progress,
                                    write_examples=config.write_examples)
             io.write_text(attack_dir / DONE, "")
-        attack, domain, eps = setting.key
-        frames.append(clips_frame(
-            run_id_of(model_type, seed), model_type, seed,
-            table["clip_id"].astype(str).tolist(),
-            table[[f"y_{e}" for e in EMOTIONS]].to_numpy(),
-            table[[f"pred_{e}" for e in EMOTIONS]].to_numpy(),
-            table[[f"adv_{e}" for e in EMOTIONS]].to_numpy(),
-            iterations=table["iterations"], converged=table["converged"],
-            final_threshold=table["final_threshold"], delta_linf=table["delta_linf"],
-            delta_l2=table["delta_l2"], snr_db=table["snr_db"],
-            attack=attack, domain=domain, eps=eps))
+        frames.append(clips_from_attack_table(table, run_id_of(model_type, seed), model_type,
+                                              seed, setting.key))
     return pd.concat(frames, ignore_index=True)
 
 
