@@ -25,12 +25,20 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.05, "--alpha", help="Family-wise significance level."),
         l2i: list[Path] = typer.Option(
             [], "--l2i", help="A run folder with l2i/ results to add as a section (repeatable)."),
+        markdown: bool = typer.Option(
+            False, "--markdown", help="Write the store's tables and tests as Markdown instead "
+                                      "(default RESULTS_DIR/report.md; no figures or audio)."),
     ) -> None:
         """Write the HTML report (tables, figures, t-tests, SNR embedded; audio players read
         the store's media/ folder, which must travel with the page)."""
         from robustmer.report.explain import build_explain_report, is_explainer_eval
         from robustmer.report.html import build_report
 
+        if markdown:
+            from robustmer.report.markdown import write_markdown
+
+            typer.echo(str(write_markdown(results_dir, out, alpha=alpha)))
+            return
         if is_explainer_eval(results_dir):  # a folder written by `robustmer explainer-eval`
             typer.echo(str(build_explain_report(results_dir, out)))
             return
