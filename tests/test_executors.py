@@ -164,3 +164,28 @@ def test_ray_executor_without_ray_says_how_to_install(monkeypatch: pytest.Monkey
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ConfigError, match=r"robustmer\[ray\]"):
         RayExecutor(RayOptions())
+
+
+def test_interrupted_process_executor_stops_its_workers() -> None:
+    """Ctrl-C in the driver (here: a timer raising KeyboardInterrupt during the wait) ends the
+    running tasks at once instead of waiting for them; the old behaviour left them writing into
+    the study folder after the driver had said it stopped."""
+    import multiprocessing
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    t0 = time.perf_counter()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 5.0)
+        with pytest.raises(KeyboardInterrupt):
+            next(ProcessExecutor(2, threads=1).map(time.sleep, [60.0, 60.0, 60.0]))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.perf_counter() - t0 < 30  # not the 60 s of a task
+    deadline = time.time() + 10
+    while multiprocessing.active_children() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not multiprocessing.active_children()

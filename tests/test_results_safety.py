@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from robustmer.cli import app
-from robustmer.errors import RobustmerError
+from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import ResultsStore
 from robustmer.folders import MARKER, claim_folder, settings_diff
 
@@ -334,3 +334,22 @@ def test_mean_snr_leaves_out_clips_whose_delta_is_zero() -> None:
     clips = clips_frame("r", "A2E", 1, ["1", "2", "3"], y, y + 0.01, y + 0.02,
                         snr_db=[30.0, np.inf, 40.0], attack="reference", eps=float("nan"))
     assert summarize_run(clips)["mean_snr_db"] == pytest.approx(35.0)
+
+
+def test_a_study_folder_being_written_is_refused_even_with_overwrite(tmp_path: Path) -> None:
+    """Two studies writing one folder mix their results; the second one is refused by the
+    folder's lock (held by the writing process, released by the OS when it ends)."""
+    from robustmer.folders import LOCK, folder_lock
+    from robustmer.study.config import parse_config
+    from robustmer.study.runner import STUDY_KIND, run_study
+
+    out = claim_folder(tmp_path / "s", STUDY_KIND)
+    raw = {"name": "t", "output": str(out), "models": ["A2E"], "seeds": [1],
+           "data": {"synth_clips": 12}, "train": {"width": 0.0625, "epochs": 1},
+           "attack": {"iters": 1}, "media_clips": 0}
+    with folder_lock(out, "output folder"):
+        for overwrite in (False, True):
+            with pytest.raises(ConfigError, match=r"another robustmer process \(pid \d+\)"):
+                run_study(parse_config(raw), progress=False, log=lambda m: None,
+                          overwrite=overwrite)
+    assert (out / LOCK).is_file() and not (out / "data").exists()

@@ -23,9 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from robustmer.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: folders are not locked
+    fcntl = None  # type: ignore[assignment]
 from robustmer.io import read_json, write_json
 
 MARKER = ".robustmer.json"
+LOCK = ".robustmer.lock"
+"""Held (``fcntl.flock``) by the process writing the folder; the OS releases it when that
+process ends, however it ends."""
 """The ownership marker: ``{"kind": ..., "robustmer": version}``."""
 
 LEGACY_SIGNATURES: dict[str, tuple[str, ...]] = {
@@ -166,3 +174,54 @@ def require_same_settings(stored: Mapping[str, Any] | None, asked: Mapping[str, 
     more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""
     raise ConfigError(f"{where} was made with other settings, so it cannot be continued with "
                       f"these: {shown}{more}; {hint}")
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor of ``path`` holding an exclusive lock, or None if another process
+    holds it. Without ``fcntl`` (not POSIX) there is no lock: always succeeds."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _locked_error(p: Path, option: str) -> ConfigError:
+    try:
+        pid = (p / LOCK).read_text().strip() or "?"
+    except OSError:
+        pid = "?"
+    return ConfigError(f"{option} {p}: another robustmer process (pid {pid}) is writing this "
+                       f"folder; wait for it to finish or stop it first")
+
+
+def refuse_if_locked(path: str | os.PathLike[str], option: str = "--out") -> None:
+    """Raise ``ConfigError`` when another process holds the folder's lock (checked before
+    ``claim_folder``, so that ``--overwrite`` never removes a folder that is being written)."""
+    p = Path(path)
+    if not (p / LOCK).is_file():
+        return
+    fd = _try_lock(p / LOCK)
+    if fd is None:
+        raise _locked_error(p, option)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_lock(path: str | os.PathLike[str], option: str = "--out") -> Iterator[Path]:
+    """Hold the lock of a claimed results folder while writing it; a second process that asks
+    for it gets a ``ConfigError`` instead of writing into the same folder."""
+    p = Path(path)
+    fd = _try_lock(p / LOCK)
+    if fd is None:
+        raise _locked_error(p, option)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield p
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

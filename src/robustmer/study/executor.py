@@ -70,13 +70,36 @@ class ProcessExecutor:
     def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
         """Run the tasks in ``jobs`` processes; yield results as they finish."""
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(self.threads,)) as pool:
+        pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(self.threads,))
+        try:
             pending = {pool.submit(fn, t): t for t in tasks}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield pending.pop(fut), fut.result()
+        except BaseException:
+            # Ctrl-C, a failed task or the driver closing the generator: stop the workers now.
+            # ``shutdown`` alone would wait for the running tasks, leaving them writing into the
+            # study folder after the driver said it stopped (and beside a resumed study).
+            stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued tasks and terminate the pool's worker processes at once.
+
+    concurrent.futures has no public call that stops running tasks, so this reads the pool's
+    ``_processes`` (stable since Python 3.2); checkpoints are written atomically, so a task
+    killed mid-epoch resumes from its last finished epoch."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
 
 
 class RayExecutor:

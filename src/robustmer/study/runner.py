@@ -30,7 +30,7 @@ from robustmer.data.prepare import PreparedData
 from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_from_attack_table, run_row
-from robustmer.folders import claim_folder, require_same_settings
+from robustmer.folders import claim_folder, folder_lock, refuse_if_locked, require_same_settings
 from robustmer.study.checks import run_checks
 from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
 from robustmer.study.executor import RayOptions, SequentialExecutor, make_executor
@@ -254,86 +254,88 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
         raise ConfigError(f"data.root: dataset folder not found: {config.data.root}")
     if config.data.pack is not None and not Path(config.data.pack).is_file():
         raise ConfigError(f"data.pack: feature pack not found: {config.data.pack}")
+    refuse_if_locked(out, "output folder")  # --overwrite must not remove a running study
     claim_folder(out, STUDY_KIND, overwrite=overwrite, option="output folder")
-    store = ResultsStore(out)
-    _check_resumable(store, config)
-    if progress and log is print:
-        log = tqdm.write  # keep the study's progress bar intact
+    with folder_lock(out, "output folder"):
+        store = ResultsStore(out)
+        _check_resumable(store, config)
+        if progress and log is print:
+            log = tqdm.write  # keep the study's progress bar intact
 
-    root = _dataset_root(config, out, log).resolve()
-    data = prepare_study_data(config, root, progress=progress)
-    if any(st.domain == "waveform" for st in config.attack.settings):
-        data.require_audio("attack.domain waveform")  # a feature pack has no audio
-    # Recorded only now that the data is there: a study that failed before it really started
-    # leaves no config behind to refuse the corrected one.
-    store.write_config(config.to_dict())
-    log(f"data: {len(data.table.ids)} clips, split {data.split.split_id} "
-        f"({len(data.split.train)}/{len(data.split.val)}/{len(data.split.test)})")
-    concepts_ok = has_concepts(data)
+        root = _dataset_root(config, out, log).resolve()
+        data = prepare_study_data(config, root, progress=progress)
+        if any(st.domain == "waveform" for st in config.attack.settings):
+            data.require_audio("attack.domain waveform")  # a feature pack has no audio
+        # Recorded only now that the data is there: a study that failed before it really started
+        # leaves no config behind to refuse the corrected one.
+        store.write_config(config.to_dict())
+        log(f"data: {len(data.table.ids)} clips, split {data.split.split_id} "
+            f"({len(data.split.train)}/{len(data.split.val)}/{len(data.split.test)})")
+        concepts_ok = has_concepts(data)
 
-    rows: list[dict[str, Any]] = []
-    frames: list[pd.DataFrame] = []
-    todo = [(m, s) for m in config.models for s in config.seeds]
-    blocked = {(m, s) for m, s in todo if m == "A2M2E" and not concepts_ok}
-    tasks = [RunTask(config, str(root), m, s) for m, s in todo if (m, s) not in blocked]
-    jobs = config.train.jobs if jobs is None else jobs
-    runner = make_executor(executor, jobs, ray if ray is not None else config.ray)
-    fn: Callable[[RunTask], RunOutcome] = (
-        functools.partial(execute_run, data=data, progress=progress)
-        if isinstance(runner, SequentialExecutor) else execute_run)
-    outcomes: dict[tuple[str, int], RunOutcome] = {}
-    bar = tqdm(total=len(tasks), desc=f"study {config.name}", unit="run",
-               disable=not progress)
-    for task, outcome in runner.map(fn, tasks):
-        key = (task.model_type, task.seed)
-        outcomes[key] = outcome
-        bar.update(1)
-        run_id = run_id_of(*key)
-        prefix = f"[{len(outcomes)}/{len(tasks)}] {run_id}"
-        if outcome.error is not None:
-            log(f"{prefix}: FAILED {outcome.error}")
-            io.write_text(out / "runs" / run_id / "error.txt", outcome.trace or "")
-        else:
-            assert outcome.clips is not None
-            for setting, row in zip(config.attack.settings, _setting_rows(
-                    config, run_id, *key, outcome.clips), strict=True):
-                log(f"{prefix} {setting.id}: clean r {row['clean_mean_r']:.3f} MAE "
-                    f"{row['clean_mae']:.3f} -> attacked MAE {row['adv_mae']:.3f} (ΔMAE "
-                    f"{row['delta_mae']:+.3f}, {row['mean_iterations']:.0f} it)")
-            log(f"{prefix}: done in {outcome.seconds:.0f} s")
-    bar.close()
+        rows: list[dict[str, Any]] = []
+        frames: list[pd.DataFrame] = []
+        todo = [(m, s) for m in config.models for s in config.seeds]
+        blocked = {(m, s) for m, s in todo if m == "A2M2E" and not concepts_ok}
+        tasks = [RunTask(config, str(root), m, s) for m, s in todo if (m, s) not in blocked]
+        jobs = config.train.jobs if jobs is None else jobs
+        runner = make_executor(executor, jobs, ray if ray is not None else config.ray)
+        fn: Callable[[RunTask], RunOutcome] = (
+            functools.partial(execute_run, data=data, progress=progress)
+            if isinstance(runner, SequentialExecutor) else execute_run)
+        outcomes: dict[tuple[str, int], RunOutcome] = {}
+        bar = tqdm(total=len(tasks), desc=f"study {config.name}", unit="run",
+                   disable=not progress)
+        for task, outcome in runner.map(fn, tasks):
+            key = (task.model_type, task.seed)
+            outcomes[key] = outcome
+            bar.update(1)
+            run_id = run_id_of(*key)
+            prefix = f"[{len(outcomes)}/{len(tasks)}] {run_id}"
+            if outcome.error is not None:
+                log(f"{prefix}: FAILED {outcome.error}")
+                io.write_text(out / "runs" / run_id / "error.txt", outcome.trace or "")
+            else:
+                assert outcome.clips is not None
+                for setting, row in zip(config.attack.settings, _setting_rows(
+                        config, run_id, *key, outcome.clips), strict=True):
+                    log(f"{prefix} {setting.id}: clean r {row['clean_mean_r']:.3f} MAE "
+                        f"{row['clean_mae']:.3f} -> attacked MAE {row['adv_mae']:.3f} (ΔMAE "
+                        f"{row['delta_mae']:+.3f}, {row['mean_iterations']:.0f} it)")
+                log(f"{prefix}: done in {outcome.seconds:.0f} s")
+        bar.close()
 
-    # The store lists runs in the config's order, whatever order they finished in.
-    for model_type, seed in todo:
-        run_id = run_id_of(model_type, seed)
-        if (model_type, seed) in blocked:
-            msg = ("not runnable: A2M2E needs the 7 concept ratings for every training clip "
-                   "(give data.midlevel, the Mid-level Perceptual Features folder)")
-            log(f"{run_id}: {msg}")
-            rows.append(run_row(run_id, model_type, seed, "not_runnable", msg))
-            continue
-        outcome = outcomes[(model_type, seed)]
-        if outcome.clips is None:
-            rows.append(run_row(run_id, model_type, seed, "failed", outcome.error or ""))
-            continue
-        clips = outcome.clips
-        first = config.attack.settings[0]
-        _copy_media(config, store, run_id, attack_dir_of(out / "runs" / run_id, first),
-                    clips["clip_id"].astype(str).drop_duplicates().tolist())
-        frames.append(clips)
-        concept = concept_mean_r_of(config, data, model_type, seed, out)
-        rows.extend(_setting_rows(config, run_id, model_type, seed, clips, concept))
+        # The store lists runs in the config's order, whatever order they finished in.
+        for model_type, seed in todo:
+            run_id = run_id_of(model_type, seed)
+            if (model_type, seed) in blocked:
+                msg = ("not runnable: A2M2E needs the 7 concept ratings for every training clip "
+                       "(give data.midlevel, the Mid-level Perceptual Features folder)")
+                log(f"{run_id}: {msg}")
+                rows.append(run_row(run_id, model_type, seed, "not_runnable", msg))
+                continue
+            outcome = outcomes[(model_type, seed)]
+            if outcome.clips is None:
+                rows.append(run_row(run_id, model_type, seed, "failed", outcome.error or ""))
+                continue
+            clips = outcome.clips
+            first = config.attack.settings[0]
+            _copy_media(config, store, run_id, attack_dir_of(out / "runs" / run_id, first),
+                        clips["clip_id"].astype(str).drop_duplicates().tolist())
+            frames.append(clips)
+            concept = concept_mean_r_of(config, data, model_type, seed, out)
+            rows.extend(_setting_rows(config, run_id, model_type, seed, clips, concept))
 
-    store.write_clips(pd.concat(frames, ignore_index=True) if frames
-                      else empty_frame(CLIPS_COLUMNS))
-    runs = pd.DataFrame(rows)
-    store.write_runs(runs)
-    if config.checks is not None and config.checks.enabled:
-        run_checks(config, data, out, runs, progress=progress, log=log)
-    seconds = time.perf_counter() - t0
-    previous = store.read_meta() if store.meta_path.exists() else {}
-    total = float(previous.get("seconds_total", previous.get("seconds", 0.0))) + seconds
-    calls = int(previous.get("calls", 1 if previous else 0)) + 1
-    store.write_meta(io.run_meta(source="robustmer", study=config.name, seconds=seconds,
-                                 seconds_total=total, calls=calls, data=data.to_dict()))
-    return StudyResult(store=store, runs=runs, seconds=seconds)
+        store.write_clips(pd.concat(frames, ignore_index=True) if frames
+                          else empty_frame(CLIPS_COLUMNS))
+        runs = pd.DataFrame(rows)
+        store.write_runs(runs)
+        if config.checks is not None and config.checks.enabled:
+            run_checks(config, data, out, runs, progress=progress, log=log)
+        seconds = time.perf_counter() - t0
+        previous = store.read_meta() if store.meta_path.exists() else {}
+        total = float(previous.get("seconds_total", previous.get("seconds", 0.0))) + seconds
+        calls = int(previous.get("calls", 1 if previous else 0)) + 1
+        store.write_meta(io.run_meta(source="robustmer", study=config.name, seconds=seconds,
+                                     seconds_total=total, calls=calls, data=data.to_dict()))
+        return StudyResult(store=store, runs=runs, seconds=seconds)
