@@ -140,6 +140,25 @@ def test_train_resume_needs_a_run_and_names_a_changed_setting(tiny: dict[str, Pa
     assert code == 2 and "width: stored 0.0625, asked 0.125" in out
 
 
+def test_a_run_being_trained_is_refused_to_a_second_train(tiny: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    from robustmer.folders import folder_lock
+
+    run = tmp_path / "r"
+    shutil.copytree(tiny["run1"], run)
+    before = (run / "history.csv").read_text()
+    with folder_lock(run):  # as the first `robustmer train` holds it while it trains
+        for flag in ("--resume", "--overwrite"):
+            code, out = run_cli("train", "--model", "a2e", "--data", tiny["data"], "--out",
+                                run, "--seed", 1, "--width", 0.0625, "--epochs", 2, "--cache",
+                                tiny["cache"], flag, "--no-progress")
+            assert code == 2 and "another robustmer process" in out, out
+    assert (run / "history.csv").read_text() == before
+    ok("train", "--model", "a2e", "--data", tiny["data"], "--out", run, "--seed", 1,
+       "--width", 0.0625, "--epochs", 2, "--cache", tiny["cache"], "--resume", "--no-progress")
+    assert (run / "history.csv").read_text() != before  # the lock went with its holder
+
+
 # --- runs that travel --------------------------------------------------------------------------
 
 def test_run_records_absolute_data_and_moved_data_is_found_with_data_option(

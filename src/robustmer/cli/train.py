@@ -92,7 +92,7 @@ def train_command(
 ) -> None:
     """Train one model with the reference recipe and keep its best checkpoint."""
     from robustmer.data import prepare_data
-    from robustmer.folders import claim_folder
+    from robustmer.folders import claim_folder, folder_lock, refuse_if_locked
     from robustmer.train import TrainConfig, train_run
 
     kind = model.value.removeprefix("a") if model.value.startswith("aa") else model.value
@@ -140,15 +140,17 @@ def train_command(
                               f"(TARGET) with at least 2 classes; found {classes}")
         description["classes"] = classes
         n_classes = len(classes)
+    refuse_if_locked(out, "--out")  # --overwrite must not remove a run being trained
     claim_folder(out, "run", overwrite=overwrite)
     set_resume_hint(lambda: _epoch_hint(out))
-    result = train_run(
-        prepared.dataset("train", mode="random", seed=seed),
-        prepared.dataset("val", mode="fixed", seed=seed),
-        out, kind=kind, width=width, n_classes=n_classes, config=config,
-        data_description=description, normaliser=prepared.standardizer.to_dict(),
-        attack=attack, resume=resume, progress=progress,
-        extra_config={"model_type": model_type})
+    with folder_lock(out, "--out"):  # a second `train --resume` is refused
+        result = train_run(
+            prepared.dataset("train", mode="random", seed=seed),
+            prepared.dataset("val", mode="fixed", seed=seed),
+            out, kind=kind, width=width, n_classes=n_classes, config=config,
+            data_description=description, normaliser=prepared.standardizer.to_dict(),
+            attack=attack, resume=resume, progress=progress,
+            extra_config={"model_type": model_type})
     prepared.split.save(out / SPLIT_FILE)
     by_epoch = {int(r["epoch"]): r for r in result.history}
     best, last = by_epoch.get(result.best_epoch, {}), by_epoch.get(result.last_epoch, {})
