@@ -34,6 +34,18 @@ def test_shipped_configs_parse() -> None:
         assert "departure" in line, key
 
 
+def test_every_packaged_config_parses_and_the_embedded_study_meets_its_issue() -> None:
+    from robustmer.cli.study import PACKAGED_CONFIGS
+
+    for name in PACKAGED_CONFIGS:
+        load_config(CONFIGS / f"{name}.yaml")
+    emb = load_config(CONFIGS / "embedded.yaml")  # issue 14 part 3: >= 3 seeds, >= 5 budgets
+    assert len(emb.seeds) >= 3 and set(emb.models) == set(MODEL_TYPES)
+    bounded = [x for x in emb.attack.settings if x.spec.name == "bim"]
+    assert len(bounded) >= 5 and emb.checks is not None
+    assert (emb.train.epochs, emb.train.patience, emb.data.synth_clips) == (200, 50, 240)
+
+
 @pytest.mark.parametrize(
     ("patch", "needle"),
     [

@@ -13,7 +13,7 @@ from robustmer.cli.common import set_resume_hint
 from robustmer.errors import ConfigError
 from robustmer.study.config import StudyConfig
 
-PACKAGED_CONFIGS: tuple[str, ...] = ("demo", "paper")
+PACKAGED_CONFIGS: tuple[str, ...] = ("demo", "paper", "embedded", "checks-cpu")
 """Study configs shipped inside the package (``robustmer config NAME`` prints one)."""
 
 
