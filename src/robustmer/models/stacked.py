@@ -209,13 +209,18 @@ class StackedModel(nn.Module):
                 out[s][key] = t
         return out
 
-    def to_models(self) -> list[MERModel]:
-        """The S solo models with this model's exact weights and buffers, device and mode."""
+    def to_models(self, into: Sequence[MERModel] | None = None) -> list[MERModel]:
+        """The S solo models with this model's exact weights and buffers, device and mode;
+        ``into``: S existing models of the same config to copy them into (no new allocation,
+        no init), else new ones."""
         device = next(self.parameters()).device
+        if into is not None and len(into) != self.n_seeds:
+            raise ConfigError(f"StackedModel.to_models: {len(into)} models for "
+                              f"{self.n_seeds} seeds")
         models = []
         with torch.random.fork_rng(devices=[]):
-            for state in self.solo_states():
-                m = MERModel(**self.config)
+            for s, state in enumerate(self.solo_states()):
+                m = MERModel(**self.config) if into is None else into[s]
                 m.load_state_dict(state)
                 models.append(m.to(device).train(self.training))
         return models
