@@ -155,14 +155,16 @@ DATA = {"source": "toy", "split_id": "abc"}
 
 def batched(tmp: Path, config: Any, **kw: Any) -> list[Any]:
     kind = kw.pop("kind", "a2m2e")
-    return train_runs_batched(ToyDataset(seed=0), ToyDataset(n=12, seed=1),
+    train_set = kw.pop("train_set", ToyDataset(seed=0))
+    return train_runs_batched(train_set, ToyDataset(n=12, seed=1),
                               [tmp / f"seed{s}" for s in SEEDS], kind=kind, seeds=SEEDS,
                               width=WIDTH, config=config, data_description=DATA,
                               normaliser={"mean": 0.0, "std": 1.0}, progress=False, **kw)
 
 
 def solo(tmp: Path, seed: int, config: Any, kind: str = "a2m2e", **kw: Any) -> Any:
-    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), tmp, kind=kind, width=WIDTH,
+    train_set = kw.pop("train_set", ToyDataset(seed=0))
+    return train_run(train_set, ToyDataset(n=12, seed=1), tmp, kind=kind, width=WIDTH,
                      config=config.replace(seed=seed), data_description=DATA,
                      normaliser={"mean": 0.0, "std": 1.0}, progress=False, **kw)
 
@@ -183,11 +185,12 @@ def assert_close_weights(a: torch.nn.Module, b: torch.nn.Module, atol: float = T
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any], list[Any]]:
-    """Two seeds of A2M2E (standardised targets, one-cycle lr) for 4 epochs: batched and solo."""
+    """Two seeds of A2M2E (standardised targets, one-cycle lr) for 4 epochs: batched and solo,
+    each seed with its own training set (as in the study, where the seed draws the windows)."""
     tmp = tmp_path_factory.mktemp("pair")
     config = rs_config(0)
-    res_b = batched(tmp / "batched", config)
-    res_s = [solo(tmp / f"solo{s}", s, config) for s in SEEDS]
+    res_b = batched(tmp / "batched", config, train_set=[ToyDataset(seed=s) for s in SEEDS])
+    res_s = [solo(tmp / f"solo{s}", s, config, train_set=ToyDataset(seed=s)) for s in SEEDS]
     return tmp, res_b, res_s
 
 
@@ -233,18 +236,19 @@ def test_resume_after_kills(pair: tuple[Path, list[Any], list[Any]], tmp_path: P
     on together, and still agree with the solo runs."""
     config = rs_config(0)
     _, res_b, res_s = pair
+    sets = [ToyDataset(seed=s) for s in SEEDS]
     with pytest.raises(KilledError):
-        batched(tmp_path / "a", config, callbacks=[kill_at(SEEDS[1], 1)])
-    out = batched(tmp_path / "a", config, resume=True)
+        batched(tmp_path / "a", config, callbacks=[kill_at(SEEDS[1], 1)], train_set=sets)
+    out = batched(tmp_path / "a", config, resume=True, train_set=sets)
     for got, ref in zip(out, res_b, strict=True):
         sa, sb = got.model.state_dict(), ref.model.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     with pytest.raises(KilledError):
-        batched(tmp_path / "b", config, callbacks=[kill_at(SEEDS[0], 2)])
+        batched(tmp_path / "b", config, callbacks=[kill_at(SEEDS[0], 2)], train_set=sets)
     states = [json.loads((tmp_path / "b" / f"seed{s}" / "last" / "state.json").read_text())
               for s in SEEDS]
     assert [st["epoch"] for st in states] == [2, 1]
-    out = batched(tmp_path / "b", config, resume=True)
+    out = batched(tmp_path / "b", config, resume=True, train_set=sets)
     for got, ref in zip(out, res_s, strict=True):
         assert got.last_epoch == 4 and [r["epoch"] for r in got.history] == [1, 2, 3, 4]
         assert_close_weights(got.model, ref.model)
@@ -311,11 +315,17 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
           "config": config.replace(amp=True)}, "amp"),
         ({"seeds": [1, 2], "run_dirs": [tmp_path / "a", tmp_path / "b"],
           "config": config.replace(adversarial_every=1)}, "adversarial_every"),
+        ({"seeds": [1, 2], "run_dirs": [tmp_path / "a", tmp_path / "b"],
+          "train_set": [ToyDataset(n=8)]}, "train_set"),
+        ({"seeds": [1, 2], "run_dirs": [tmp_path / "a", tmp_path / "b"],
+          "train_set": [ToyDataset(n=8), ToyDataset(n=6)]}, "train_set"),
     ]
     for kw, name in cases:
         kw.setdefault("config", config)
+        train_set = kw.pop("train_set", data[0])
         with pytest.raises(ConfigError, match=name):
-            train_runs_batched(*data, kind="a2e", width=WIDTH, progress=False, **kw)
+            train_runs_batched(train_set, data[1], kind="a2e", width=WIDTH, progress=False,
+                               **kw)
     assert not (tmp_path / "a").exists()
     torch.manual_seed(0)
     with pytest.raises(ConfigError, match="width"):

@@ -151,6 +151,7 @@ class _Seed:
     tscale: TargetScaler | None
     next_epoch: int
     writer: Any = None
+    data: Any = None  # the seed's training set
 
 
 def _check_request(seeds: Sequence[int], run_dirs: Sequence[str | Path],
@@ -217,7 +218,7 @@ def _solo_cpu_rng(rng: dict[str, Any]) -> Iterator[None]:
         torch.set_rng_state(saved)
 
 
-def train_runs_batched(train_set: Dataset, val_set: Dataset,
+def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
                        run_dirs: Sequence[str | Path], *, kind: str, seeds: Sequence[int],
                        width: float = 1.0, n_classes: int | None = None,
                        config: TrainConfig | None = None,
@@ -227,7 +228,9 @@ def train_runs_batched(train_set: Dataset, val_set: Dataset,
                        extra_config: dict[str, Any] | None = None) -> list[TrainResult]:
     """Train ``seeds`` (at least 2) of one ``kind`` together, seed ``seeds[i]`` into
     ``run_dirs[i]``, each as ``train_run(..., config=config.replace(seed=s))`` would (see the
-    module docstring); ``config.seed`` is replaced by each seed. Returns one
+    module docstring); ``config.seed`` is replaced by each seed. ``train_set`` is one dataset
+    for every seed, or a list or tuple of one per seed (e.g. the study's, whose random excerpt
+    windows are drawn from the seed; same items and targets, as one run's). Returns one
     :class:`TrainResult` per seed, in order. ``resume``, ``callbacks`` (here
     ``cb(seed, epoch, record)``) and ``extra_config`` are as in ``train_run``."""
     config = config or TrainConfig()
@@ -240,17 +243,26 @@ def train_runs_batched(train_set: Dataset, val_set: Dataset,
     scaler_state = mixed_precision(device, False)[1].state_dict()
     batched = {"seeds": seeds, "n_seeds": len(seeds)}
 
-    fitted: list[TargetScaler | None] = []  # fitted once, for every fresh seed (same data)
+    train_sets = list(train_set) if isinstance(train_set, list | tuple) else (
+        [train_set] * len(seeds))
+    if len(train_sets) != len(seeds):
+        raise ConfigError(f"train_set: one dataset per seed needed, found {len(train_sets)} "
+                          f"for {len(seeds)} seeds")
+    sizes = {len(d) for d in train_sets}  # type: ignore[arg-type]
+    if len(sizes) != 1:
+        raise ConfigError(f"train_set: the seeds' datasets must have one length (steps are "
+                          f"taken together), found {sorted(sizes)}")
+    fitted: dict[int, TargetScaler | None] = {}  # one fit per distinct dataset object
 
-    def fresh_scaler() -> TargetScaler | None:
+    def fresh_scaler(dataset: Dataset) -> TargetScaler | None:
         if not config.standardize_targets:
             return None
-        if not fitted:
-            fitted.append(fit_target_scaler(train_set, kind))
-        return fitted[0]
+        if id(dataset) not in fitted:
+            fitted[id(dataset)] = fit_target_scaler(dataset, kind)
+        return fitted[id(dataset)]
 
     states: list[_Seed] = []
-    for seed, run_dir in zip(seeds, run_dirs, strict=True):
+    for seed, run_dir, data in zip(seeds, run_dirs, train_sets, strict=True):
         cfg = config.replace(seed=seed)
         seed_everything(seed)  # as train_run: seed, then build (the initial weights)
         shell = build_model(kind, width=width, n_classes=n_classes)
@@ -278,8 +290,9 @@ def train_runs_batched(train_set: Dataset, val_set: Dataset,
                              {**(extra_config or {}), "batched": batched})
             st = _Seed(seed, run, cfg, shell, shell.state_dict(), None, rng,
                        {"best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
-                        "stopped": False}, [], meta, fresh_scaler(), 1)
+                        "stopped": False}, [], meta, fresh_scaler(data), 1)
         shell.to(device)
+        st.data = data
         st.writer = _open_tensorboard(cfg, run)
         states.append(st)
     solo_names = [n for n, _ in states[0].shell.named_parameters()]
@@ -312,7 +325,7 @@ def train_runs_batched(train_set: Dataset, val_set: Dataset,
             stacked.set_generators(gens)
         assert stacked is not None and optimizer is not None
         t0 = time.perf_counter()
-        losses = _train_epoch(stacked, optimizer, group, train_set, config, epoch, device)
+        losses = _train_epoch(stacked, optimizer, group, config, epoch, device)
         models = stacked.to_models(into=[st.shell for st in group])
         solo_opts = unstack_optimizer_state(stacked, solo_names, optimizer.state_dict())
         seconds = time.perf_counter() - t0
@@ -329,18 +342,19 @@ def train_runs_batched(train_set: Dataset, val_set: Dataset,
     for st in states:
         if st.writer is not None:
             st.writer.close()
-        results.append(finish_run(st.run, st.config, train_set, device, st.history, st.es))
+        results.append(finish_run(st.run, st.config, st.data, device, st.history, st.es))
     return results
 
 
 def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group: list[_Seed],
-                 train_set: Dataset, config: TrainConfig, epoch: int,
+                 config: TrainConfig, epoch: int,
                  device: torch.device) -> list[float]:
     """One epoch of every seed in ``group``, each on its own data order; the seeds' mean
     training losses (summed in float64 as train_run sums Python floats)."""
-    if hasattr(train_set, "set_epoch"):
-        train_set.set_epoch(epoch)  # the windows depend on (data seed, epoch) only
-    loaders = [DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+    for data in {id(st.data): st.data for st in group}.values():
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(epoch)  # the windows depend on (the dataset's seed, epoch) only
+    loaders = [DataLoader(st.data, batch_size=config.batch_size, shuffle=True,
                           generator=epoch_generator(st.seed, epoch), num_workers=0)
                for st in group]
     stacked.train()
