@@ -366,18 +366,14 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
     # data order the solo run's, whatever tqdm version is installed.
     bars = [tqdm(loader, disable=True) for loader in loaders]
     for i_batch, raws in enumerate(zip(*bars, strict=True)):
-        batches = [_to_device(raw, device) for raw in raws]
-        x = torch.cat([b["x"] for b in batches], dim=1)
-        if config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, targets = _stack_batches(group, raws, device, config.channels_last)
         lr = scheduled_lr(config, epoch, i_batch, len(loaders[0]))
         for pg in optimizer.param_groups:
             pg["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         out = stacked.forward_all(x)
         losses = []
-        for s, (st, batch) in enumerate(zip(group, batches, strict=True)):
-            target = batch if st.tscale is None else st.tscale.standardize(batch)
+        for s, target in enumerate(targets):
             mine = {k: None if v is None else v[s] for k, v in out.items()}
             losses.append(compute_loss(stacked, mine, target,  # type: ignore[arg-type]
                                        config.emotion_weight))
@@ -387,6 +383,22 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
         total += per_seed.detach().double()
         n_batches += 1
     return [float(v) / max(n_batches, 1) for v in total.cpu()]
+
+
+def _stack_batches(group: list[_Seed], raws: Sequence[dict[str, Any]], device: torch.device,
+                   channels_last: bool) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """The seeds' batches as one input ``(B, S, T, F)`` and S target dicts, moved to the device
+    with one copy per key rather than one per key and seed (host-to-device copies are launches
+    too). Targets are standardised on the CPU first: elementwise float32 ``(y - m) / s`` rounds
+    the same on either device."""
+    raws = [raw if st.tscale is None else st.tscale.standardize(raw)
+            for st, raw in zip(group, raws, strict=True)]
+    x = _to_device({"x": torch.cat([r["x"] for r in raws], dim=1)}, device, channels_last)["x"]
+    keys = [k for k, v in raws[0].items() if isinstance(v, torch.Tensor) and k != "x"]
+    moved = _to_device({k: torch.stack([r[k] for r in raws]) for k in keys}, device)
+    targets = [{**{k: v for k, v in r.items() if k not in moved and k != "x"},
+                **{k: moved[k][s] for k in keys}} for s, r in enumerate(raws)]
+    return x, targets
 
 
 def _end_epoch(st: _Seed, model: MERModel, opt: dict[str, Any], train_loss: float,
