@@ -336,3 +336,48 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
     stacked = StackedModel.from_models([build_model("a2e", width=0.05)] * 2)
     with pytest.raises(ValueError, match=r"\(B, 2, T, F\)"):
         stacked(torch.randn(2, 1, 24, 16))
+
+
+@pytest.mark.slow
+def test_study_with_batch_seeds_gives_the_sequential_store(tmp_path: Path) -> None:
+    """``train.batch_seeds: true``: A2E's seeds train as one batched model, the study's tables
+    equal the sequential study's (to rounding), and the setting may change on resume."""
+    import pandas as pd
+
+    import robustmer.study.runner as runner
+    from robustmer.study.config import parse_config
+
+    def study(out: Path, **train: Any) -> Any:
+        raw = {"name": "tiny", "output": str(out), "models": ["A2E"], "seeds": [1, 2],
+               "data": {"synth_clips": 14, "cache": str(tmp_path / "cache")},
+               "train": {"width": 0.0625, "epochs": 2, **train},
+               "attack": {"iters": 2, "batch_size": 4}, "media_clips": 0,
+               "write_examples": False}
+        logs: list[str] = []
+        res = runner.run_study(parse_config(raw), progress=False, log=logs.append)
+        return res, logs
+
+    seq, _ = study(tmp_path / "seq")
+    bat, logs = study(tmp_path / "bat", batch_seeds=True)
+    assert any("batched training of A2E seeds [1, 2]: done" in m for m in logs)
+    for seed in (1, 2):
+        train_dir = tmp_path / "bat" / "runs" / f"A2E_seed{seed}" / "train"
+        assert yaml.safe_load((train_dir / "config.yaml").read_text())["batched"] == {
+            "seeds": [1, 2], "n_seeds": 2}
+        assert (train_dir / "DONE").is_file()
+    pd.testing.assert_frame_equal(seq.store.read_runs(), bat.store.read_runs(),
+                                  check_exact=False, rtol=1e-4, atol=1e-5)
+    # Clean predictions agree to rounding; the attacked ones less closely: a sign-gradient
+    # attack step flips the sign of input elements whose gradient is at the rounding level.
+    ca, cb = seq.store.read_clips(), bat.store.read_clips()
+    attacked = [c for c in ca.columns if c.startswith("adv_") or c in (
+        "mae_adv", "delta_linf", "delta_l2", "snr_db", "final_threshold")]
+    pd.testing.assert_frame_equal(ca.drop(columns=attacked), cb.drop(columns=attacked),
+                                  check_exact=False, rtol=1e-4, atol=1e-5)
+    pd.testing.assert_frame_equal(ca[attacked], cb[attacked], check_exact=False, rtol=1e-2,
+                                  atol=1e-3)
+    again, logs = study(tmp_path / "bat")  # batch_seeds off now: allowed, nothing retrained
+    assert not any("batched" in m for m in logs)
+    pd.testing.assert_frame_equal(again.store.read_runs(), bat.store.read_runs())
+    with pytest.raises(ConfigError, match="batch_seeds"):
+        parse_config({"name": "x", "output": "o", "train": {"batch_seeds": True, "amp": True}})
