@@ -381,3 +381,14 @@ def test_study_with_batch_seeds_gives_the_sequential_store(tmp_path: Path) -> No
     pd.testing.assert_frame_equal(again.store.read_runs(), bat.store.read_runs())
     with pytest.raises(ConfigError, match="batch_seeds"):
         parse_config({"name": "x", "output": "o", "train": {"batch_seeds": True, "amp": True}})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_batched_seeds_on_cuda_are_the_solo_runs(tmp_path: Path) -> None:
+    """On CUDA each seed's dropout masks come from a CUDA generator in the solo run's state."""
+    config = cfg(max_epochs=3, device="cuda")
+    res_b = batched(tmp_path / "b", config)
+    for seed, rb in zip(SEEDS, res_b, strict=True):
+        rs = solo(tmp_path / f"s{seed}", seed, config)
+        assert rb.best_epoch == rs.best_epoch
+        assert_close_weights(rb.model.cpu(), rs.model.cpu())
