@@ -150,6 +150,37 @@ def _solo_grads(stacked: StackedModel) -> list[dict[str, torch.Tensor]]:
     return out
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_stacked_loss_is_each_seeds_compute_loss(kind: str) -> None:
+    """All seeds' losses in one go equal compute_loss per seed, also for a seed with no
+    annotated concept / no labelled clip (loss 0, no gradient)."""
+    g = torch.Generator().manual_seed(3)
+    n_out = 3 if kind == "classifier" else 8
+    out = {"emotions": None if kind == "classifier" else torch.randn(3, 5, 8, generator=g),
+           "bottleneck": torch.randn(3, 5, 7, generator=g) if kind in ("a2b2e", "a2m2e")
+           else None,
+           "logits": torch.randn(3, 5, n_out, generator=g) if kind == "classifier" else None}
+    for val in out.values():
+        if val is not None:
+            val.requires_grad_(True)
+    batch = {"emotions": torch.rand(3, 5, 8, generator=g),
+             "concepts": torch.rand(3, 5, 7, generator=g),
+             "concept_mask": torch.tensor([[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]],
+                                          dtype=torch.bool),
+             "label": torch.tensor([[0, -1, 2, 1, 1], [-1, -1, -1, -1, -1], [2, 2, 0, 1, 0]])}
+    model = build_model(kind, width=0.0625, n_classes=3 if kind == "classifier" else None)
+    got = bm.stacked_loss(kind, out, batch, 0.3)
+    for s in range(3):
+        ref = compute_loss(model, {k: None if v is None else v[s] for k, v in out.items()},
+                           {k: v[s] for k, v in batch.items()}, 0.3)
+        torch.testing.assert_close(got[s], ref, atol=1e-6, rtol=1e-6)
+    got.sum().backward()
+    if kind in ("a2m2e", "classifier"):  # seed 1 has nothing to learn from in its batch
+        key = "bottleneck" if kind == "a2m2e" else "logits"
+        assert out[key] is not None and out[key].grad is not None
+        assert torch.isfinite(out[key].grad).all() and not out[key].grad[1].any()
+
+
 DATA = {"source": "toy", "split_id": "abc"}
 
 

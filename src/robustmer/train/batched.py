@@ -34,12 +34,13 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -58,7 +59,6 @@ from robustmer.train.trainer import (
     _to_device,
     _write_history,
     _write_run_files,
-    compute_loss,
     epoch_generator,
     epoch_record,
     evaluate_model,
@@ -371,13 +371,8 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
         for pg in optimizer.param_groups:
             pg["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        out = stacked.forward_all(x)
-        losses = []
-        for s, target in enumerate(targets):
-            mine = {k: None if v is None else v[s] for k, v in out.items()}
-            losses.append(compute_loss(stacked, mine, target,  # type: ignore[arg-type]
-                                       config.emotion_weight))
-        per_seed = torch.stack(losses)
+        per_seed = stacked_loss(stacked.kind, stacked.forward_all(x), targets,
+                                config.emotion_weight)
         per_seed.sum().backward()  # seed s's weights get exactly seed s's gradient
         optimizer.step()
         total += per_seed.detach().double()
@@ -386,19 +381,51 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
 
 
 def _stack_batches(group: list[_Seed], raws: Sequence[dict[str, Any]], device: torch.device,
-                   channels_last: bool) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """The seeds' batches as one input ``(B, S, T, F)`` and S target dicts, moved to the device
-    with one copy per key rather than one per key and seed (host-to-device copies are launches
-    too). Targets are standardised on the CPU first: elementwise float32 ``(y - m) / s`` rounds
-    the same on either device."""
+                   channels_last: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The seeds' batches as one input ``(B, S, T, F)`` and targets ``(S, B, ...)``, moved to
+    the device with one copy per key rather than one per key and seed (host-to-device copies
+    are launches too). Targets are standardised on the CPU first: elementwise float32
+    ``(y - m) / s`` rounds the same on either device."""
     raws = [raw if st.tscale is None else st.tscale.standardize(raw)
             for st, raw in zip(group, raws, strict=True)]
     x = _to_device({"x": torch.cat([r["x"] for r in raws], dim=1)}, device, channels_last)["x"]
     keys = [k for k, v in raws[0].items() if isinstance(v, torch.Tensor) and k != "x"]
-    moved = _to_device({k: torch.stack([r[k] for r in raws]) for k in keys}, device)
-    targets = [{**{k: v for k, v in r.items() if k not in moved and k != "x"},
-                **{k: moved[k][s] for k in keys}} for s, r in enumerate(raws)]
-    return x, targets
+    return x, _to_device({k: torch.stack([r[k] for r in raws]) for k in keys}, device)
+
+
+def stacked_loss(kind: str, out: Mapping[str, torch.Tensor | None],
+                 batch: Mapping[str, torch.Tensor], emotion_weight: float = 0.5) -> torch.Tensor:
+    """:func:`robustmer.train.compute_loss` of every seed at once, ``(S,)``: outputs
+    ``(S, B, n)`` and targets ``(S, B, ...)``. A fixed number of kernels whatever S (a loop of
+    ``compute_loss`` calls costs S times its launches, which is what batching saves); equal to
+    the per-seed losses to float rounding (masked sums / counts instead of means over selected
+    rows), tested against ``compute_loss``."""
+    if kind == "classifier":
+        logits = out["logits"]
+        assert logits is not None
+        labels = batch["label"].long()
+        keep = labels >= 0
+        ce = F.cross_entropy(logits.float().flatten(0, 1), labels.clamp(min=0).flatten(),
+                             reduction="none").view(labels.shape)
+        return _masked_mean(ce, keep)
+    emo = out["emotions"]
+    assert emo is not None
+    loss = F.mse_loss(emo.float(), batch["emotions"].float(), reduction="none").mean(dim=(1, 2))
+    if kind != "a2m2e":
+        return loss
+    bott = out["bottleneck"]
+    assert bott is not None
+    mask = batch["concept_mask"].bool().reshape(bott.shape[0], bott.shape[1])
+    sq = F.mse_loss(bott.float(), batch["concepts"].float(), reduction="none").mean(dim=2)
+    return emotion_weight * loss + (1.0 - emotion_weight) * _masked_mean(sq, mask)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per row of ``(S, B)`` values, the mean over ``mask``; 0 (with zero gradient) for a row
+    with no selected entry, as ``compute_loss`` gives."""
+    n = mask.sum(dim=1)
+    picked = torch.where(mask, values, torch.zeros_like(values)).sum(dim=1)
+    return torch.where(n > 0, picked / n.clamp(min=1), values.sum(dim=1) * 0.0)
 
 
 def _end_epoch(st: _Seed, model: MERModel, opt: dict[str, Any], train_loss: float,
