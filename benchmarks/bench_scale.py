@@ -2,18 +2,20 @@
 another, (b) as N concurrent processes (the study's ``train.jobs``), (c) as batched seeds (one
 stacked model, ``robustmer.train.batched``); models x steps per second for each.
 
-Every mode trains the same runs with the same recipe (``TrainConfig`` defaults but
-``max_epochs=1`` over ``--steps`` batches, then one validation and the checkpoints), on in-memory
-random excerpts of the paper's shape (1 x 313 x 149 by default), so no audio is needed. The wall
+Every mode trains the same runs with the same recipe (``TrainConfig`` defaults, ``--epochs``
+epochs of ``--steps`` batches, each epoch ending with its validation on ``--val-clips`` clips and
+its checkpoints: the defaults 36 steps and 36 clips are the paper's Soundtracks epoch, 288
+training clips at batch 8), on in-memory random excerpts of the paper's shape (1 x 313 x 149 by
+default), so no audio is needed. The wall
 time of a mode covers everything a study pays for its training: for (b) that includes starting
 the processes (torch import, CUDA context), for (a) and (c) one warm-up run first in this process.
 It also reports how far the batched seeds' weights are from the sequential runs' (max |dw|).
 Writes ``benchmarks/results/scale.json``.
 
     python benchmarks/bench_scale.py --device cuda [--width 1.0] [--seeds 0 1 2 3 4 5 6 7 8 9]
-        [--steps 200] [--jobs N] [--kind a2e] [--channels-last]
-    python benchmarks/bench_scale.py --width 0.0625 --seeds 0 1 2 --steps 20 --frames 64 \\
-        --bands 40                                   # a CPU smoke run
+        [--epochs 5] [--steps 36] [--jobs N] [--kind a2e] [--channels-last]
+    python benchmarks/bench_scale.py --width 0.0625 --seeds 0 1 2 --epochs 2 --steps 10 \\
+        --frames 64 --bands 40                       # a CPU smoke run
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def _data(args: argparse.Namespace) -> tuple[Dataset, Dataset]:
 
 
 def _config(args: argparse.Namespace, seed: int = 0) -> TrainConfig:
-    return TrainConfig(seed=seed, max_epochs=1, batch_size=args.batch_size, device=args.device,
-                       channels_last=args.channels_last)
+    return TrainConfig(seed=seed, max_epochs=args.epochs, batch_size=args.batch_size,
+                       device=args.device, channels_last=args.channels_last)
 
 
 def train_one(task: tuple[argparse.Namespace, int, str]) -> float:
@@ -90,7 +92,8 @@ def main() -> None:
     ap.add_argument("--kind", default="a2e", choices=["a2e", "a2b2e", "a2m2e"])
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    ap.add_argument("--steps", type=int, default=200, help="training steps per run")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=36, help="training steps per epoch")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--frames", type=int, default=313)
     ap.add_argument("--bands", type=int, default=149)
@@ -105,11 +108,11 @@ def main() -> None:
     jobs = args.jobs or len(args.seeds)
     work = args.work or Path(tempfile.mkdtemp(prefix="robustmer-scale-"))
     n_models = len(args.seeds)
-    total_steps = n_models * args.steps
+    total_steps = n_models * args.steps * args.epochs
     train, val = _data(args)
 
     # warm-up in this process: CUDA context, cuDNN handles, allocator
-    warm = argparse.Namespace(**{**vars(args), "steps": 2})
+    warm = argparse.Namespace(**{**vars(args), "steps": 2, "epochs": 1})
     train_one((warm, 0, str(work / "warmup")))
     train_runs_batched(_data(warm)[0], val, [work / "warmup-b0", work / "warmup-b1"],
                        kind=args.kind, seeds=[0, 1], width=args.width, config=_config(warm),
@@ -118,10 +121,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
 
     def record(mode: str, seconds: float, **extra: Any) -> None:
-        row = {"mode": mode, "models": n_models, "steps_per_model": args.steps,
+        row = {"mode": mode, "models": n_models, "steps_per_model": args.steps * args.epochs,
                "wall_s": seconds, "model_steps_per_s": total_steps / seconds, **extra}
         rows.append(row)
-        print(f"{mode:10s} {n_models} models x {args.steps} steps in {seconds:7.2f} s: "
+        print(f"{mode:10s} {n_models} models x {row['steps_per_model']} steps in {seconds:7.2f} s: "
               f"{row['model_steps_per_s']:8.1f} model-steps/s", flush=True)
 
     if "sequential" in args.modes:
