@@ -13,9 +13,10 @@ Each seed is the solo run of :func:`robustmer.train.train_run` with ``config.rep
 - its own early stopping and best checkpoint; a seed that stopped is dropped from the stack and
   its run folder is not written again.
 
-What differs is only the order of float summations inside a grouped convolution, so a seed's
-weights agree with the solo run's to float rounding (about 1e-7 after a step), and the
-differences grow slowly with training (docs/training.md gives the measured tolerance).
+What differs is only the order of float summations (a grouped convolution, ``baddbmm`` for the
+linear layers, :func:`stacked_loss` for the loss), so a seed's weights agree with the solo run's
+to float rounding (about 1e-7 after a step; docs/training.md gives the measured tolerance and how
+Adam and early stopping can grow it).
 
 Each run folder is a solo run folder (``last/``, ``best/``, ``history.csv``, ``config.yaml``,
 ``meta.json``) whose checkpoints hold the solo optimiser and RNG state, so ``load_run``,
