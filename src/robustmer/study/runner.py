@@ -286,6 +286,14 @@ def execute_batch(task: BatchTask, data: PreparedData | None = None,
     return RunOutcome(None, seconds=time.perf_counter() - t0)
 
 
+def execute_task(task: RunTask | BatchTask, data: PreparedData | None = None,
+                 progress: bool = False) -> RunOutcome:
+    """:func:`execute_run` or :func:`execute_batch`, by the task's type (one executor map)."""
+    if isinstance(task, BatchTask):
+        return execute_batch(task, data, progress)
+    return execute_run(task, data, progress)
+
+
 def _setting_rows(config: StudyConfig, run_id: str, model_type: str, seed: int,
                   clips: pd.DataFrame, concept: float = float("nan")) -> list[dict[str, Any]]:
     """One ``runs.csv`` row per attack setting of a finished run."""
@@ -338,29 +346,35 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
     tasks = [RunTask(config, str(root), m, s) for m, s in todo if (m, s) not in blocked]
     jobs = config.train.jobs if jobs is None else jobs
     runner = make_executor(executor, jobs, ray if ray is not None else config.ray)
+    # train.batch_seeds: each plain model type's seeds train as one task; it runs beside the
+    # runs that do not wait for it (adversarial types), and its runs (then attack only) after.
+    groups = [BatchTask(config, str(root), m, tuple(config.seeds)) for m in config.models
+              if config.train.batch_seeds and not MODEL_TYPES[m][1] and len(config.seeds) > 1
+              and not any((m, s) in blocked for s in config.seeds)]
+    grouped = {(g.model_type, s) for g in groups for s in g.seeds}
+    phases: list[list[RunTask | BatchTask]] = [
+        [*groups, *(t for t in tasks if (t.model_type, t.seed) not in grouped)],
+        [t for t in tasks if (t.model_type, t.seed) in grouped]]
     local = isinstance(runner, SequentialExecutor)
-    if config.train.batch_seeds:
-        groups = [BatchTask(config, str(root), m, tuple(config.seeds)) for m in config.models
-                  if not MODEL_TYPES[m][1] and len(config.seeds) > 1
-                  and not any((m, s) in blocked for s in config.seeds)]
-        batch_fn: Callable[[BatchTask], RunOutcome] = (
-            functools.partial(execute_batch, data=data, progress=progress) if local
-            else execute_batch)
-        for group, outcome in runner.map(batch_fn, groups):
-            if outcome.error is not None:
-                log(f"batched training of {group.model_type} seeds {list(group.seeds)}: FAILED "
-                    f"{outcome.error}; its runs train one by one")
-                io.write_text(out / f"batch-{group.model_type}-error.txt", outcome.trace or "")
-            else:
-                log(f"batched training of {group.model_type} seeds {list(group.seeds)}: done "
-                    f"in {outcome.seconds:.0f} s")
-    fn: Callable[[RunTask], RunOutcome] = (
-        functools.partial(execute_run, data=data, progress=progress) if local
-        else execute_run)
+
+    def fn_for(phase: list[RunTask | BatchTask]) -> Callable[[Any], RunOutcome]:
+        # execute_run itself where no batched task is in the phase (what a worker imports)
+        fn = execute_task if any(isinstance(t, BatchTask) for t in phase) else execute_run
+        return functools.partial(fn, data=data, progress=progress) if local else fn
+
     outcomes: dict[tuple[str, int], RunOutcome] = {}
     bar = tqdm(total=len(tasks), desc=f"study {config.name}", unit="run",
                disable=not progress)
-    for task, outcome in runner.map(fn, tasks):
+    for task, outcome in (pair for phase in phases if phase
+                          for pair in runner.map(fn_for(phase), phase)):
+        if isinstance(task, BatchTask):
+            what = f"batched training of {task.model_type} seeds {list(task.seeds)}"
+            if outcome.error is not None:
+                log(f"{what}: FAILED {outcome.error}; its runs train one by one")
+                io.write_text(out / f"batch-{task.model_type}-error.txt", outcome.trace or "")
+            else:
+                log(f"{what}: done in {outcome.seconds:.0f} s")
+            continue
         key = (task.model_type, task.seed)
         outcomes[key] = outcome
         bar.update(1)
