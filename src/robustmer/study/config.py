@@ -55,8 +55,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """The training recipe (defaults: the reference study's). The last four are departures for
-    short CPU runs (``TrainConfig`` fields of the same names; off by default, docs/demo.md)."""
+    """The training recipe (defaults: the reference study's). ``amp`` to ``bn_recalibrate``
+    are departures for short CPU runs (``TrainConfig`` fields of the same names; off by default,
+    docs/demo.md). ``jobs``: runs at once as processes; ``batch_seeds``: a model type's seeds
+    trained as one batched model (``robustmer.train.batched``; not the adversarially trained
+    types, which train one by one)."""
 
     width: float = 1.0
     epochs: int = 200
@@ -74,6 +77,7 @@ class TrainSpec:
     lr_schedule: str = "constant"
     bn_recalibrate: bool = False
     jobs: int = 1
+    batch_seeds: bool = False
 
 
 DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
@@ -303,6 +307,10 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
                           f">= 0, found {ray.num_gpus}, {ray.num_cpus}, {ray.max_retries}")
     if train.jobs < 1:
         raise ConfigError(f"{source}: train.jobs must be >= 1, found {train.jobs}")
+    if train.batch_seeds and train.amp:
+        raise ConfigError(f"{source}: train.batch_seeds and train.amp exclude each other (amp's "
+                          f"loss scaler is global: one seed's overflow would skip every seed's "
+                          f"step); turn one off")
     examples = raw.get("write_examples", True)
     if not isinstance(examples, bool):
         raise ConfigError(f"{source}: write_examples must be true or false (adversarial "

@@ -35,6 +35,7 @@ from robustmer.study.checks import run_checks
 from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
 from robustmer.study.executor import RayOptions, SequentialExecutor, make_executor
 from robustmer.train import TrainConfig, evaluate_model, load_run, train_run
+from robustmer.train.batched import train_runs_batched
 
 Log = Callable[[str], None]
 DONE = "DONE"
@@ -81,6 +82,11 @@ budgets, name and media may change: added runs are trained, added settings attac
 store is rebuilt from what is there)."""
 
 
+RESUME_FREE: tuple[str, ...] = ("train.jobs", "train.batch_seeds")
+"""Keys of the resume sections that may change between calls: how runs are scheduled, not what
+they compute (a batched seed's run folder is a solo run folder; docs/training.md)."""
+
+
 def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
     """Refuse to mix two different studies in one output folder. The attack settings are
     checked per setting folder instead (``attacks.runner`` refuses a folder attacked with other
@@ -91,7 +97,7 @@ def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
     asked = config.to_dict()
     require_same_settings({k: stored.get(k) for k in RESUME_KEYS},
                           {k: asked.get(k) for k in RESUME_KEYS}, f"study folder {store.path}",
-                          ignore=lambda key: key == "train.jobs",
+                          ignore=lambda key: key in RESUME_FREE,
                           hint="choose another output folder, or pass --overwrite to replace it")
 
 
@@ -108,7 +114,7 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
     """Train (resumably) and attack one (model type, seed); return its ``clips.csv`` rows."""
     kind, adversarial = MODEL_TYPES[model_type]
     run_dir = out / "runs" / run_id_of(model_type, seed)
-    train_dir = run_dir / "train"
+    train_dir = train_dir_of(out, model_type, seed)
     if not (train_dir / DONE).exists():
         train_attack = (training_attack(config.train, config.attack).build() if adversarial
                         else None)
@@ -135,6 +141,34 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
         frames.append(clips_from_attack_table(table, run_id_of(model_type, seed), model_type,
                                               seed, setting.key))
     return pd.concat(frames, ignore_index=True)
+
+
+def train_dir_of(out: Path, model_type: str, seed: int) -> Path:
+    """``runs/<run_id>/train/``: the run's training folder (``DONE`` when finished)."""
+    return out / "runs" / run_id_of(model_type, seed) / "train"
+
+
+def train_batched_group(config: StudyConfig, data: PreparedData, model_type: str,
+                        seeds: list[int], out: Path, *, progress: bool = True) -> list[int]:
+    """``train.batch_seeds``: train the seeds of ``model_type`` whose training is not done as
+    one batched model (each into its own ``runs/<id>/train/``, resumably, ``DONE`` when
+    finished); returns the seeds trained (none when fewer than 2 are left: those train alone)."""
+    kind, adversarial = MODEL_TYPES[model_type]
+    if adversarial:
+        raise ConfigError(f"train.batch_seeds: {model_type} is adversarially trained, which "
+                          f"batched seeds do not support")
+    todo = [s for s in seeds if not (train_dir_of(out, model_type, s) / DONE).exists()]
+    if len(todo) < 2:
+        return []
+    train_runs_batched([data.dataset("train", mode="random", seed=s) for s in todo],
+                       data.dataset("val"), [train_dir_of(out, model_type, s) for s in todo],
+                       kind=kind, seeds=todo, width=config.train.width,
+                       config=_train_config(config, todo[0], False),
+                       data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
+                       resume=True, progress=progress)
+    for s in todo:
+        io.write_text(train_dir_of(out, model_type, s) / DONE, "")
+    return todo
 
 
 def attack_dir_of(run_dir: Path, setting: AttackSetting) -> Path:
@@ -190,6 +224,16 @@ class RunTask:
     seed: int
 
 
+@dataclass(frozen=True)
+class BatchTask:
+    """``train.batch_seeds``: the seeds of one model type trained together (picklable)."""
+
+    config: StudyConfig
+    root: str
+    model_type: str
+    seeds: tuple[int, ...]
+
+
 @dataclass
 class RunOutcome:
     """What a run task gives back to the driver: its clips rows, or the error that stopped it."""
@@ -224,6 +268,30 @@ def execute_run(task: RunTask, data: PreparedData | None = None,
         return RunOutcome(None, f"{type(err).__name__}: {err}", traceback.format_exc(),
                           time.perf_counter() - t0)
     return RunOutcome(clips, seconds=time.perf_counter() - t0)
+
+
+def execute_batch(task: BatchTask, data: PreparedData | None = None,
+                  progress: bool = False) -> RunOutcome:
+    """Train one batched group (in any process); its error comes back as an outcome, and the
+    group's runs then train one by one in their run tasks."""
+    t0 = time.perf_counter()
+    if data is None:
+        data = prepare_study_data(task.config, task.root)
+    try:
+        train_batched_group(task.config, data, task.model_type, list(task.seeds),
+                            Path(task.config.output), progress=progress)
+    except (RobustmerError, RuntimeError, ValueError) as err:
+        return RunOutcome(None, f"{type(err).__name__}: {err}", traceback.format_exc(),
+                          time.perf_counter() - t0)
+    return RunOutcome(None, seconds=time.perf_counter() - t0)
+
+
+def execute_task(task: RunTask | BatchTask, data: PreparedData | None = None,
+                 progress: bool = False) -> RunOutcome:
+    """:func:`execute_run` or :func:`execute_batch`, by the task's type (one executor map)."""
+    if isinstance(task, BatchTask):
+        return execute_batch(task, data, progress)
+    return execute_run(task, data, progress)
 
 
 def _setting_rows(config: StudyConfig, run_id: str, model_type: str, seed: int,
@@ -280,13 +348,35 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
         tasks = [RunTask(config, str(root), m, s) for m, s in todo if (m, s) not in blocked]
         jobs = config.train.jobs if jobs is None else jobs
         runner = make_executor(executor, jobs, ray if ray is not None else config.ray)
-        fn: Callable[[RunTask], RunOutcome] = (
-            functools.partial(execute_run, data=data, progress=progress)
-            if isinstance(runner, SequentialExecutor) else execute_run)
+        # train.batch_seeds: each plain model type's seeds train as one task; it runs beside the
+        # runs that do not wait for it (adversarial types), and its runs (then attack only) after.
+        groups = [BatchTask(config, str(root), m, tuple(config.seeds)) for m in config.models
+                  if config.train.batch_seeds and not MODEL_TYPES[m][1] and len(config.seeds) > 1
+                  and not any((m, s) in blocked for s in config.seeds)]
+        grouped = {(g.model_type, s) for g in groups for s in g.seeds}
+        phases: list[list[RunTask | BatchTask]] = [
+            [*groups, *(t for t in tasks if (t.model_type, t.seed) not in grouped)],
+            [t for t in tasks if (t.model_type, t.seed) in grouped]]
+        local = isinstance(runner, SequentialExecutor)
+
+        def fn_for(phase: list[RunTask | BatchTask]) -> Callable[[Any], RunOutcome]:
+            # execute_run itself where no batched task is in the phase (what a worker imports)
+            fn = execute_task if any(isinstance(t, BatchTask) for t in phase) else execute_run
+            return functools.partial(fn, data=data, progress=progress) if local else fn
+
         outcomes: dict[tuple[str, int], RunOutcome] = {}
         bar = tqdm(total=len(tasks), desc=f"study {config.name}", unit="run",
                    disable=not progress)
-        for task, outcome in runner.map(fn, tasks):
+        for task, outcome in (pair for phase in phases if phase
+                              for pair in runner.map(fn_for(phase), phase)):
+            if isinstance(task, BatchTask):
+                what = f"batched training of {task.model_type} seeds {list(task.seeds)}"
+                if outcome.error is not None:
+                    log(f"{what}: FAILED {outcome.error}; its runs train one by one")
+                    io.write_text(out / f"batch-{task.model_type}-error.txt", outcome.trace or "")
+                else:
+                    log(f"{what}: done in {outcome.seconds:.0f} s")
+                continue
             key = (task.model_type, task.seed)
             outcomes[key] = outcome
             bar.update(1)

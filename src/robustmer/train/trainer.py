@@ -301,6 +301,74 @@ def _attack_record(attack: Attack | None) -> Any:
     return config() if callable(config) else type(attack).__name__
 
 
+def load_last(run: Path, model_config: dict[str, Any], config: TrainConfig,
+              data_description: dict[str, Any] | None) -> ck.Checkpoint:
+    """Read ``last/`` to resume it: checks that the model, settings and data are the run's own
+    (``CheckpointError`` otherwise) and redoes a ``best/`` copy that a kill interrupted."""
+    last = ck.read_checkpoint(run, ck.LAST, for_resume=True)
+    _check_resume(last, model_config, config, data_description, run)
+    es = last.state["early_stopping"]
+    best_ok = (run / ck.BEST / ck.STATE_FILE).is_file() and int(
+        io.read_json(run / ck.BEST / ck.STATE_FILE)["epoch"]) == es["best_epoch"]
+    if es["best_epoch"] == last.state["epoch"] and not best_ok:  # killed before best/ copy
+        ck.copy_checkpoint(run, ck.LAST, ck.BEST)
+    return last
+
+
+def _write_run_files(run: Path, meta: dict[str, Any], model_config: dict[str, Any],
+                     config: TrainConfig, data_description: dict[str, Any] | None,
+                     extra_config: dict[str, Any] | None, attack_record: Any = None) -> None:
+    """A fresh run folder's ``config.yaml`` (what was asked) and ``meta.json``."""
+    run.mkdir(parents=True, exist_ok=True)
+    io.write_yaml(run / "config.yaml", {
+        **(extra_config or {}), "model": model_config, "train": config.to_dict(),
+        "adversarial_attack": attack_record, "data": data_description})
+    io.write_json(run / "meta.json", meta)
+
+
+def update_early_stopping(es: dict[str, Any], score: float, patience: int, epoch: int) -> bool:
+    """Update the early-stopping state with ``epoch``'s validation score; True if it is the new
+    best. An undefined score (e.g. r over a single validation clip) is -inf; the first epoch
+    still becomes "best" so that a run always has a best checkpoint."""
+    improved = score > es["best_score"] or es["best_epoch"] == 0
+    if improved:
+        es.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+    else:
+        es["bad_epochs"] += 1
+    es["stopped"] = es["bad_epochs"] >= patience
+    return bool(improved)
+
+
+def epoch_record(kind: str, epoch: int, train_loss: float, ev: Mapping[str, Any], score: float,
+                 es: Mapping[str, Any], *, adv_loss: float | None = None,
+                 attack_time: float = 0.0, seconds: float = 0.0) -> dict[str, Any]:
+    """One ``history`` row (see :data:`HISTORY_COLUMNS`) from an epoch's validation result."""
+    record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+    if kind == "classifier":
+        record["val_accuracy"] = ev["accuracy"]
+    else:
+        record.update(val_mean_r=ev["metrics"]["mean_r"], val_mae=ev["metrics"]["mae"])
+        if ev.get("concept_metrics") is not None:
+            record["val_concept_mean_r"] = ev["concept_metrics"]["mean_r"]
+    record.update(val_score=score, best_epoch=es["best_epoch"], adv_loss=adv_loss,
+                  attack_time_s=attack_time, time_s=seconds)
+    return record
+
+
+def save_epoch(run: Path, ckpt: ck.Checkpoint, improved: bool, writer: Any = None) -> None:
+    """An epoch's end on disk: ``last/`` written, copied to ``best/`` if it improved, the
+    history files rewritten, the record sent to tensorboard."""
+    ck.save_checkpoint(run, ck.LAST, ckpt)
+    if improved:
+        ck.copy_checkpoint(run, ck.LAST, ck.BEST)
+    _write_history(run, ckpt.history)
+    if writer is not None:
+        record = ckpt.history[-1]
+        for key, val in record.items():
+            if isinstance(val, int | float) and key != "epoch" and math.isfinite(val):
+                writer.add_scalar(key, val, int(record["epoch"]))
+
+
 def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind: str,
               width: float = 1.0, n_classes: int | None = None,
               config: TrainConfig | None = None, data_description: dict[str, Any] | None = None,
@@ -348,8 +416,7 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
                           "stopped": False}
     start = 1
     if resuming:
-        last = ck.read_checkpoint(run, ck.LAST, for_resume=True)
-        _check_resume(last, model_config, config, data_description, run)
+        last = load_last(run, model_config, config, data_description)
         model.load_state_dict(last.model_state)
         opt_state = last.optimizer_state or {}
         optimizer.load_state_dict(opt_state["optimizer"])
@@ -362,19 +429,12 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         assert last.rng is not None
         ck.restore_rng(last.rng)
         meta = last.meta
-        best_ok = (run / ck.BEST / ck.STATE_FILE).is_file() and int(
-            io.read_json(run / ck.BEST / ck.STATE_FILE)["epoch"]) == es["best_epoch"]
-        if es["best_epoch"] == last.state["epoch"] and not best_ok:  # killed before best/ copy
-            ck.copy_checkpoint(run, ck.LAST, ck.BEST)
     else:
         if config.standardize_targets:
             tscale = fit_target_scaler(train_set, kind)
         meta = io.run_meta(seed=config.seed, model=model_config)
-        run.mkdir(parents=True, exist_ok=True)
-        io.write_yaml(run / "config.yaml", {
-            **(extra_config or {}), "model": model_config, "train": config.to_dict(),
-            "adversarial_attack": _attack_record(attack), "data": data_description})
-        io.write_json(run / "meta.json", meta)
+        _write_run_files(run, meta, model_config, config, data_description, extra_config,
+                         _attack_record(attack))
     if history:
         _write_history(run, history)
 
@@ -428,41 +488,20 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         ev = evaluate_model(_rated_copy(model, tscale), val_set, device,
                             batch_size=max(config.batch_size, 32))
         score = validation_score(model, ev)
-        # An undefined score (e.g. r over a single validation clip) is -inf; the first epoch
-        # still becomes "best" so that a run always has a best checkpoint.
-        improved = score > es["best_score"] or es["best_epoch"] == 0
-        if improved:
-            es.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-        else:
-            es["bad_epochs"] += 1
-        es["stopped"] = es["bad_epochs"] >= config.patience
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(n_batches, 1)}
-        if model.kind == "classifier":
-            record["val_accuracy"] = ev["accuracy"]
-        else:
-            record.update(val_mean_r=ev["metrics"]["mean_r"], val_mae=ev["metrics"]["mae"])
-            if ev.get("concept_metrics") is not None:
-                record["val_concept_mean_r"] = ev["concept_metrics"]["mean_r"]
-        record.update(val_score=score, best_epoch=es["best_epoch"],
-                      adv_loss=adv_total / n_batches if adversarial and n_batches else None,
-                      attack_time_s=attack_time, time_s=time.perf_counter() - t0)
+        improved = update_early_stopping(es, score, config.patience, epoch)
+        record = epoch_record(model.kind, epoch, total / max(n_batches, 1), ev, score, es,
+                              adv_loss=adv_total / n_batches if adversarial and n_batches
+                              else None, attack_time=attack_time,
+                              seconds=time.perf_counter() - t0)
         history.append(record)
-
-        ck.save_checkpoint(run, ck.LAST, ck.Checkpoint(
+        save_epoch(run, ck.Checkpoint(
             model_state=model.state_dict(),
             state={"epoch": epoch, "early_stopping": es,
                    "target_scaler": None if tscale is None else tscale.to_dict()},
             model_config=model_config, train_config=config.to_dict(), data=data_description,
             normaliser=normaliser, history=history, meta=meta,
             optimizer_state={"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
-            rng=ck.capture_rng()))
-        if improved:
-            ck.copy_checkpoint(run, ck.LAST, ck.BEST)
-        _write_history(run, history)
-        if writer is not None:
-            for key, val in record.items():
-                if isinstance(val, int | float) and key != "epoch" and math.isfinite(val):
-                    writer.add_scalar(key, val, epoch)
+            rng=ck.capture_rng()), improved, writer)
         epochs_bar.update(1)
         shown = {k: f"{record[k]:.3f}" for k in ("val_mean_r", "val_mae", "val_accuracy")
                  if k in record and record[k] is not None and math.isfinite(record[k])}
@@ -473,6 +512,13 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     if writer is not None:
         writer.close()
 
+    return finish_run(run, config, train_set, device, history, es)
+
+
+def finish_run(run: Path, config: TrainConfig, train_set: Dataset, device: torch.device,
+               history: list[dict[str, Any]], es: Mapping[str, Any]) -> TrainResult:
+    """The end of a run: refuse one without a best checkpoint, recalibrate ``best/``'s
+    BatchNorm when asked, and load it into a :class:`TrainResult`."""
     if not (run / ck.BEST).is_dir():
         raise CheckpointError(f"{run}: no epoch was trained (max_epochs={config.max_epochs} "
                               f"<= the last finished epoch?)")
