@@ -252,3 +252,34 @@ class StackedModel(nn.Module):
         """Emotions (or class logits) ``(S, B, n)``."""
         out = self.forward_all(x)
         return out["logits"] if self.kind == "classifier" else out["emotions"]  # type: ignore[return-value]
+
+
+class SeedInterleaved(nn.Module):
+    """A :class:`StackedModel` as one ordinary ``module(x) -> (N, n)`` that attacks and
+    explainers can use: row ``i`` of ``x`` ``(N, 1, T, F)`` goes to seed ``i % S``.
+
+    This is how several models' attacks run at once: repeat every clip S times
+    (``x.repeat_interleave(S, 0)``, the same for the targets) and attack this module. The
+    attacks in ``robustmer.attacks`` keep a separate perturbation, step and stopping state per
+    row, so each seed's rows are attacked as that seed's model alone would be (up to float
+    rounding), while one kernel launch serves all seeds. Any batch of whole groups of S rows
+    works, so the attack runner may split the rows into batches that are multiples of S.
+    """
+
+    def __init__(self, stacked: StackedModel) -> None:
+        super().__init__()
+        self.stacked = stacked
+
+    @classmethod
+    def from_models(cls, models: Sequence[MERModel]) -> SeedInterleaved:
+        """Stack ``models`` (see :meth:`StackedModel.from_models`) behind the interleaved view."""
+        return cls(StackedModel.from_models(models))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(b·S, 1, T, F)`` (row i for seed i % S) -> ``(b·S, n)``."""
+        s = self.stacked.n_seeds
+        if x.ndim != 4 or x.shape[1] != 1 or x.shape[0] % s:
+            raise ValueError(f"expected input of shape (b*{s}, 1, T, F) (whole groups of the "
+                             f"{s} seeds' rows), got {tuple(x.shape)}")
+        out = self.stacked(x.reshape(x.shape[0] // s, s, *x.shape[2:]))  # (S, b, n)
+        return out.transpose(0, 1).reshape(x.shape[0], -1)
