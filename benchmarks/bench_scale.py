@@ -10,6 +10,10 @@ default), so no audio is needed. The wall
 time of a mode covers everything a study pays for its training: for (b) that includes starting
 the processes (torch import, CUDA context), for (a) and (c) one warm-up run first in this process.
 It also reports how far the batched seeds' weights are from the sequential runs' (max |dw|).
+Mode ``attacks`` times the study's attack (BIM, ``--attack-iters`` iterations, all
+``--attack-clips`` clips in one batch) of every seed's model one after another against all
+seeds' models in one batch through ``models.stacked.SeedInterleaved`` (clip-iterations per
+second), on freshly initialised models (the speed does not depend on the weights).
 Writes ``benchmarks/results/scale.json``.
 
     python benchmarks/bench_scale.py --device cuda [--width 1.0] [--seeds 0 1 2 3 4 5 6 7 8 9]
@@ -85,6 +89,43 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def bench_attacks(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """BIM of S models one after another vs in one interleaved batch (clip-iterations / s)."""
+    from robustmer.attacks import BIM
+    from robustmer.models import build_model
+    from robustmer.models.stacked import SeedInterleaved
+
+    dev, s = torch.device(args.device), len(args.seeds)
+    models = []
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        models.append(build_model(args.kind, width=args.width).to(dev).eval())
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.attack_clips, 1, args.frames, args.bands, generator=g).to(dev)
+    y = torch.rand(args.attack_clips, 8, generator=g).to(dev)
+    attack = BIM(eps=0.001, eta=0.002, max_iters=args.attack_iters, stop="none")
+    view = SeedInterleaved.from_models(models).eval()
+    xr, yr = x.repeat_interleave(s, 0), y.repeat_interleave(s, 0)
+    attack(models[0], x[:2], y[:2])  # warm-up
+    attack(view, xr[: 2 * s], yr[: 2 * s])
+    work = s * args.attack_clips * args.attack_iters
+    out = []
+    for mode, fn in (("attack one model at a time", lambda: [attack(m, x, y) for m in models]),
+                     ("attack all seeds at once", lambda: attack(view, xr, yr))):
+        _sync(args.device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(args.device)
+        sec = time.perf_counter() - t0
+        out.append({"mode": mode, "models": s, "clips": args.attack_clips,
+                    "iterations": args.attack_iters, "wall_s": sec,
+                    "clip_iterations_per_s": work / sec})
+        print(f"{mode:28s} {s} models x {args.attack_clips} clips x {args.attack_iters} it: "
+              f"{sec:7.2f} s, {work / sec:8.1f} clip-iterations/s", flush=True)
+    out[1]["speedup_vs_one_at_a_time"] = out[0]["wall_s"] / out[1]["wall_s"]
+    return out
+
+
 def main() -> None:
     """Run the three modes and write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -100,8 +141,11 @@ def main() -> None:
     ap.add_argument("--val-clips", type=int, default=36)
     ap.add_argument("--jobs", type=int, default=None, help="processes in (b) (default: seeds)")
     ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--modes", nargs="+", default=["sequential", "processes", "batched"],
-                    choices=["sequential", "processes", "batched"])
+    ap.add_argument("--attack-clips", type=int, default=36, help="clips per model (paper: 36)")
+    ap.add_argument("--attack-iters", type=int, default=20)
+    ap.add_argument("--modes", nargs="+",
+                    default=["sequential", "processes", "batched", "attacks"],
+                    choices=["sequential", "processes", "batched", "attacks"])
     ap.add_argument("--work", type=Path, default=None, help="run folders (default: temp dir)")
     ap.add_argument("--json", type=Path, default=OUT)
     args = ap.parse_args()
@@ -155,9 +199,12 @@ def main() -> None:
                 diffs.append(max(float((a[k].float() - b[k].float()).abs().max()) for k in a))
             extra["max_abs_weight_diff_vs_sequential"] = max(diffs)
         record("batched", seconds, **extra)
+    if "attacks" in args.modes:
+        rows.extend(bench_attacks(args))
     base = next((r for r in rows if r["mode"] == "sequential"), None)
     for row in rows:
-        row["speedup_vs_sequential"] = (base["wall_s"] / row["wall_s"]) if base else None
+        if "model_steps_per_s" in row:
+            row["speedup_vs_sequential"] = (base["wall_s"] / row["wall_s"]) if base else None
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     io.write_json(args.json, {"settings": {k: str(v) for k, v in vars(args).items()},
                               "device": device, "rows": rows,
