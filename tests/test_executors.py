@@ -3,6 +3,7 @@ sequential study, and killed runs resume from their checkpoints (issue 13)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -131,6 +132,56 @@ def flaky_run(task: runner.RunTask) -> runner.RunOutcome:
                   resume=True, progress=False)
         os._exit(1)
     return runner.execute_run(task)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has stopped; only its exit status is left
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_sigterm_to_the_study_driver_stops_its_workers(reference: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    """A scheduler cancelling the job sends SIGTERM to the driver only: its worker processes
+    must end with it (they used to run on, training into the folder, beside a resumed study)."""
+    _, cache = reference
+    out = tmp_path / "term"
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(tiny(out, cache, train={"width": 0.0625, "epochs": 30})))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "robustmer", "study", str(config), "--jobs",
+                             "2", "--no-progress", "--no-report"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("runs/*/train/last/state.json")):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no epoch finished in 240 s"
+            time.sleep(0.2)
+        kids = _children(proc.pid)
+        assert kids, "the driver has no worker processes"
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+        deadline = time.monotonic() + 30
+        while any(_alive(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(k) for k in kids)
+        assert "resume" in proc.stderr.read().decode()  # the usual interrupt message
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @pytest.mark.slow

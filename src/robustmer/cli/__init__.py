@@ -38,10 +38,18 @@ def _on_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _on_terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (``kill``, a scheduler cancelling the job): stop as on Ctrl-C, so that a study's
+    worker processes and folder lock go with it instead of running on without a driver."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _on_interrupt(signum, frame)
+
+
 def main() -> None:
     """Console entry point: typed robustmer errors become one clear line and exit status 2;
-    Ctrl-C prints where a long command stopped and the command that resumes it."""
+    Ctrl-C (or SIGTERM) prints where a long command stopped and the command that resumes it."""
     signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGTERM, _on_terminate)
     try:
         app()
     except RobustmerError as err:
