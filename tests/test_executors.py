@@ -83,23 +83,32 @@ def test_two_jobs_give_the_sequential_store(reference: tuple[Path, Path],
 
 
 @pytest.mark.slow
+def start_study(config: Path) -> subprocess.Popen:
+    """``robustmer study CONFIG --jobs 2`` as its own process group (stderr piped)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.Popen([sys.executable, "-m", "robustmer", "study", str(config), "--jobs",
+                             "2", "--no-progress", "--no-report"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def wait_for_an_epoch(proc: subprocess.Popen, out: Path) -> None:
+    deadline = time.monotonic() + 240
+    while not list(out.glob("runs/*/train/last/state.json")):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "no epoch finished in 240 s"
+        time.sleep(0.2)
+
+
 def test_killed_concurrent_study_resumes(reference: tuple[Path, Path], tmp_path: Path) -> None:
     seq, cache = reference
     out = tmp_path / "killed"
     raw = tiny(out, cache, train={"width": 0.0625, "epochs": 2})
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "robustmer", "study", str(config), "--jobs",
-                             "2", "--no-progress", "--no-report"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_study(config)
     try:
-        deadline = time.monotonic() + 240
-        while not list(out.glob("runs/*/train/last/state.json")):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no epoch finished in 240 s"
-            time.sleep(0.2)
+        wait_for_an_epoch(proc, out)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes
         proc.wait()
@@ -158,17 +167,9 @@ def test_sigterm_to_the_study_driver_stops_its_workers(reference: tuple[Path, Pa
     out = tmp_path / "term"
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(tiny(out, cache, train={"width": 0.0625, "epochs": 30})))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "robustmer", "study", str(config), "--jobs",
-                             "2", "--no-progress", "--no-report"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_study(config)
     try:
-        deadline = time.monotonic() + 240
-        while not list(out.glob("runs/*/train/last/state.json")):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no epoch finished in 240 s"
-            time.sleep(0.2)
+        wait_for_an_epoch(proc, out)
         kids = _children(proc.pid)
         assert kids, "the driver has no worker processes"
         os.kill(proc.pid, signal.SIGTERM)

@@ -59,12 +59,7 @@ class MERModel(nn.Module):
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
         """``{"emotions": (B, n_outputs) or None, "bottleneck": (B, n_concepts) or None,
         "logits": (B, n_classes) or None}``."""
-        h = self.backbone(x)
-        b = self.bottleneck(h) if self.bottleneck is not None else None
-        out = self.head(b if b is not None else h)
-        if self.kind == "classifier":
-            return {"emotions": None, "bottleneck": None, "logits": out}
-        return {"emotions": out, "bottleneck": b, "logits": None}
+        return head_outputs(self, self.backbone(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Emotions ``(B, n_outputs)``, or class logits for the classifier."""
@@ -89,6 +84,16 @@ class MERModel(nn.Module):
     def contribution_bias(self) -> torch.Tensor:
         """The emotion layer's bias ``(n_outputs,)``: the input-independent part of each emotion."""
         return self.head.bias
+
+
+def head_outputs(model: nn.Module, h: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """The ``forward_all`` dict from backbone features ``h``, for any model with ``kind``,
+    ``bottleneck`` (or None) and ``head`` (a :class:`MERModel` or a stacked one)."""
+    b = model.bottleneck(h) if model.bottleneck is not None else None
+    out = model.head(b if b is not None else h)
+    if model.kind == "classifier":
+        return {"emotions": None, "bottleneck": None, "logits": out}
+    return {"emotions": out, "bottleneck": b, "logits": None}
 
 
 class BottleneckOutput(nn.Module):

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from robustmer.errors import ConfigError
-from robustmer.models.heads import MERModel
+from robustmer.models.heads import MERModel, head_outputs
 
 
 class SeedDropout2d(nn.Module):
@@ -241,12 +241,7 @@ class StackedModel(nn.Module):
             raise ValueError(f"expected input of shape (B, {self.n_seeds}, T, F), "
                              f"got {tuple(x.shape)}")
         h = self.backbone.features(x)  # (B, S*C)
-        h = h.reshape(h.shape[0], self.n_seeds, -1).transpose(0, 1)  # (S, B, C)
-        b = self.bottleneck(h) if self.bottleneck is not None else None
-        out = self.head(b if b is not None else h)
-        if self.kind == "classifier":
-            return {"emotions": None, "bottleneck": None, "logits": out}
-        return {"emotions": out, "bottleneck": b, "logits": None}
+        return head_outputs(self, h.reshape(h.shape[0], self.n_seeds, -1).transpose(0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Emotions (or class logits) ``(S, B, n)``."""
