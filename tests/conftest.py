@@ -20,3 +20,13 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"shared data folder not found at {SHARED}; set ROBUSTMER_SHARED")
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one thread is many times faster than two on a loaded 2-core machine.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

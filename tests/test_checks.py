@@ -15,19 +15,14 @@ from robustmer.attacks import checks as ck
 from robustmer.attacks.bim import BIM
 from robustmer.errors import ConfigError
 from robustmer.evaluate.checks_table import CHECKS_COLUMNS, read_checks
+from test_attack_properties import Recorder
 
 KW = {"iters": (10,), "restarts": 2, "queries": 100, "unbounded_eps": 10.0,
       "unbounded_eta": 0.5, "unbounded_iters": 60, "abs_tol": 0.002}
 ATTACK = BIM(eps=0.3, eta=0.1, max_iters=30, stop="none")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is many times faster than two on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Quantise(nn.Module):
@@ -39,17 +34,6 @@ class Quantise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.round(x / self.step) * self.step
-
-
-class Recorder(nn.Module):
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.seen: list[torch.Tensor] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen.append(x.detach().clone())
-        return self.inner(x)
 
 
 def net(seed: int) -> nn.Module:

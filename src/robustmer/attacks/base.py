@@ -143,6 +143,16 @@ def _check_pos(name: str, value: float, allow_zero: bool = False) -> float:
     return v
 
 
+def _check_box(box: Any) -> tuple[float, float] | None:
+    """``None`` or a valid value range ``(lo, hi)`` with ``lo < hi`` for the attacked input."""
+    if box is None:
+        return None
+    lo, hi = float(box[0]), float(box[1])
+    if not lo < hi:
+        raise ConfigError(f"box must be (lo, hi) with lo < hi, got {box!r}")
+    return (lo, hi)
+
+
 class Attack:
     """Base class: hyper-parameters + the shared loop. Subclasses define ``objective`` and
     ``make_stop``; call as ``attack(model, x, y, mask=None) -> AttackResult``.
@@ -172,12 +182,7 @@ class Attack:
             raise ConfigError(f"max_iters must be an integer >= 0, got {max_iters!r}")
         self.max_iters = int(max_iters)
         self.norm = norms.check_norm(norm)
-        if box is not None:
-            lo, hi = float(box[0]), float(box[1])
-            if not lo < hi:
-                raise ConfigError(f"box must be (lo, hi) with lo < hi, got {box!r}")
-            box = (lo, hi)
-        self.box = box
+        self.box = _check_box(box)
         if update not in UPDATES:
             raise ConfigError(f"update must be one of {list(UPDATES)}, got {update!r}")
         if clip not in CLIPS:

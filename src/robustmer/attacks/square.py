@@ -33,6 +33,7 @@ from robustmer.attacks.base import (
     AttackResult,
     StopRule,
     Subsettable,
+    _check_box,
     _check_pos,
     check_inputs,
     eval_mode,
@@ -89,12 +90,7 @@ class Square:
         self.stop = stop
         self.threshold_step = _check_pos("threshold_step", threshold_step)
         self.mse_limit = _check_pos("mse_limit", mse_limit)
-        if box is not None:
-            lo, hi = float(box[0]), float(box[1])
-            if not lo < hi:
-                raise ConfigError(f"box must be (lo, hi) with lo < hi, got {box!r}")
-            box = (lo, hi)
-        self.box = box
+        self.box = _check_box(box)
         self.norm = "linf"
         self.seed = int(seed)
 

@@ -19,6 +19,7 @@ from robustmer.errors import ConfigError
 from robustmer.evaluate import stats
 from robustmer.evaluate.checks_table import read_checks
 from robustmer.evaluate.store import ResultsStore, select_setting, setting_label, settings
+from robustmer.io import write_text
 from robustmer.report.checks import CHECK_LABELS, summary
 
 CHECKS_FILE = "checks.csv"
@@ -143,10 +144,8 @@ def markdown_summary(results_dir: str | os.PathLike[str], *,
 
 
 def write_markdown(results_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                   **kwargs: object) -> Path:
+                   *, alpha: float = 0.05) -> Path:
     """Write ``markdown_summary`` to ``out`` (default RESULTS_DIR/report.md) atomically."""
-    from robustmer.io import write_text
-
     path = Path(out) if out is not None else Path(results_dir) / "report.md"
-    write_text(path, markdown_summary(results_dir, **kwargs))  # type: ignore[arg-type]
+    write_text(path, markdown_summary(results_dir, alpha=alpha))
     return path
