@@ -21,6 +21,7 @@ import torch
 
 from robustmer import EMOTIONS
 from robustmer.data import prepare_data, synthesize
+from robustmer.data.synth import FORMAT_VERSION
 from robustmer.evaluate.metrics import mean_predictor_metrics
 from robustmer.train import TrainConfig, evaluate_model, train_run
 
@@ -35,6 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=120)
     ap.add_argument("--duration", type=float, default=12.0)
+    ap.add_argument("--version", type=int, default=None, help="synthetic-data format version")
     ap.add_argument("--kind", default="a2m2e", choices=["a2e", "a2b2e", "a2m2e"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=25)
@@ -53,9 +55,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="robustmer-demo-recipe-"))
-    tag = f"{args.clips}-{args.duration:g}"
+    version = args.version or FORMAT_VERSION
+    tag = f"{args.clips}-{args.duration:g}-v{version}"
     c0, t0 = cpu_seconds(), time.time()
-    root = synthesize(work / f"data-{tag}", clips=args.clips, seed=0, duration=args.duration).root
+    root = synthesize(work / f"data-{tag}", clips=args.clips, seed=0, duration=args.duration,
+                      version=version).root
     data = prepare_data(root, cache_dir=work / f"cache-{tag}",
                         split_path=work / f"split-{tag}.json", split_seed=0, progress=False)
     c1 = cpu_seconds()

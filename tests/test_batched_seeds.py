@@ -72,6 +72,20 @@ def test_stacked_round_trip_and_eval_outputs(kind: str) -> None:
                 torch.testing.assert_close(out[key][s], val, atol=TOL, rtol=0)
 
 
+def test_stacked_models_without_dropout_keep_it_off() -> None:
+    """``dropout: 0`` (the demo) survives stacking: train-mode outputs are the solo models'."""
+    models = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        models.append(build_model("a2m2e", width=0.0625, dropout=0.0).train())
+    stacked = StackedModel.from_models(models).train()
+    assert [b.config for b in stacked.to_models()] == [m.config for m in models]
+    xs = [torch.randn(4, 1, 64, 40) for _ in models]
+    out = stacked.forward_all(torch.cat(xs, dim=1))["emotions"]
+    for s, m in enumerate(models):
+        torch.testing.assert_close(out[s], m.forward_all(xs[s])["emotions"], atol=TOL, rtol=0)
+
+
 def _steps(n_seeds: int, n_steps: int) -> list[list[dict[str, torch.Tensor]]]:
     g = torch.Generator().manual_seed(9)
     return [[{"x": torch.randn(4, 1, 64, 40, generator=g),

@@ -155,3 +155,20 @@ def test_input_gradient_flows_for_attacks() -> None:
     x = torch.randn(2, 1, 40, 30, requires_grad=True)
     model(x).sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_dropout_is_a_recorded_departure() -> None:
+    paper = build_model("a2m2e", width=0.1)
+    assert "dropout" not in paper.config  # configs saved before the option still rebuild
+    assert [m.p for m in paper.modules() if isinstance(m, nn.Dropout2d)] == [0.3, 0.3]
+    thin = build_model("a2m2e", width=0.1, dropout=0.0)
+    assert thin.config["dropout"] == 0.0
+    assert build_model(**json.loads(json.dumps(thin.config))).config == thin.config
+    thin.train()
+    x = torch.randn(2, 1, 40, 30)
+    torch.manual_seed(0)
+    a = thin(x)
+    torch.manual_seed(1)  # no dropout: training-mode outputs do not depend on the RNG
+    assert torch.equal(a, thin(x))
+    with pytest.raises(ConfigError, match="dropout"):
+        build_model("a2e", dropout=1.0)

@@ -242,7 +242,7 @@ def test_model_type_names_in_any_case_and_adversarial_runs_are_named(
 def test_invalid_option_is_refused_by_its_name_before_any_feature(tiny: dict[str, Path],
                                                                   tmp_path: Path) -> None:
     cache = tmp_path / "fresh-cache"
-    for option, value in (("--width", 0), ("--epochs", 0), ("--lr", -1)):
+    for option, value in (("--width", 0), ("--dropout", 1), ("--epochs", 0), ("--lr", -1)):
         code, out = run_cli("train", "--model", "a2e", "--data", tiny["data"], "--out",
                             tmp_path / "r", "--cache", cache, option, value)
         assert code == 2 and option in out and "TrainConfig" not in out, out

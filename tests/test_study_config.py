@@ -29,7 +29,8 @@ def test_shipped_configs_parse() -> None:
     assert not paper.train.standardize_targets and paper.train.lr_schedule == "constant"
     # every departure of the demo's train block from the paper is named in its comments
     text = (CONFIGS / "demo.yaml").read_text()
-    for key in ("epochs", "lr", "standardize_targets", "adv_iters", "adv_eps"):
+    for key in ("dropout", "epochs", "lr", "standardize_targets", "bn_recalibrate", "adv_iters",
+                "adv_eps"):
         line = next(ln for ln in text.splitlines() if ln.strip().startswith(f"{key}:"))
         assert "departure" in line, key
 
@@ -44,6 +45,11 @@ def test_every_packaged_config_parses_and_the_embedded_study_meets_its_issue() -
     bounded = [x for x in emb.attack.settings if x.spec.name == "bim"]
     assert len(bounded) >= 5 and emb.checks is not None
     assert (emb.train.epochs, emb.train.patience, emb.data.synth_clips) == (200, 50, 240)
+    # the generator and network its documented results were measured with
+    assert (emb.data.synth_format, emb.train.dropout) == (2, 0.3)
+    assert load_config(CONFIGS / "checks-cpu.yaml").data.synth_format == 2
+    demo = load_config(CONFIGS / "demo.yaml")
+    assert (demo.data.synth_format, demo.train.dropout) == (3, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +64,8 @@ def test_every_packaged_config_parses_and_the_embedded_study_meets_its_issue() -
         ({"colour": "red"}, "colour"),
         ({"train": {"lr_schedule": "cosine"}}, "train.lr_schedule"),
         ({"train": {"bn_recalibrate": "yes"}}, "train.bn_recalibrate"),
+        ({"train": {"dropout": 1.0}}, "train.dropout"),
+        ({"data": {"synth_format": 1}}, "data.synth_format"),
     ],
 )
 def test_bad_values_name_the_key(patch: dict, needle: str) -> None:
@@ -88,3 +96,19 @@ def test_train_departures_reach_the_trainer() -> None:
     plain = _train_config(parse_config({"name": "x", "output": "out", "seeds": [1]}), 3, False)
     assert (plain.standardize_targets, plain.lr_schedule, plain.bn_recalibrate, plain.amp) == (
         False, "constant", False, False)
+
+
+def test_a_store_from_before_format_3_resumes_as_format_2(tmp_path: Path) -> None:
+    """Study folders written before ``data.synth_format`` existed hold format-2 data: the same
+    config with ``synth_format: 2`` continues there, the new default (3) is refused."""
+    from robustmer.evaluate.store import ResultsStore
+    from robustmer.study.runner import _check_resumable
+
+    store = ResultsStore(tmp_path)
+    old = parse_config({"name": "x", "output": "out", "seeds": [1]}).to_dict()
+    del old["data"]["synth_format"]
+    store.write_config(old)
+    _check_resumable(store, parse_config({"name": "x", "output": "out", "seeds": [1],
+                                          "data": {"synth_format": 2}}))
+    with pytest.raises(ConfigError, match="synth_format"):
+        _check_resumable(store, parse_config({"name": "x", "output": "out", "seeds": [1]}))

@@ -16,8 +16,10 @@ import soundfile as sf
 from robustmer import CONCEPTS, EMOTIONS
 from robustmer.data.synth import (
     CLASSES,
+    CONCEPT_CUES,
     EMOTION_BIASES,
     EMOTION_WEIGHTS,
+    FORMAT_VERSION,
     LABEL_MEANS,
     LABEL_SDS,
     SAMPLE_RATE,
@@ -25,11 +27,13 @@ from robustmer.data.synth import (
     annotate,
     draw_concepts,
     emotion_map,
+    generating_map,
     label_from_emotions,
     render_clip,
     synthesize,
 )
 from robustmer.errors import ConfigError
+from robustmer.io import read_json
 
 N_CLIPS = 12
 TEXT_FILES = ("mean_ratings_set1.csv", "midlevel/metadata.csv", "midlevel/annotations.csv",
@@ -229,10 +233,11 @@ def test_render_clip_validates_concepts() -> None:
 # ------------------------------------------------------------- concepts change the audio
 
 
-def _clip(seed: int, duration: float = 10.5, **changes: float) -> SynthClip:
+def _clip(seed: int, duration: float = 10.5, version: int = FORMAT_VERSION,
+          **changes: float) -> SynthClip:
     concepts = {c: 0.5 for c in CONCEPTS}
     concepts.update(changes)
-    return render_clip(concepts, seed=seed, duration=duration)
+    return render_clip(concepts, seed=seed, duration=duration, version=version)
 
 
 def _silent_fraction(x: np.ndarray, frame: int = 256) -> float:
@@ -264,7 +269,9 @@ def _share(clip: SynthClip, pcs: list[int]) -> float:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_articulation_makes_gaps(seed: int) -> None:
-    legato, staccato = _clip(seed, articulation=0.1), _clip(seed, articulation=0.9)
+    quiet = {"tonal_stability": 0.0, "rhythm_stability": 0.0}  # no pedal or pulse in the gaps
+    legato, staccato = _clip(seed, articulation=0.1, **quiet), _clip(seed, articulation=0.9,
+                                                                    **quiet)
     assert _silent_fraction(legato.audio) < 0.05
     assert _silent_fraction(staccato.audio) > _silent_fraction(legato.audio) + 0.2
 
@@ -379,3 +386,82 @@ def test_label_rule_known_answers() -> None:
     labels = annotate(draw_concepts(2000, seed=2), seed=2).labels
     counts = {k: labels.count(k) for k in CLASSES}
     assert min(counts.values()) > 0.03 * len(labels), counts  # every class is represented
+
+
+# ------------------------------------------------------------- format 3: the concept cues
+
+
+def _band(clip: SynthClip, lo: float, hi: float) -> float:
+    """Share of the clip's power between ``lo`` and ``hi`` Hz."""
+    power = np.abs(np.fft.rfft(clip.audio.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(clip.audio.size, 1.0 / SAMPLE_RATE)
+    return float(power[(freqs >= lo) & (freqs < hi)].sum() / power.sum())
+
+
+def _flatness(clip: SynthClip) -> float:
+    """Spectral flatness (geometric / arithmetic mean of the power) between 100 Hz and 4 kHz."""
+    power = np.abs(np.fft.rfft(clip.audio.astype(np.float64))) ** 2 + 1e-12
+    freqs = np.fft.rfftfreq(clip.audio.size, 1.0 / SAMPLE_RATE)
+    p = power[(freqs > 100) & (freqs < 4000)]
+    return float(np.exp(np.log(p).mean()) / p.mean())
+
+
+def test_format_3_plays_format_2s_notes_and_adds_the_cues() -> None:
+    for seed in (0, 1):
+        old, new = _clip(seed, version=2), _clip(seed, version=3)
+        for name in ("onset", "gate", "pitch", "velocity", "voice"):
+            np.testing.assert_array_equal(getattr(old.score, name), getattr(new.score, name))
+        assert np.abs(old.audio - new.audio).max() > 0.05
+    with pytest.raises(ConfigError, match="version"):
+        render_clip([0.5] * len(CONCEPTS), version=1)
+
+
+def test_format_version_is_written_and_checked(tmp_path: Path) -> None:
+    old = synthesize(tmp_path / "v2", clips=10, duration=10.5, version=2)
+    assert old.map["format_version"] == 2 and "concept_cues" not in old.map
+    assert read_json(tmp_path / "v2" / "generating_map.json")["format_version"] == 2
+    assert set(CONCEPT_CUES) <= set(generating_map(10, 0, 10.5, "flac")["concept_cues"])
+    with pytest.raises(ConfigError, match="format 2"):
+        synthesize(tmp_path / "v2", clips=10, duration=10.5)  # the default is 3
+    assert synthesize(tmp_path / "v2", clips=10, duration=10.5, version=2).reused
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rhythm_stability_adds_a_steady_pulse(seed: int) -> None:
+    def hiss(version: int, value: float) -> float:  # the pulse is the only content above 8 kHz
+        return _band(_clip(seed, version=version, rhythm_stability=value), 8000, 11025)
+
+    assert hiss(3, 1.0) > 0.01 > 1e-4 > hiss(3, 0.0)
+    assert hiss(2, 1.0) < 1e-4
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tonal_stability_adds_a_tonic_pedal(seed: int) -> None:
+    def tonic_and_fifth(version: int, value: float) -> np.ndarray:  # per frame, in the gaps too
+        clip = _clip(seed, version=version, tonal_stability=value, articulation=0.9,
+                     rhythm_stability=0.0)
+        ch = _chroma(clip.audio, clip.score.tonic_pc)
+        return ch[:, [0, 7]].sum(axis=1) / ch.sum(axis=1)
+
+    assert np.percentile(tonic_and_fifth(3, 1.0), 10) > 0.2  # under every frame
+    assert np.percentile(tonic_and_fifth(2, 1.0), 10) < 0.05
+    assert abs(np.median(tonic_and_fifth(3, 0.0)) - np.median(tonic_and_fifth(2, 0.0))) < 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_melodiousness_brings_the_melody_forward(seed: int) -> None:
+    def bass(version: int, value: float) -> float:  # the accompaniment's share falls
+        return _band(_clip(seed, version=version, melodiousness=value), 0, 150)
+
+    assert bass(3, 1.0) < 0.5 * bass(3, 0.0)
+    assert bass(2, 1.0) == pytest.approx(bass(2, 0.0), rel=0.1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dissonance_roughens_the_chords(seed: int) -> None:
+    def rise(version: int) -> float:  # no pulse, a pedal: the chords' own change
+        soft, harsh = (_clip(seed, version=version, dissonance=d, rhythm_stability=0.0,
+                             tonal_stability=1.0) for d in (0.0, 1.0))
+        return _flatness(harsh) / _flatness(soft)
+
+    assert rise(3) > 1.35 and rise(3) > rise(2) + 0.15

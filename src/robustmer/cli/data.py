@@ -40,11 +40,14 @@ def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write the synthetic dataset to."),
     clips: int = typer.Option(120, "--clips", help="Number of clips."),
     seed: int = typer.Option(0, "--seed", help="Random seed (fixes every byte written)."),
+    format_version: int = typer.Option(3, "--format-version",
+                                       help="Generator version: 3 (default) or 2 (no concept "
+                                            "cues; what configs/embedded.yaml was run on)."),
 ) -> None:
     """Write the synthetic concept dataset (Soundtracks + Mid-level formats)."""
     from robustmer.data.synth import synthesize
 
-    info = synthesize(out, clips=clips, seed=seed)
+    info = synthesize(out, clips=clips, seed=seed, version=format_version)
     typer.echo(f"wrote {info.clips} clips to {info.root}")
 
 

@@ -67,6 +67,8 @@ def train_command(
     seed: int = typer.Option(0, "--seed", help="fixes init, data order, dropout, windows"),
     out: Path = typer.Option(..., "--out", help="run folder (last/, best/, history)"),
     width: float = typer.Option(1.0, "--width", help="channel multiplier; 1.0 = the paper"),
+    dropout: float = typer.Option(0.3, "--dropout", help="Dropout2d probability after the two "
+                                  "max-pools; 0.3 = the paper (0 for thin, short CPU runs)"),
     epochs: int = typer.Option(200, "--epochs", help="maximum epochs"),
     patience: int = typer.Option(50, "--patience", help="early-stopping patience (epochs)"),
     batch_size: int = typer.Option(8, "--batch-size"),
@@ -102,7 +104,8 @@ def train_command(
                           f"aA2B2E; {MODEL_TYPE_NAMES[kind]} is not trained adversarially")
     model_type = MODEL_TYPE_NAMES["a" + kind if adversarial else kind]
     _check_options(**{
-        "--width": (width, width > 0, "> 0"), "--epochs": (epochs, epochs >= 1, ">= 1"),
+        "--width": (width, width > 0, "> 0"), "--dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
+        "--epochs": (epochs, epochs >= 1, ">= 1"),
         "--patience": (patience, patience >= 1, ">= 1"),
         "--batch-size": (batch_size, batch_size >= 1, ">= 1"), "--lr": (lr, lr > 0, "> 0"),
         "--seed": (seed, seed >= 0, ">= 0"),
@@ -147,7 +150,7 @@ def train_command(
         result = train_run(
             prepared.dataset("train", mode="random", seed=seed),
             prepared.dataset("val", mode="fixed", seed=seed),
-            out, kind=kind, width=width, n_classes=n_classes, config=config,
+            out, kind=kind, width=width, n_classes=n_classes, dropout=dropout, config=config,
             data_description=description, normaliser=prepared.standardizer.to_dict(),
             attack=attack, resume=resume, progress=progress,
             extra_config={"model_type": model_type})

@@ -13,7 +13,7 @@ from torch import nn
 from robustmer.errors import ConfigError
 
 DROPOUT = 0.3
-"""Dropout2d probability after each of the two max-pools (the paper's value)."""
+"""Dropout2d probability after each of the two max-pools (the paper's value; the default)."""
 
 
 def scaled(channels: int, width: float) -> int:
@@ -33,20 +33,23 @@ def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[nn.Module
 class Backbone(nn.Module):
     """conv5x5/2 -> 64, conv3x3 -> 64, pool+drop, conv3x3 -> 128, 128, pool+drop,
     conv3x3 -> 256, 256, 384, 512, conv1x1 -> 256, adaptive average pool; BN + ReLU after every
-    conv. Channel counts are multiplied by ``width``."""
+    conv. Channel counts are multiplied by ``width``; ``dropout`` is the Dropout2d probability
+    (a thin network learns far faster without it: docs/demo.md)."""
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, dropout: float = DROPOUT) -> None:
         super().__init__()
         if not width > 0:
             raise ConfigError(f"width must be > 0, found {width}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), found {dropout}")
         c = [scaled(n, width) for n in (64, 128, 256, 384, 512)]
         layers: list[nn.Module] = []
         layers += _conv(1, c[0], 5, stride=2)
         layers += _conv(c[0], c[0], 3)
-        layers += [nn.MaxPool2d(2), nn.Dropout2d(DROPOUT)]
+        layers += [nn.MaxPool2d(2), nn.Dropout2d(dropout)]
         layers += _conv(c[0], c[1], 3)
         layers += _conv(c[1], c[1], 3)
-        layers += [nn.MaxPool2d(2), nn.Dropout2d(DROPOUT)]
+        layers += [nn.MaxPool2d(2), nn.Dropout2d(dropout)]
         layers += _conv(c[1], c[2], 3)
         layers += _conv(c[2], c[2], 3)
         layers += _conv(c[2], c[3], 3)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from robustmer.errors import ConfigError
-from robustmer.models.backbone import Backbone, init_weights
+from robustmer.models.backbone import DROPOUT, Backbone, init_weights
 
 KINDS: tuple[str, ...] = ("a2e", "a2b2e", "a2m2e", "classifier")
 """Model kinds: audio->emotion, audio->bottleneck->emotion, audio->mid-level->emotion, classes."""
@@ -24,7 +24,8 @@ class MERModel(nn.Module):
     """Backbone + head. Build with :func:`build_model`; ``config`` rebuilds it."""
 
     def __init__(self, kind: str = "a2e", width: float = 1.0, n_outputs: int = 8,
-                 n_concepts: int = 7, n_classes: int | None = None) -> None:
+                 n_concepts: int = 7, n_classes: int | None = None,
+                 dropout: float = DROPOUT) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ConfigError(f"model kind must be one of {list(KINDS)}, found {kind!r}")
@@ -39,7 +40,9 @@ class MERModel(nn.Module):
             "n_concepts": int(n_concepts), "n_classes": None if n_classes is None
             else int(n_classes),
         }
-        self.backbone = Backbone(width)
+        if dropout != DROPOUT:  # only a departure is recorded: older model configs stay valid
+            self.config["dropout"] = float(dropout)
+        self.backbone = Backbone(width, dropout)
         feat = self.backbone.out_features
         # A2B2E / A2M2E: a linear bottleneck with no activation, then a linear emotion layer, so
         # every emotion is an affine function of the concepts (what makes A2M2E explainable).
@@ -115,7 +118,7 @@ class BottleneckOutput(nn.Module):
 
 
 def build_model(kind: str, width: float = 1.0, n_outputs: int = 8, n_concepts: int = 7,
-                n_classes: int | None = None) -> MERModel:
+                n_classes: int | None = None, dropout: float = DROPOUT) -> MERModel:
     """Build a freshly initialised model (the init draws from torch's global RNG: seed first)."""
     return MERModel(kind=kind, width=width, n_outputs=n_outputs, n_concepts=n_concepts,
-                    n_classes=n_classes)
+                    n_classes=n_classes, dropout=dropout)

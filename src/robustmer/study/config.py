@@ -13,7 +13,10 @@ from typing import Any
 import yaml
 
 from robustmer.attacks.spec import AttackSpec, setting_id
+from robustmer.data.synth import FORMAT_VERSION as SYNTH_FORMAT
+from robustmer.data.synth import FORMAT_VERSIONS as SYNTH_FORMATS
 from robustmer.errors import ConfigError
+from robustmer.models.backbone import DROPOUT
 from robustmer.study.checkspec import CheckSpec, parse_checks
 from robustmer.study.executor import RayOptions
 from robustmer.train.config import LR_SCHEDULES
@@ -51,6 +54,7 @@ class DataSpec:
     synth_clips: int = 120
     synth_seed: int = 0
     synth_duration: float = 12.0
+    synth_format: int = SYNTH_FORMAT
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class TrainSpec:
     types, which train one by one)."""
 
     width: float = 1.0
+    dropout: float = DROPOUT
     epochs: int = 200
     patience: int = 50
     batch_size: int = 8
@@ -291,6 +296,11 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
                       ("train.lr", train.lr), ("train.width", train.width)):
         if not val > 0:
             raise ConfigError(f"{source}: {name} must be > 0, found {val}")
+    if not 0.0 <= train.dropout < 1.0:
+        raise ConfigError(f"{source}: train.dropout must be in [0, 1), found {train.dropout}")
+    if data.synth_format not in SYNTH_FORMATS:
+        raise ConfigError(f"{source}: data.synth_format must be one of {list(SYNTH_FORMATS)}, "
+                          f"found {data.synth_format!r}")
     for name, ival in (("train.epochs", train.epochs), ("train.batch_size", train.batch_size)):
         if ival < 1:
             raise ConfigError(f"{source}: {name} must be >= 1, found {ival}")

@@ -65,7 +65,7 @@ def _dataset_root(config: StudyConfig, out: Path, log: Log) -> Path:
     from robustmer.data.synth import synthesize  # only the demo path needs the synthesiser
 
     info = synthesize(out / "data", clips=config.data.synth_clips, seed=config.data.synth_seed,
-                      duration=config.data.synth_duration)
+                      duration=config.data.synth_duration, version=config.data.synth_format)
     log(f"embedded concept dataset: {info.clips} clips in {info.root}")
     return Path(info.root)
 
@@ -94,6 +94,8 @@ def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
     if not store.config_path.exists():
         return
     stored = store.read_config()
+    if isinstance(stored.get("data"), dict):  # written before format 3: the data were format 2
+        stored["data"].setdefault("synth_format", 2)
     asked = config.to_dict()
     require_same_settings({k: stored.get(k) for k in RESUME_KEYS},
                           {k: asked.get(k) for k in RESUME_KEYS}, f"study folder {store.path}",
@@ -119,7 +121,7 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
         train_attack = (training_attack(config.train, config.attack).build() if adversarial
                         else None)
         train_run(data.dataset("train", mode="random", seed=seed), data.dataset("val"),
-                  train_dir, kind=kind, width=config.train.width,
+                  train_dir, kind=kind, width=config.train.width, dropout=config.train.dropout,
                   config=_train_config(config, seed, adversarial),
                   data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
                   attack=train_attack, resume=True, progress=progress)
@@ -163,6 +165,7 @@ def train_batched_group(config: StudyConfig, data: PreparedData, model_type: str
     train_runs_batched([data.dataset("train", mode="random", seed=s) for s in todo],
                        data.dataset("val"), [train_dir_of(out, model_type, s) for s in todo],
                        kind=kind, seeds=todo, width=config.train.width,
+                       dropout=config.train.dropout,
                        config=_train_config(config, todo[0], False),
                        data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
                        resume=True, progress=progress)

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from robustmer import io
 from robustmer.errors import CheckpointError, ConfigError
 from robustmer.models import MERModel, build_model
+from robustmer.models.backbone import DROPOUT
 from robustmer.models.stacked import StackedModel, stack_tensors, unstack_tensor
 from robustmer.train import checkpoint as ck
 from robustmer.train.config import TrainConfig
@@ -222,7 +223,7 @@ def _solo_cpu_rng(rng: dict[str, Any]) -> Iterator[None]:
 def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
                        run_dirs: Sequence[str | Path], *, kind: str, seeds: Sequence[int],
                        width: float = 1.0, n_classes: int | None = None,
-                       config: TrainConfig | None = None,
+                       dropout: float = DROPOUT, config: TrainConfig | None = None,
                        data_description: dict[str, Any] | None = None,
                        normaliser: dict[str, Any] | None = None, resume: bool = False,
                        progress: bool = True, callbacks: Iterable[SeedCallback] = (),
@@ -266,7 +267,7 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
     for seed, run_dir, data in zip(seeds, run_dirs, train_sets, strict=True):
         cfg = config.replace(seed=seed)
         seed_everything(seed)  # as train_run: seed, then build (the initial weights)
-        shell = build_model(kind, width=width, n_classes=n_classes)
+        shell = build_model(kind, width=width, n_classes=n_classes, dropout=dropout)
         model_config = dict(shell.config)
         rng = ck.capture_rng()  # the solo run's RNG state entering epoch 1
         run = Path(run_dir)

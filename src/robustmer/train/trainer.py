@@ -30,6 +30,7 @@ from robustmer.errors import CheckpointError, ConfigError
 from robustmer.evaluate.metrics import regression_metrics
 from robustmer.folders import settings_diff
 from robustmer.models import MERModel, build_model
+from robustmer.models.backbone import DROPOUT
 from robustmer.train import checkpoint as ck
 from robustmer.train.config import RESUMABLE_CHANGES, TrainConfig
 from robustmer.train.options import (
@@ -370,7 +371,7 @@ def save_epoch(run: Path, ckpt: ck.Checkpoint, improved: bool, writer: Any = Non
 
 
 def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind: str,
-              width: float = 1.0, n_classes: int | None = None,
+              width: float = 1.0, n_classes: int | None = None, dropout: float = DROPOUT,
               config: TrainConfig | None = None, data_description: dict[str, Any] | None = None,
               normaliser: dict[str, Any] | None = None, attack: Attack | None = None,
               resume: bool = False, progress: bool = True,
@@ -397,7 +398,7 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         torch.backends.cudnn.benchmark = False
 
     seed_everything(config.seed)
-    model = build_model(kind, width=width, n_classes=n_classes)
+    model = build_model(kind, width=width, n_classes=n_classes, dropout=dropout)
     model_config = dict(model.config)
     ck.recover(run)
     resuming = (run / ck.LAST).is_dir()
