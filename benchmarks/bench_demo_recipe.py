@@ -3,6 +3,7 @@ the mean predictor, the bottleneck's concept r and the CPU seconds of training (
 
     python benchmarks/bench_demo_recipe.py --kind a2m2e --std --lr 5e-3 [--sched onecycle]
         [--bn] [--amp] [--seed 1] [--epochs 25] [--clips 120 --duration 12] [--threads 1]
+        [--version 3] [--dropout 0]
 
 Appends one JSON line per run to ``--jsonl`` (default benchmarks/results/demo_recipe.jsonl).
 """
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=50)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--width", type=float, default=0.125)
+    ap.add_argument("--dropout", type=float, default=0.3, help="Dropout2d p (the demo: 0)")
     ap.add_argument("--emotion-weight", type=float, default=0.5)
     ap.add_argument("--std", action="store_true", help="standardize_targets")
     ap.add_argument("--sched", default="constant", choices=["constant", "onecycle"])
@@ -71,7 +73,7 @@ def main() -> None:
                       lr_schedule=args.sched, bn_recalibrate=args.bn, amp=args.amp)
     run_dir = work / "runs" / f"{args.kind}-s{args.seed}-{time.time_ns()}"
     res = train_run(data.dataset("train", mode="random", seed=args.seed), data.dataset("val"),
-                    run_dir, kind=args.kind, width=args.width, config=cfg,
+                    run_dir, kind=args.kind, width=args.width, dropout=args.dropout, config=cfg,
                     data_description=data.to_dict(), progress=False)
     c2 = cpu_seconds()
     ev = evaluate_model(res.model, data.dataset("test"))
