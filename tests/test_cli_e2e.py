@@ -4,6 +4,7 @@ clip, so the validation r is undefined: the run must still keep a best/ checkpoi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,8 +28,9 @@ def test_cli_pipeline_on_synthetic_data(tmp_path: Path) -> None:
     invoke("train", "--model", "a2b2e", "--data", data, "--seed", 1, "--out", run,
            "--width", 0.0625, "--epochs", 2, "--cache", cache, "--adversarial",
            "--adv-every", 2, "--adv-iters", 2, "--adv-eps", 0.01, "--adv-eta", 0.005,
-           "--no-progress")
+           "--dropout", 0, "--no-progress")
     assert (run / "best").is_dir() and (run / "history.csv").is_file()
+    assert json.loads((run / "best" / "model_config.json").read_text())["dropout"] == 0.0
     import yaml
     recorded = yaml.safe_load((run / "config.yaml").read_text())["adversarial_attack"]
     assert (recorded["name"], recorded["eps"], recorded["eta"], recorded["max_iters"]) == (
