@@ -256,16 +256,19 @@ def test_cli_synth_calls_synthesize(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     class Info:
         root, clips = tmp_path / "syn", 5
 
-    def fake(out, clips, seed):
-        seen.update(out=out, clips=clips, seed=seed)
+    def fake(out, clips, seed, version):
+        seen.update(out=out, clips=clips, seed=seed, version=version)
         return Info()
 
     monkeypatch.setattr(synth, "synthesize", fake)
     result = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "syn"),
                                       "--clips", "5", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert seen == {"out": tmp_path / "syn", "clips": 5, "seed": 3}
+    assert seen == {"out": tmp_path / "syn", "clips": 5, "seed": 3, "version": 3}
     assert str(tmp_path / "syn") in result.output
+    result = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "syn"),
+                                      "--clips", "5", "--format-version", "2"])
+    assert result.exit_code == 0 and seen["version"] == 2, result.output
 
 
 def test_cli_features_reports_dataset_errors(tmp_path: Path) -> None:
