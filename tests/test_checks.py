@@ -79,8 +79,21 @@ def test_gradient_masking_model_is_flagged(clips):
     # ... and the checks notice: no ε, a huge ε, a gradient-free attack and transfer all flag it
     assert rows.loc[("unbounded", "no eps"), "status"] == "flag"
     assert rows.loc[("unbounded", "eps=10"), "status"] == "flag"
+    assert rows.loc[("unbounded", "eps=10"), "iters"] == 10 * KW["unbounded_iters"]  # tried
     assert rows.xs("gradient_free", level="check")["status"].iloc[0] == "flag"
     assert rows.xs("transfer", level="check")["status"].iloc[0] == "flag"
+
+
+def test_a_slow_climb_to_the_unbounded_limit_is_not_flagged(clips):
+    """Short of the limit after ``iters``, the check tries 3x and 10x before it flags (an
+    adversarially trained model climbs more slowly; docs/results.md)."""
+    x, y = clips
+    short = ck.unbounded_check(net(0), x, y, eps=10.0, eta=0.5, iters=10, escalate=())
+    assert (short["status"] == "flag").all() and (short["value"] < 0.9).all()
+    longer = ck.unbounded_check(net(0), x, y, eps=10.0, eta=0.5, iters=10)
+    assert (longer["status"] == "pass").all() and (longer["value"] >= 0.9).all()
+    assert (longer["iters"] == 30).all()  # the first factor that got there
+    assert "10 / 30 / 100 iterations" in longer["rule"].iloc[0]
 
 
 def test_transfer_applies_exactly_the_source_delta(clips):

@@ -15,7 +15,8 @@ attack, averaged over clips and the outputs: the study's number) and returns tid
 - :func:`restarts_check`: best of N seeded random-start PGD runs (per clip) vs one start from
   δ = 0; flag if the best of N exceeds the single start.
 - :func:`unbounded_check`: at a large, perceptible ε and with no ε at all, the MSE-rule attack
-  must drive at least ``min_fraction`` of the clips to the MSE limit; flag otherwise.
+  must drive at least ``min_fraction`` of the clips to the MSE limit, with 3x and 10x the
+  iterations if the first try falls short; flag otherwise.
 - :func:`transfer_check`: δ crafted on ``source`` applied exactly to ``target``; flag if it hurts
   ``target`` more than the white-box attack on ``target`` (exceeds).
 - :func:`gradient_free_check`: Square Attack (no gradients) at the same ε; flag if it exceeds the
@@ -213,22 +214,35 @@ def restarts_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: A
                        "delta_mae", value, single.delta_mae, "flag" if flag else "pass", rule)])
 
 
+UNBOUNDED_ESCALATE: tuple[int, ...] = (3, 10)
+"""Factors of ``iters`` the unbounded check tries in turn before it flags: an adversarially
+trained model climbs to the limit more slowly (docs/results.md: aA2E reached it with 300
+iterations, not 100), and more iterations tell a slow climb from broken gradients."""
+
+
 def unbounded_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 1.0,
                     eta: float = 0.05, iters: int = 200, mse_limit: float = 1.0,
-                    min_fraction: float = 0.9, norm: str = "linf",
-                    batch_size: int = 8) -> pd.DataFrame:
+                    min_fraction: float = 0.9, norm: str = "linf", batch_size: int = 8,
+                    escalate: Sequence[int] = UNBOUNDED_ESCALATE) -> pd.DataFrame:
     """The MSE-rule attack at a large ε and with no ε at all (``clip="reference_noop"``) must
-    drive at least ``min_fraction`` of the clips to ``mse_limit``; value = fraction reached."""
+    drive at least ``min_fraction`` of the clips to ``mse_limit``; value = fraction reached.
+    Short of it, the attack runs again with ``iters`` times each factor of ``escalate`` (from
+    δ = 0) until it gets there; the row records the iterations of its last try."""
+    budgets = [int(iters)] + [int(iters) * int(f) for f in escalate]
     rows = []
     rule = (f"flag if fewer than {min_fraction:g} of the clips reach the MSE limit "
-            f"{mse_limit:g} (a model that resists an unbounded attack has broken gradients)")
+            f"{mse_limit:g} within {' / '.join(map(str, budgets))} iterations, tried in turn "
+            f"(a model that resists an unbounded attack has broken gradients; one that needs "
+            f"more iterations is only slower)")
     settings = ((f"eps={eps:g}", eps, "project"), ("no eps", math.nan, "reference_noop"))
     for label, e, clip in settings:
-        att = BIM(eps=eps, eta=eta, max_iters=iters, norm=norm, stop="mse", mse_limit=mse_limit,
-                  clip=clip)
-        out = run_attack(model, x, y, att, batch_size)
-        frac = float(np.mean(out.converged))
-        rows.append(_row("unbounded", label, e, iters, "fraction_at_limit", frac, min_fraction,
+        for n in budgets:
+            att = BIM(eps=eps, eta=eta, max_iters=n, norm=norm, stop="mse", mse_limit=mse_limit,
+                      clip=clip)
+            frac = float(np.mean(run_attack(model, x, y, att, batch_size).converged))
+            if frac >= min_fraction:
+                break
+        rows.append(_row("unbounded", label, e, n, "fraction_at_limit", frac, min_fraction,
                          "pass" if frac >= min_fraction else "flag", rule))
     return frame(rows)
 
