@@ -99,16 +99,21 @@ def test_train_departures_reach_the_trainer() -> None:
 
 
 def test_a_store_from_before_format_3_resumes_as_format_2(tmp_path: Path) -> None:
-    """Study folders written before ``data.synth_format`` existed hold format-2 data: the same
-    config with ``synth_format: 2`` continues there, the new default (3) is refused."""
+    """Study folders written before ``data.synth_format`` and ``train.dropout`` existed hold
+    format-2 data and dropout-0.3 models: the same config with ``synth_format: 2`` continues
+    there, the new default (3) is refused, and so is another dropout."""
     from robustmer.evaluate.store import ResultsStore
     from robustmer.study.runner import _check_resumable
 
     store = ResultsStore(tmp_path)
     old = parse_config({"name": "x", "output": "out", "seeds": [1]}).to_dict()
-    del old["data"]["synth_format"]
+    del old["data"]["synth_format"], old["train"]["dropout"]  # keys added since
     store.write_config(old)
     _check_resumable(store, parse_config({"name": "x", "output": "out", "seeds": [1],
                                           "data": {"synth_format": 2}}))
     with pytest.raises(ConfigError, match="synth_format"):
         _check_resumable(store, parse_config({"name": "x", "output": "out", "seeds": [1]}))
+    with pytest.raises(ConfigError, match="dropout"):
+        _check_resumable(store, parse_config({"name": "x", "output": "out", "seeds": [1],
+                                              "data": {"synth_format": 2},
+                                              "train": {"dropout": 0.0}}))

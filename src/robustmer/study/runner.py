@@ -31,6 +31,7 @@ from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
 from robustmer.evaluate.summary import clips_from_attack_table, run_row
 from robustmer.folders import claim_folder, folder_lock, refuse_if_locked, require_same_settings
+from robustmer.models.backbone import DROPOUT
 from robustmer.study.checks import run_checks
 from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
 from robustmer.study.executor import RayOptions, SequentialExecutor, make_executor
@@ -87,6 +88,15 @@ RESUME_FREE: tuple[str, ...] = ("train.jobs", "train.batch_seeds")
 they compute (a batched seed's run folder is a solo run folder; docs/training.md)."""
 
 
+LEGACY_VALUES: dict[str, dict[str, Any]] = {
+    "data": {"synth_format": 2},
+    "train": {"dropout": DROPOUT},
+}
+"""Keys added to the resume sections after stores were written, with the value a store that
+lacks them was computed with (the synthetic data were format 2 before format 3 existed, and
+every network had the paper's dropout)."""
+
+
 def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
     """Refuse to mix two different studies in one output folder. The attack settings are
     checked per setting folder instead (``attacks.runner`` refuses a folder attacked with other
@@ -94,8 +104,10 @@ def _check_resumable(store: ResultsStore, config: StudyConfig) -> None:
     if not store.config_path.exists():
         return
     stored = store.read_config()
-    if isinstance(stored.get("data"), dict):  # written before format 3: the data were format 2
-        stored["data"].setdefault("synth_format", 2)
+    for section, keys in LEGACY_VALUES.items():
+        if isinstance(stored.get(section), dict):
+            for key, value in keys.items():
+                stored[section].setdefault(key, value)
     asked = config.to_dict()
     require_same_settings({k: stored.get(k) for k in RESUME_KEYS},
                           {k: asked.get(k) for k in RESUME_KEYS}, f"study folder {store.path}",
