@@ -31,8 +31,8 @@ SAMPLE_RATE = 22050
 
 FORMAT_VERSION = 3
 """Bumped whenever a change to the generator changes what it writes for the same parameters.
-The newest is the default; older versions stay renderable (``version=``), so a dataset that
-results were measured on can be written again byte for byte."""
+The newest is the default; older versions stay renderable (``version=``), so the dataset that
+results were measured on can be written again."""
 
 FORMAT_VERSIONS: tuple[int, ...] = (2, 3)
 """Versions :func:`synthesize` and :func:`render_clip` can write (1 is gone)."""
