@@ -29,8 +29,8 @@ def test_shipped_configs_parse() -> None:
     assert not paper.train.standardize_targets and paper.train.lr_schedule == "constant"
     # every departure of the demo's train block from the paper is named in its comments
     text = (CONFIGS / "demo.yaml").read_text()
-    for key in ("dropout", "epochs", "lr", "standardize_targets", "bn_recalibrate", "adv_iters",
-                "adv_eps"):
+    for key in ("width", "dropout", "epochs", "lr", "standardize_targets", "bn_recalibrate",
+                "adv_iters", "adv_eps", "iters"):
         line = next(ln for ln in text.splitlines() if ln.strip().startswith(f"{key}:"))
         assert "departure" in line, key
 
