@@ -174,8 +174,8 @@ def _param(name: str, value: float) -> float:
 
 
 def _cue(name: str, value: float) -> float:
-    """An energy cue (of ``drive``), a mode cue (of minorness) or a stability cue, linear in
-    ``value``."""
+    """An energy cue (of ``drive``), a mode cue (of minorness) or a format-3 concept cue,
+    linear in ``value``."""
     p = {**ENERGY_CUES, **MODE_CUES, **CONCEPT_CUES}[name]
     return float(p["at_0"] + (p["at_1"] - p["at_0"]) * value)
 
