@@ -40,14 +40,15 @@ def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write the synthetic dataset to."),
     clips: int = typer.Option(120, "--clips", help="Number of clips."),
     seed: int = typer.Option(0, "--seed", help="Random seed (fixes every byte written)."),
-    format_version: int = typer.Option(3, "--format-version",
-                                       help="Generator version: 3 (default) or 2 (no concept "
-                                            "cues; what configs/embedded.yaml was run on)."),
+    format_version: int | None = typer.Option(
+        None, "--format-version", help="Generator version (default: the newest, 3); 2 has no "
+        "concept cues (what configs/embedded.yaml was run on)."),
 ) -> None:
     """Write the synthetic concept dataset (Soundtracks + Mid-level formats)."""
-    from robustmer.data.synth import synthesize
+    from robustmer.data.synth import FORMAT_VERSION, synthesize
 
-    info = synthesize(out, clips=clips, seed=seed, version=format_version)
+    version = FORMAT_VERSION if format_version is None else format_version
+    info = synthesize(out, clips=clips, seed=seed, version=version)
     typer.echo(f"wrote {info.clips} clips to {info.root}")
 
 
