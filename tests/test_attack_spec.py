@@ -61,7 +61,7 @@ def test_aliases_defaults_and_effective_budget() -> None:
     assert setting_id(ref, "spectrogram") == "reference-spectrogram"
     assert setting_label("bim", "waveform", 0.001) == "bim eps=0.001 (waveform)"
     assert setting_label("reference", "spectrogram", math.nan) == "reference (spectrogram)"
-    assert AttackSpec.from_dict("cw").task == "classifier"
+    assert AttackSpec.from_dict("cw").task == "classification"
 
 
 def test_a_new_attack_registers_with_one_line() -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from robustmer import EMOTIONS
 from robustmer.attacks import BIM, WaveformModel, pad_batch, snr_db, spectrogram_snr_db, write_wav
-from robustmer.attacks.runner import COLUMNS, attack_dataset, attack_items, read_table
+from robustmer.attacks.runner import attack_dataset, attack_items, read_table, table_columns
 from robustmer.errors import ConfigError
 from robustmer.features import (
     FrontEndConfig,
@@ -127,8 +127,10 @@ def test_runner_spectrogram_table_examples_and_resume(tmp_path):
     items = spec_items(5)
     net = Counting(tiny_net())
     attack = BIM(eps=0.05, eta=0.01, max_iters=4)
-    t1 = attack_items(net, items[:3], attack, tmp_path, batch_size=2, standardizer=STD)
-    assert list(t1.columns) == list(COLUMNS) and t1["clip_id"].tolist() == ["000", "001", "002"]
+    t1 = attack_items(net, items[:3], attack, tmp_path, batch_size=2, standardizer=STD,
+                      names=EMOTIONS)
+    assert list(t1.columns) == list(table_columns(EMOTIONS))
+    assert t1["clip_id"].tolist() == ["000", "001", "002"]
     assert (tmp_path / "config.yaml").exists() and (tmp_path / "meta.json").exists()
     ex = np.load(tmp_path / "examples" / "001.npz")
     assert np.allclose(ex["x_adv"], ex["x"] + ex["delta"])
@@ -140,17 +142,18 @@ def test_runner_spectrogram_table_examples_and_resume(tmp_path):
            - t1[[f"y_{e}" for e in EMOTIONS]].to_numpy())
     assert np.allclose(np.abs(mae).mean(1), t1["mae_adv"])
     with pytest.raises(ConfigError, match="resume"):
-        attack_items(net, items, attack, tmp_path, standardizer=STD)
+        attack_items(net, items, attack, tmp_path, standardizer=STD, names=EMOTIONS)
     with pytest.raises(ConfigError, match=r"attack\.eps: stored 0\.05, asked 0\.1"):
         attack_items(net, items, BIM(eps=0.1, max_iters=4), tmp_path, resume=True,
-                     standardizer=STD)
+                     standardizer=STD, names=EMOTIONS)
     net.rows = 0
-    t2 = attack_items(net, items, attack, tmp_path, batch_size=2, resume=True, standardizer=STD)
+    t2 = attack_items(net, items, attack, tmp_path, batch_size=2, resume=True, standardizer=STD,
+                      names=EMOTIONS)
     assert t2["clip_id"].tolist() == [f"{i:03d}" for i in range(5)]
     assert net.rows > 0
     # the first three rows are the stored ones; the whole table equals a fresh run's
     fresh = attack_items(Counting(tiny_net()), items, attack, tmp_path / "fresh", batch_size=2,
-                         standardizer=STD)
+                         standardizer=STD, names=EMOTIONS)
     pd.testing.assert_frame_equal(read_table(tmp_path), read_table(tmp_path / "fresh"))
     assert len(fresh) == 5
 
@@ -162,6 +165,8 @@ def test_runner_waveform_and_dataset_adapter(tmp_path):
     y = {i: torch.rand(8, generator=g) for i in ids}
 
     class FakeDataset:  # the ExcerptDataset interface the adapter uses
+        target_names, classes = EMOTIONS, ()
+
         def __init__(self) -> None:
             self.ids = ids
 
@@ -169,12 +174,12 @@ def test_runner_waveform_and_dataset_adapter(tmp_path):
             return len(ids)
 
         def __getitem__(self, k: int) -> dict:
-            return {"id": ids[k], "x": torch.zeros(1, 3, 149), "emotions": y[ids[k]]}
+            return {"id": ids[k], "x": torch.zeros(1, 3, 149), "targets": y[ids[k]]}
 
         def excerpt_index(self, cid: str) -> np.ndarray:
             return np.array([0, 1, 2]) + len(cid) - 1
 
-    data = SimpleNamespace(dataset=lambda part, mode="fixed": FakeDataset(),
+    data = SimpleNamespace(dataset_for=lambda spec, part, mode="fixed": FakeDataset(),
                            waveform=lambda cid: waves[cid], standardizer=STD,
                            frontend=FrontEndConfig())
     table = attack_dataset(tiny_net(), data, "test", BIM(eps=0.005, eta=0.001, max_iters=3),
@@ -205,7 +210,8 @@ def test_runner_waveform_predictions_are_eval_mode(tmp_path):
              for i, w in enumerate(waves)]
     fe = LogFilteredSpectrogram(FrontEndConfig())
     table = attack_items(model, items, BIM(eps=0.005, eta=0.001, max_iters=2), tmp_path,
-                         domain="waveform", frontend=fe, standardizer=STD, batch_size=3)
+                         domain="waveform", frontend=fe, standardizer=STD, batch_size=3,
+                         names=EMOTIONS)
     assert not model.training
     x, _ = pad_batch([torch.from_numpy(w) for w in waves])
     with torch.no_grad():

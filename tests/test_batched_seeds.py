@@ -17,8 +17,9 @@ import yaml
 from robustmer.errors import CheckpointError, ConfigError
 from robustmer.models import build_model
 from robustmer.models.stacked import StackedModel, unstack_tensor
+from robustmer.models.types import get_type
 from robustmer.train import batched as bm
-from robustmer.train import compute_loss, evaluate_model, load_run, train_run
+from robustmer.train import evaluate_model, load_run, solo_loss, train_run
 from robustmer.train.batched import (
     stack_optimizer_states,
     train_runs_batched,
@@ -81,15 +82,15 @@ def test_stacked_models_without_dropout_keep_it_off() -> None:
     stacked = StackedModel.from_models(models).train()
     assert [b.config for b in stacked.to_models()] == [m.config for m in models]
     xs = [torch.randn(4, 1, 64, 40) for _ in models]
-    out = stacked.forward_all(torch.cat(xs, dim=1))["emotions"]
+    out = stacked.forward_all(torch.cat(xs, dim=1))["output"]
     for s, m in enumerate(models):
-        torch.testing.assert_close(out[s], m.forward_all(xs[s])["emotions"], atol=TOL, rtol=0)
+        torch.testing.assert_close(out[s], m.forward_all(xs[s])["output"], atol=TOL, rtol=0)
 
 
 def _steps(n_seeds: int, n_steps: int) -> list[list[dict[str, torch.Tensor]]]:
     g = torch.Generator().manual_seed(9)
     return [[{"x": torch.randn(4, 1, 64, 40, generator=g),
-              "emotions": torch.rand(4, 8, generator=g),
+              "targets": torch.rand(4, 8, generator=g),
               "concepts": torch.rand(4, 7, generator=g),
               "concept_mask": torch.tensor([True, False, True, True])}
              for _ in range(n_seeds)] for _ in range(n_steps)]
@@ -117,8 +118,8 @@ def test_training_steps_match_the_solo_models(kind: str) -> None:
     for batches in steps:
         opt.zero_grad()
         out = stacked.forward_all(torch.cat([b["x"] for b in batches], dim=1))
-        losses = [compute_loss(stacked, {k: None if v is None else v[s]  # type: ignore[arg-type]
-                                         for k, v in out.items()}, b)
+        losses = [solo_loss(get_type(kind), {k: None if v is None else v[s]
+                                             for k, v in out.items()}, b)
                   for s, b in enumerate(batches)]
         torch.stack(losses).sum().backward()
         if not grads:
@@ -132,7 +133,8 @@ def test_training_steps_match_the_solo_models(kind: str) -> None:
         sopt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=eps)
         for i, batches in enumerate(steps):
             sopt.zero_grad()
-            compute_loss(model, model.forward_all(batches[s]["x"]), batches[s]).backward()
+            solo_loss(get_type(kind), model.forward_all(batches[s]["x"]),
+                      batches[s]).backward()
             if i == 0:
                 for name, p in model.named_parameters():
                     scale = float(p.grad.abs().max())
@@ -165,32 +167,31 @@ def _solo_grads(stacked: StackedModel) -> list[dict[str, torch.Tensor]]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_stacked_loss_is_each_seeds_compute_loss(kind: str) -> None:
-    """All seeds' losses in one go equal compute_loss per seed, also for a seed with no
+def test_stacked_loss_is_each_seeds_solo_loss(kind: str) -> None:
+    """All seeds' losses in one go equal the solo loss per seed, also for a seed with no
     annotated concept / no labelled clip (loss 0, no gradient)."""
     g = torch.Generator().manual_seed(3)
     n_out = 3 if kind == "classifier" else 8
-    out = {"emotions": None if kind == "classifier" else torch.randn(3, 5, 8, generator=g),
+    out = {"output": torch.randn(3, 5, n_out, generator=g),
            "bottleneck": torch.randn(3, 5, 7, generator=g) if kind in ("a2b2e", "a2m2e")
-           else None,
-           "logits": torch.randn(3, 5, n_out, generator=g) if kind == "classifier" else None}
+           else None}
     for val in out.values():
         if val is not None:
             val.requires_grad_(True)
-    batch = {"emotions": torch.rand(3, 5, 8, generator=g),
+    batch = {"targets": torch.rand(3, 5, 8, generator=g),
              "concepts": torch.rand(3, 5, 7, generator=g),
              "concept_mask": torch.tensor([[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]],
                                           dtype=torch.bool),
              "label": torch.tensor([[0, -1, 2, 1, 1], [-1, -1, -1, -1, -1], [2, 2, 0, 1, 0]])}
-    model = build_model(kind, width=0.0625, n_classes=3 if kind == "classifier" else None)
-    got = bm.stacked_loss(kind, out, batch, 0.3)
+    mtype = get_type(kind)
+    got = mtype.loss(out, batch, 0.3)
     for s in range(3):
-        ref = compute_loss(model, {k: None if v is None else v[s] for k, v in out.items()},
-                           {k: v[s] for k, v in batch.items()}, 0.3)
+        ref = solo_loss(mtype, {k: None if v is None else v[s] for k, v in out.items()},
+                        {k: v[s] for k, v in batch.items()}, 0.3)
         torch.testing.assert_close(got[s], ref, atol=1e-6, rtol=1e-6)
     got.sum().backward()
     if kind in ("a2m2e", "classifier"):  # seed 1 has nothing to learn from in its batch
-        key = "bottleneck" if kind == "a2m2e" else "logits"
+        key = "bottleneck" if kind == "a2m2e" else "output"
         assert out[key] is not None and out[key].grad is not None
         assert torch.isfinite(out[key].grad).all() and not out[key].grad[1].any()
 
@@ -202,15 +203,17 @@ def batched(tmp: Path, config: Any, **kw: Any) -> list[Any]:
     kind = kw.pop("kind", "a2m2e")
     train_set = kw.pop("train_set", ToyDataset(seed=0))
     return train_runs_batched(train_set, ToyDataset(n=12, seed=1),
-                              [tmp / f"seed{s}" for s in SEEDS], kind=kind, seeds=SEEDS,
-                              width=WIDTH, config=config, data_description=DATA,
+                              [tmp / f"seed{s}" for s in SEEDS], model_type=kind, seeds=SEEDS,
+                              model_settings={"width": WIDTH}, config=config,
+                              data_description=DATA,
                               normaliser={"mean": 0.0, "std": 1.0}, progress=False, **kw)
 
 
 def solo(tmp: Path, seed: int, config: Any, kind: str = "a2m2e", **kw: Any) -> Any:
     train_set = kw.pop("train_set", ToyDataset(seed=0))
-    return train_run(train_set, ToyDataset(n=12, seed=1), tmp, kind=kind, width=WIDTH,
-                     config=config.replace(seed=seed), data_description=DATA,
+    return train_run(train_set, ToyDataset(n=12, seed=1), tmp, model_type=kind,
+                     model_settings={"width": WIDTH}, config=config.replace(seed=seed),
+                     data_description=DATA,
                      normaliser={"mean": 0.0, "std": 1.0}, progress=False, **kw)
 
 
@@ -369,7 +372,8 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
         kw.setdefault("config", config)
         train_set = kw.pop("train_set", data[0])
         with pytest.raises(ConfigError, match=name):
-            train_runs_batched(train_set, data[1], kind="a2e", width=WIDTH, progress=False,
+            train_runs_batched(train_set, data[1], model_type="a2e",
+                               model_settings={"width": WIDTH}, progress=False,
                                **kw)
     assert not (tmp_path / "a").exists()
     torch.manual_seed(0)

@@ -56,7 +56,8 @@ def budget_clips(types: dict[str, tuple[float, ...]] = SHIFT,
                 a = p + rng.normal(sh, 0.1, y.shape)
                 frames.append(clips_frame(f"{t}-{s}", t, s, ids, y, p, a, attack=attack,
                                           domain="spectrogram", eps=eps,
-                                          snr_db=np.full(N_CLIPS, 40 - 10 * math.log10(1 + sh))))
+                                          snr_db=np.full(N_CLIPS, 40 - 10 * math.log10(1 + sh)),
+                                          names=EMOTIONS))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -65,9 +66,10 @@ def budget_runs(clips: pd.DataFrame, failed: bool = True) -> pd.DataFrame:
     rows = []
     for (run_id, *_), g in clips.groupby(["run_id", "attack", "domain", "eps"], sort=False,
                                          dropna=False):
-        rows.append(run_row(run_id, g["model_type"].iloc[0], int(g["seed"].iloc[0]), clips=g))
+        rows.append(run_row(run_id, g["model_type"].iloc[0], int(g["seed"].iloc[0]), clips=g,
+                            names=EMOTIONS))
     if failed:
-        rows.append(run_row("A2E-99", "A2E", 99, "failed", "out of memory"))
+        rows.append(run_row("A2E-99", "A2E", 99, "failed", "out of memory", names=EMOTIONS))
     return pd.DataFrame(rows)
 
 
@@ -214,7 +216,7 @@ def _exact_clips(deltas: dict[str, dict[int, tuple[float, ...]]],
             for e, d in zip(budgets, ds, strict=True):
                 a = p + d + wiggle[:, None]
                 frames.append(clips_frame(f"{t}-{s}", t, s, ["a", "b", "c"], y, p, a,
-                                          eps=e))
+                                          eps=e, names=EMOTIONS))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -27,8 +27,8 @@ DATA = {"source": "toy", "split_id": "abc"}
 
 def train(run_dir: Path, config: TrainConfig, **kw: Any) -> Any:
     kw.setdefault("data_description", DATA)
-    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), run_dir, kind="a2m2e",
-                     width=WIDTH, config=config, progress=False,
+    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), run_dir, model_type="A2M2E",
+                     model_settings={"width": WIDTH}, config=config, progress=False,
                      normaliser={"mean": 0.0, "std": 1.0}, **kw)
 
 

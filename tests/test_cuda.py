@@ -24,8 +24,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def _train(tmp: Path, resume: bool = False, **kw: object) -> torch.nn.Module:
     config = cfg(device="cuda", **kw)
-    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), tmp, kind="a2m2e",
-                     width=WIDTH, config=config, progress=False, resume=resume).model
+    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), tmp, model_type="A2M2E",
+                     model_settings={"width": WIDTH}, config=config, progress=False,
+                     resume=resume).model
 
 
 def test_same_seed_and_resume_give_identical_weights_on_cuda(tmp_path: Path) -> None:
@@ -40,8 +41,8 @@ def test_same_seed_and_resume_give_identical_weights_on_cuda(tmp_path: Path) -> 
 
 
 def test_amp_and_channels_last_train_on_cuda(tmp_path: Path) -> None:
-    res = train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), tmp_path, kind="a2e",
-                    width=WIDTH, progress=False,
+    res = train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), tmp_path, model_type="A2E",
+                    model_settings={"width": WIDTH}, progress=False,
                     config=cfg(device="cuda", max_epochs=6, lr=3e-3, amp=True,
                                channels_last=True))
     losses = [r["train_loss"] for r in res.history]

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from robustmer import CONCEPTS, EMOTIONS
 from robustmer.data import (
     MidLevel,
-    Soundtracks,
     Split,
     check_dataset,
     load_dataset,
@@ -98,9 +97,9 @@ def test_load_dataset_reads_ratings_labels_and_audio(dataset: Path) -> None:
     table = load_dataset(dataset)
     rows = ratings_rows(4)
     assert table.ids == ["001", "002", "003", "004"]
-    assert list(table.emotions.columns) == list(EMOTIONS)
+    assert list(table.targets.columns) == list(EMOTIONS)
     expected = np.array([[float(v) for v in r[1:9]] for r in rows]) / 10
-    np.testing.assert_allclose(table.emotions.to_numpy(), expected)
+    np.testing.assert_allclose(table.targets.to_numpy(), expected)
     assert table.labels.tolist() == [r[9] for r in rows]
     assert table.classes == sorted({r[9] for r in rows})
     assert table.label_index("001") == table.classes.index(rows[0][9])
@@ -116,7 +115,7 @@ def test_numeric_ids_without_padding_match_padded_files(tmp_path: Path) -> None:
     for r in rows:
         r[0] = str(int(r[0]))  # '1' instead of '001'
     write_ratings(root, rows)
-    assert Soundtracks(root).ids == ["001", "002", "003"]
+    assert load_dataset(root).ids == ["001", "002", "003"]
 
 
 def test_missing_target_column_gives_unknown_labels(tmp_path: Path) -> None:
@@ -312,7 +311,7 @@ def test_ratings_file_without_rows(tmp_path: Path) -> None:
     (root / "Set1").mkdir(parents=True)
     write_ratings(root, [])
     with pytest.raises(DatasetError, match="no clips"):
-        Soundtracks(root)
+        load_dataset(root)
 
 
 # ----------------------------------------------------------------------------- splits

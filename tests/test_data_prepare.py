@@ -163,8 +163,8 @@ def test_dataset_items(prepared) -> None:
         item = ds[k]
         assert item["id"] == clip
         assert item["x"].shape == (1, EXCERPT_FRAMES, 149) and item["x"].dtype == torch.float32
-        assert item["emotions"].shape == (8,) and item["emotions"].dtype == torch.float32
-        np.testing.assert_allclose(item["emotions"].numpy(), table.emotions.loc[clip], rtol=1e-6)
+        assert item["targets"].shape == (8,) and item["targets"].dtype == torch.float32
+        np.testing.assert_allclose(item["targets"].numpy(), table.targets.loc[clip], rtol=1e-6)
         assert item["concepts"].shape == (7,) and item["concepts"].dtype == torch.float32
         assert item["concept_mask"].dtype == torch.bool and item["concept_mask"].ndim == 0
         assert item["label"].dtype == torch.int64
@@ -223,7 +223,7 @@ def test_dataloader_batches(prepared) -> None:
     loader = DataLoader(prepared.dataset("train"), batch_size=4, shuffle=False)
     batch = next(iter(loader))
     assert batch["x"].shape == (4, 1, EXCERPT_FRAMES, 149)
-    assert batch["emotions"].shape == (4, 8) and batch["concept_mask"].shape == (4,)
+    assert batch["targets"].shape == (4, 8) and batch["concept_mask"].shape == (4,)
     assert list(batch["id"]) == list(prepared.split.train[:4])
 
 

@@ -19,7 +19,7 @@ def test_load_real_soundtracks(shared_dir: Path) -> None:
     assert len(table) == 360 and table.ids[0] == "001" and table.ids[-1] == "360"
     assert len(table.classes) == 12
     assert table.labels.value_counts().tolist() == [30] * 12
-    values = table.emotions[list(EMOTIONS)].to_numpy()
+    values = table.targets[list(EMOTIONS)].to_numpy()
     assert np.isfinite(values).all()
     assert values.min() >= 0.1 and values.max() <= 0.9
     assert table.concepts.isna().all().all()  # no Mid-level annotations on this machine

@@ -33,12 +33,13 @@ def test_the_demo_recipe_learns_the_emotions_and_the_concepts(tmp_path: Path) ->
     data = prepare_data(root, cache_dir=tmp_path / "cache", split_path=tmp_path / "split.json",
                         split_seed=d.split_seed, progress=False)
     train_run(data.dataset("train", mode="random", seed=1), data.dataset("val"),
-              tmp_path / "run", kind="a2m2e", width=t.width, dropout=t.dropout,
+              tmp_path / "run", model_type="A2M2E",
+              model_settings={"width": t.width, "dropout": t.dropout},
               config=_train_config(cfg, 1, adversarial=False), data_description=data.to_dict(),
               normaliser=data.standardizer.to_dict(), progress=False)
     model = load_run(tmp_path / "run").model  # what the study attacks: best/, recalibrated
     ev = evaluate_model(model, data.dataset("test"))
-    emotions = data.table.emotions[list(EMOTIONS)]
+    emotions = data.table.targets[list(EMOTIONS)]
     base = mean_predictor_metrics(emotions.loc[list(data.split.train)].to_numpy(),
                                   emotions.loc[list(data.split.test)].to_numpy())
     assert ev["metrics"]["mean_r"] >= 0.6

@@ -130,12 +130,11 @@ def flaky_run(task: runner.RunTask) -> runner.RunOutcome:
         data = runner.prepare_study_data(short, task.root)
         run_dir = Path(task.config.output) / "runs" / runner.run_id_of(task.model_type,
                                                                         task.seed) / "train"
-        from robustmer.study.config import MODEL_TYPES
         from robustmer.train import train_run
 
-        kind, _ = MODEL_TYPES[task.model_type]
+        mt = short.model_type(task.model_type)
         train_run(data.dataset("train", mode="random", seed=task.seed), data.dataset("val"),
-                  run_dir, kind=kind, width=short.train.width,
+                  run_dir, model_type=mt, model_settings=runner.model_settings(short, mt),
                   config=runner._train_config(short, task.seed, False),
                   data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
                   resume=True, progress=False)

@@ -335,10 +335,9 @@ def _tiny_run(tmp_path: Path, kind: str) -> Path:
                                        "--seed", "3", "--format-version", "2"])
         assert res.exit_code == 0, res.output
     prepared = prepare_data(data, cache_dir=tmp_path / "cache")
-    n_classes = len(prepared.table.classes) if kind == "classifier" else None
     desc = {**prepared.to_dict(), "split_id": prepared.split.split_id}
     train_run(prepared.dataset("train", mode="random"), prepared.dataset("val", mode="fixed"),
-              run, kind=kind, width=0.0625, n_classes=n_classes,
+              run, model_type=kind, model_settings={"width": 0.0625},
               config=TrainConfig(max_epochs=1, batch_size=4), data_description=desc,
               normaliser=prepared.standardizer.to_dict(), progress=False)
     prepared.split.save(run / "split.json")

@@ -149,7 +149,8 @@ def _train(out: Path, stop_after: int | None = None, kind: str = "a2e") -> dict[
     X = torch.rand(6, 48, 24, generator=g)
     W = normalise_columns(torch.rand(24, 5, generator=g))
     cfg = InterpreterConfig(epochs=3, batch_size=4, hidden=8, seed=2)
-    interp = train_interpreter(model, kind, x, X, W, out, cfg, stop_after=stop_after)
+    task = "classification" if kind == "classifier" else "regression"
+    interp = train_interpreter(model, task, x, X, W, out, cfg, stop_after=stop_after)
     return {k: v.clone() for k, v in interp.state_dict().items()}
 
 

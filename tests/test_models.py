@@ -58,13 +58,13 @@ def test_full_width_shapes_on_a_313x149_excerpt() -> None:
     for h in hooks:
         h.remove()
     assert seen == expected
-    assert out["emotions"].shape == (2, 8)
+    assert out["output"].shape == (2, 8)
     assert out["bottleneck"].shape == (2, 7)
     assert model(x).shape == (2, 8)
     clf = build_model("classifier", n_classes=12).eval()
     with torch.no_grad():
         assert clf(x).shape == (2, 12)
-        assert clf.forward_all(x)["emotions"] is None
+        assert clf.forward_all(x)["bottleneck"] is None
 
 
 def test_init_statistics() -> None:

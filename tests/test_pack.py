@@ -51,7 +51,7 @@ def test_pack_round_trips_the_audio_paths_data(made: dict[str, Path]) -> None:
         np.testing.assert_allclose(f16.specs[clip], spec, rtol=2.0**-11, atol=2.0**-24)
     for data in (f32, f16):
         assert data.split == audio.split
-        pd.testing.assert_frame_equal(data.table.emotions, audio.table.emotions)
+        pd.testing.assert_frame_equal(data.table.targets, audio.table.targets)
         pd.testing.assert_frame_equal(data.table.concepts, audio.table.concepts)
         pd.testing.assert_series_equal(data.table.labels, audio.table.labels)
         assert data.table.classes == audio.table.classes

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate.store import ResultsStore
 from robustmer.evaluate.summary import clips_frame, run_row
@@ -39,10 +40,12 @@ def make_store(root: Path, types: tuple[str, ...] = ("A2E", "A2B2E", "A2M2E"),
             a = p + rng.normal(0.3, 0.3, y.shape)
             c = clips_frame(f"{t}_{s}", t, s, [f"{i:03d}" for i in range(N_CLIPS)], y, p, a,
                             snr_db=rng.uniform(25, 35, N_CLIPS),
-                            delta_linf=np.full(N_CLIPS, 1e-3), iterations=np.full(N_CLIPS, 7))
+                            delta_linf=np.full(N_CLIPS, 1e-3), iterations=np.full(N_CLIPS, 7),
+                            names=EMOTIONS)
             frames.append(c)
-            runs.append(run_row(f"{t}_{s}", t, s, clips=c))
-    runs.append(run_row("aA2E_6", "aA2E", 6, "not_runnable", "needs <mid-level> data"))
+            runs.append(run_row(f"{t}_{s}", t, s, clips=c, names=EMOTIONS))
+    runs.append(run_row("aA2E_6", "aA2E", 6, "not_runnable", "needs <mid-level> data",
+                        names=EMOTIONS))
     store.write_clips(pd.concat(frames, ignore_index=True))
     store.write_runs(pd.DataFrame(runs))
     store.write_config({"name": "tiny", "attack": {"eps": 0.001}})
@@ -110,7 +113,8 @@ def test_report_sections_figures_and_media(tmp_path: Path) -> None:
 def test_report_compare_and_out_elsewhere(tmp_path: Path) -> None:
     main = make_store(tmp_path / "ours")
     other = make_store(tmp_path / "published", types=("A2E", "A2M2E"), seed=1)
-    out = build_report(main.path, tmp_path / "site" / "page.html", [other.path], media_clips=1)
+    out = build_report(main.path, tmp_path / "site" / "page.html", [other.path], media_clips=1,
+                       comparisons=[("A2E", "A2M2E"), ("A2B2E", "A2M2E")])
     page = out.read_text(encoding="utf-8")
     assert 'id="side-by-side"' in page
     assert "robustmer (ours)" in page and "robustmer (published)" in page

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from robustmer import EMOTIONS
 from robustmer.cli import app
 from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import ResultsStore
@@ -252,7 +253,7 @@ def test_invalid_option_is_refused_by_its_name_before_any_feature(tiny: dict[str
 def test_evaluate_prints_a_table_with_the_baseline_and_names_clip_outputs(
         tiny: dict[str, Path]) -> None:
     out = ok("evaluate", tiny["run1"], "--split", "test")
-    assert "mean-pred MAE" in out and "valence" in out and "ratings / 10" in out
+    assert "mean-pred MAE" in out and "valence" in out and "ratings divided by 10" in out
     payload = json.loads((tiny["run1"] / "metrics_test.json").read_text())
     _clip, values = next(iter(payload["clips"].items()))
     assert set(values) == {"target", "prediction"} and "tender" in values["prediction"]
@@ -351,7 +352,8 @@ def test_mean_snr_leaves_out_clips_whose_delta_is_zero() -> None:
 
     y = np.full((3, 8), 0.5)
     clips = clips_frame("r", "A2E", 1, ["1", "2", "3"], y, y + 0.01, y + 0.02,
-                        snr_db=[30.0, np.inf, 40.0], attack="reference", eps=float("nan"))
+                        snr_db=[30.0, np.inf, 40.0], attack="reference", eps=float("nan"),
+                        names=EMOTIONS)
     assert summarize_run(clips)["mean_snr_db"] == pytest.approx(35.0)
 
 

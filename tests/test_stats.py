@@ -26,7 +26,8 @@ def _run(model_type: str, seed: int, shift: float, rng: np.random.Generator) -> 
     return clips_frame(f"{model_type}-{seed}", model_type, seed,
                        [f"{i:03d}" for i in range(N_CLIPS)], y, p, a,
                        snr_db=rng.uniform(20, 40, N_CLIPS), delta_l2=rng.uniform(0, 1, N_CLIPS),
-                       iterations=np.full(N_CLIPS, 10), converged=np.arange(N_CLIPS) % 3 == 0)
+                       iterations=np.full(N_CLIPS, 10), converged=np.arange(N_CLIPS) % 3 == 0,
+                       names=EMOTIONS)
 
 
 def _study(types: dict[str, float] | None = None) -> pd.DataFrame:
@@ -103,8 +104,10 @@ def test_unpaired_rows_are_left_out_with_a_note_and_duplicates_refused() -> None
 
 def test_table1_matches_hand_computation() -> None:
     clips = _study()
-    runs = pd.DataFrame([run_row(f"{t}-{s}", t, s) for t in ("A2E", "A2B2E", "A2M2E")
-                         for s in SEEDS] + [run_row("x", "A2E", 99, "failed", "boom")])
+    runs = pd.DataFrame([run_row(f"{t}-{s}", t, s,
+                                 names=EMOTIONS) for t in ("A2E", "A2B2E", "A2M2E")
+                         for s in SEEDS] + [run_row("x", "A2E", 99, "failed", "boom",
+                                                    names=EMOTIONS)])
     t1 = stats.table1(runs, clips)
     assert t1["model_type"].tolist() == ["A2E", "A2B2E", "A2M2E"]
     row = t1.iloc[0]

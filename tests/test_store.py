@@ -12,10 +12,10 @@ from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate.metrics import per_sample_mae, regression_metrics
 from robustmer.evaluate.store import (
-    CLIPS_COLUMNS,
-    RUNS_COLUMNS,
     ResultsStore,
+    clips_columns,
     order_model_types,
+    runs_columns,
     settings,
 )
 from robustmer.evaluate.summary import clips_frame, run_row, summarize_run, summarize_runs
@@ -30,7 +30,7 @@ def _clips(run_id: str, model_type: str, seed: int, n: int = 5, rng_seed: int = 
     return clips_frame(run_id, model_type, seed, [f"{i:03d}" for i in range(n)], y, p, a,
                        iterations=rng.integers(1, 100, n), converged=rng.random(n) > 0.5,
                        final_threshold=rng.uniform(-1, 1, n), delta_linf=np.full(n, 1e-3),
-                       delta_l2=rng.uniform(0, 1, n), snr_db=rng.uniform(20, 40, n))
+                       delta_l2=rng.uniform(0, 1, n), snr_db=rng.uniform(20, 40, n), names=EMOTIONS)
 
 
 def test_round_trip_keeps_values_types_and_leading_zeros(tmp_path: Path) -> None:
@@ -41,13 +41,13 @@ def test_round_trip_keeps_values_types_and_leading_zeros(tmp_path: Path) -> None
     store.write_clips(clips)
     store.write_runs(runs)
     back = store.read_clips()
-    assert list(back.columns) == list(CLIPS_COLUMNS)
+    assert list(back.columns) == list(clips_columns(EMOTIONS))
     assert back["clip_id"].tolist()[:3] == ["000", "001", "002"]
     assert back["seed"].dtype == np.int64 and back["converged"].dtype == bool
     np.testing.assert_allclose(back["y_valence"], clips["y_valence"], rtol=1e-12)
     assert back["converged"].tolist() == clips["converged"].tolist()
     rb = store.read_runs()
-    assert list(rb.columns) == list(RUNS_COLUMNS)
+    assert list(rb.columns) == list(runs_columns(EMOTIONS))
     np.testing.assert_allclose(rb["adv_mae"], runs["adv_mae"], rtol=1e-12)
     assert (rb["status"] == "done").all()
 
@@ -67,7 +67,8 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
 def test_bad_values_name_the_line(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     runs = summarize_runs(_clips("r1", "A2E", 6))
-    runs = pd.concat([runs, pd.DataFrame([run_row("r2", "A2M2E", 6, "broken", "x")])],
+    runs = pd.concat([runs, pd.DataFrame([run_row("r2", "A2M2E", 6, "broken", "x",
+                                                  names=EMOTIONS)])],
                      ignore_index=True)
     with pytest.raises(DatasetError, match=r"runs\.csv: line 3: status 'broken'"):
         store.write_runs(runs)
@@ -93,8 +94,8 @@ def test_duplicates_rejected_and_append_replaces_a_run(tmp_path: Path) -> None:
     back = store.read_clips()
     assert len(back) == 5 + 3
     np.testing.assert_allclose(back[back["run_id"] == "r1"]["y_energy"], redo["y_energy"])
-    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, "failed", "oom")]))
-    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=redo)]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, "failed", "oom", names=EMOTIONS)]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=redo, names=EMOTIONS)]))
     rb = store.read_runs()
     assert len(rb) == 1 and rb["status"].iloc[0] == "done" and rb["message"].iloc[0] == ""
 
@@ -124,8 +125,9 @@ def test_summary_uses_regression_metrics() -> None:
 
 def test_summarize_runs_keeps_failed_runs_without_metrics() -> None:
     clips = _clips("r1", "A2M2E", 6)
-    runs = pd.DataFrame([run_row("r1", "A2M2E", 6), run_row("r0", "A2E", 6, "not_runnable",
-                                                            "no mid-level data")])
+    runs = pd.DataFrame([run_row("r1", "A2M2E", 6,
+                                 names=EMOTIONS), run_row("r0", "A2E", 6, "not_runnable",
+                                                            "no mid-level data", names=EMOTIONS)])
     out = summarize_runs(clips, runs)
     assert out["run_id"].tolist() == ["r0", "r1"]  # model-type order: A2E first
     assert np.isnan(out.loc[0, "clean_mae"]) and out.loc[0, "message"] == "no mid-level data"
@@ -172,15 +174,15 @@ def clips_frame_setting(run_id: str, eps: float, attack: str = "bim") -> pd.Data
 
 def test_old_tables_are_filled_from_config(tmp_path: Path) -> None:
     clips = _clips("r1", "A2E", 6)
-    runs = pd.DataFrame([run_row("r1", "A2E", 6, clips=clips),
-                         run_row("r0", "A2M2E", 6, "failed", "boom")])
+    runs = pd.DataFrame([run_row("r1", "A2E", 6, clips=clips, names=EMOTIONS),
+                         run_row("r0", "A2M2E", 6, "failed", "boom", names=EMOTIONS)])
     store = ResultsStore(tmp_path)
     old_clips = clips.drop(columns=["attack", "domain", "eps"])
     old_clips.to_csv(store.clips_path, index=False)
     runs.drop(columns=["attack", "domain", "eps"]).to_csv(store.runs_path, index=False)
     # no config.yaml: the contract's default, one setting
     back = store.read_clips()
-    assert list(back.columns) == list(CLIPS_COLUMNS)
+    assert list(back.columns) == list(clips_columns(EMOTIONS))
     assert settings(back)[0][:2] == ("bim", "spectrogram") and np.isnan(settings(back)[0][2])
     store.write_config({"attack": {"domain": "waveform", "eps": 0.002}})
     assert settings(store.read_clips()) == [("bim", "waveform", 0.002)]
@@ -200,23 +202,25 @@ def test_appends_replace_per_run_and_setting(tmp_path: Path) -> None:
     store.append_clips(b)
     store.append_clips(a)  # a resumed (run, eps) replaces its rows, the other eps stays
     assert len(store.read_clips()) == 6
-    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, "failed", "killed")]))
-    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=a)]))
-    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=b)]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, "failed", "killed", names=EMOTIONS)]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=a, names=EMOTIONS)]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=b, names=EMOTIONS)]))
     rb = store.read_runs()
     assert rb["eps"].tolist() == [1e-3, 1e-2] and (rb["status"] == "done").all()
-    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=b)]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, clips=b, names=EMOTIONS)]))
     assert len(store.read_runs()) == 2
-    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, "failed", "retrained, broke")]))
+    store.append_runs(pd.DataFrame([run_row("r1", "A2E", 6, "failed", "retrained, broke",
+                                            names=EMOTIONS)]))
     assert store.read_runs()["status"].tolist() == ["failed"]
     with pytest.raises(DatasetError, match="2 attack settings"):
-        run_row("r1", "A2E", 6, clips=pd.concat([a, b], ignore_index=True))
+        run_row("r1", "A2E", 6, clips=pd.concat([a, b], ignore_index=True), names=EMOTIONS)
 
 
 def test_runs_without_the_concept_column_read_as_nan(tmp_path: Path) -> None:
     """Stores written before ``clean_concept_mean_r`` existed stay readable."""
     store = ResultsStore(tmp_path)
-    runs = pd.DataFrame([run_row("r1", "A2M2E", 6, concept_mean_r=0.7), run_row("r2", "A2E", 6)])
+    runs = pd.DataFrame([run_row("r1", "A2M2E", 6, concept_mean_r=0.7, names=EMOTIONS),
+                         run_row("r2", "A2E", 6, names=EMOTIONS)])
     store.write_runs(runs)
     back = store.read_runs()
     assert back["clean_concept_mean_r"].iloc[0] == pytest.approx(0.7)

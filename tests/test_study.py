@@ -191,7 +191,7 @@ def test_attack_block_is_validated_with_the_key_named(tmp_path: Path) -> None:
         tiny(tmp_path, tmp_path, attack={"presets": ["nope"]})
     with pytest.raises(ConfigError, match="appears twice"):
         tiny(tmp_path, tmp_path, attack={"eps": [0.1, 0.1]})
-    with pytest.raises(ConfigError, match="classifier"):
+    with pytest.raises(ConfigError, match="classification"):
         tiny(tmp_path, tmp_path, attack={"name": "cw"})
     with pytest.raises(ConfigError, match=r"train\.adv_attack"):
         tiny(tmp_path, tmp_path, train={"adv_attack": "nope"})

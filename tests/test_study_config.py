@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from robustmer.errors import ConfigError
-from robustmer.study.config import MODEL_TYPES, load_config, parse_config
+from robustmer.study.config import DEFAULT_MODELS, load_config, parse_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "robustmer" / "configs"
 
@@ -11,7 +11,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "src" / "robustmer" / "configs"
 def test_shipped_configs_parse() -> None:
     paper = load_config(CONFIGS / "paper.yaml")
     assert paper.seeds == (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
-    assert set(paper.models) == set(MODEL_TYPES)
+    assert set(paper.models) == set(DEFAULT_MODELS)
     assert (paper.train.epochs, paper.train.patience, paper.train.lr) == (200, 50, 5e-4)
     (setting,) = paper.attack.settings  # one budget, as the paper
     assert setting.spec.name == "bim" and setting.domain == "spectrogram"
@@ -41,7 +41,7 @@ def test_every_packaged_config_parses_and_the_embedded_study_meets_its_issue() -
     for name in PACKAGED_CONFIGS:
         load_config(CONFIGS / f"{name}.yaml")
     emb = load_config(CONFIGS / "embedded.yaml")  # issue 14 part 3: >= 3 seeds, >= 5 budgets
-    assert len(emb.seeds) >= 3 and set(emb.models) == set(MODEL_TYPES)
+    assert len(emb.seeds) >= 3 and set(emb.models) == set(DEFAULT_MODELS)
     bounded = [x for x in emb.attack.settings if x.spec.name == "bim"]
     assert len(bounded) >= 5 and emb.checks is not None
     assert (emb.train.epochs, emb.train.patience, emb.data.synth_clips) == (200, 50, 240)

@@ -17,12 +17,13 @@ from torch.utils.data import Dataset
 from robustmer.errors import CheckpointError, ConfigError
 from robustmer.evaluate.metrics import regression_metrics
 from robustmer.models import build_model
+from robustmer.models.types import get_type
 from robustmer.train import (
     TrainConfig,
-    compute_loss,
     epoch_generator,
     evaluate_model,
     load_run,
+    solo_loss,
     train_run,
 )
 from robustmer.train import trainer as trainer_mod
@@ -58,7 +59,7 @@ class ToyDataset(Dataset):
         noise = np.random.default_rng([self.seed, self.epoch, i]).normal(size=(T, F)) * 0.1
         x = np.tensordot(self.concepts[i], self.patterns, axes=1) + noise
         return {"id": f"{i:03d}", "x": torch.tensor(x[None], dtype=torch.float32),
-                "emotions": torch.from_numpy(self.emotions[i]),
+                "targets": torch.from_numpy(self.emotions[i]),
                 "concepts": torch.from_numpy(self.concepts[i] * self.mask[i]),
                 "concept_mask": bool(self.mask[i]),
                 "label": torch.tensor(int(self.labels[i]), dtype=torch.int64)}
@@ -72,8 +73,8 @@ def cfg(**kw: Any) -> TrainConfig:
 
 def run(tmp: Path, kind: str = "a2m2e", **kw: Any) -> trainer_mod.TrainResult:
     config = kw.pop("config", cfg())
-    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), tmp, kind=kind, width=WIDTH,
-                     config=config, progress=False, **kw)
+    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), tmp, model_type=kind,
+                     model_settings={"width": WIDTH}, config=config, progress=False, **kw)
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -93,26 +94,42 @@ def test_defaults_are_the_reference_recipe() -> None:
 
 
 def test_a2m2e_loss_uses_only_masked_concepts() -> None:
-    model = build_model("a2m2e", width=WIDTH)
     emo, bott = torch.randn(4, 8), torch.randn(4, 7)
-    batch = {"emotions": torch.randn(4, 8), "concepts": torch.randn(4, 7),
+    batch = {"targets": torch.randn(4, 8), "concepts": torch.randn(4, 7),
              "concept_mask": torch.tensor([True, False, True, False])}
-    out = {"emotions": emo, "bottleneck": bott, "logits": None}
-    e = ((emo - batch["emotions"]) ** 2).mean()
+    out = {"output": emo, "bottleneck": bott}
+    e = ((emo - batch["targets"]) ** 2).mean()
     c = ((bott[[0, 2]] - batch["concepts"][[0, 2]]) ** 2).mean()
-    torch.testing.assert_close(compute_loss(model, out, batch, 0.3), 0.3 * e + 0.7 * c)
+    a2m2e = get_type("A2M2E")
+    torch.testing.assert_close(solo_loss(a2m2e, out, batch, 0.3), 0.3 * e + 0.7 * c)
     batch["concept_mask"] = torch.zeros(4, dtype=torch.bool)
-    torch.testing.assert_close(compute_loss(model, out, batch, 0.3), 0.3 * e)
-    a2b2e = build_model("a2b2e", width=WIDTH)
-    torch.testing.assert_close(compute_loss(a2b2e, out, batch, 0.3), e)
+    torch.testing.assert_close(solo_loss(a2m2e, out, batch, 0.3), 0.3 * e)
+    torch.testing.assert_close(solo_loss(get_type("A2B2E"), out, batch, 0.3), e)
+
+
+def test_solo_loss_gradient_is_the_mean_reduced_recipes_bit_for_bit() -> None:
+    """The loss is written once for stacked seeds; with S = 1 its gradient is exactly that of
+    the recipe's mean-reduced MSE terms (what the solo trainer computed before, so results
+    stay the same)."""
+    g = torch.Generator().manual_seed(0)
+    emo = torch.randn(8, 8, generator=g, requires_grad=True)
+    bott = torch.randn(8, 7, generator=g, requires_grad=True)
+    batch = {"targets": torch.randn(8, 8, generator=g), "concepts": torch.randn(8, 7, generator=g),
+             "concept_mask": torch.ones(8, dtype=torch.bool)}
+    ref = 0.5 * torch.nn.functional.mse_loss(emo, batch["targets"]) + 0.5 * (
+        torch.nn.functional.mse_loss(bott, batch["concepts"]))
+    want = torch.autograd.grad(ref, (emo, bott))
+    loss = solo_loss(get_type("A2M2E"), {"output": emo, "bottleneck": bott}, batch, 0.5)
+    got = torch.autograd.grad(loss, (emo, bott))
+    assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
 
 
 def test_classifier_loss_skips_unlabelled() -> None:
-    model = build_model("classifier", width=WIDTH, n_classes=3)
     logits = torch.randn(3, 3)
     batch = {"label": torch.tensor([2, -1, 0])}
     expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([2, 0]))
-    torch.testing.assert_close(compute_loss(model, {"logits": logits}, batch), expected)
+    torch.testing.assert_close(solo_loss(get_type("classifier"),
+                                         {"output": logits, "bottleneck": None}, batch), expected)
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
@@ -142,8 +159,8 @@ def test_same_seed_same_weights_and_history(tmp_path: Path) -> None:
 
 def test_set_epoch_is_called_every_epoch(tmp_path: Path) -> None:
     ds = ToyDataset(n=8)
-    train_run(ds, ToyDataset(n=8, seed=1), tmp_path, kind="a2e", width=WIDTH,
-              config=cfg(max_epochs=3), progress=False)
+    train_run(ds, ToyDataset(n=8, seed=1), tmp_path, model_type="A2E",
+              model_settings={"width": WIDTH}, config=cfg(max_epochs=3), progress=False)
     assert ds.epochs_seen == [1, 2, 3]
 
 
@@ -234,7 +251,7 @@ def test_evaluate_model_scores_with_regression_metrics() -> None:
 
 
 def test_classifier_trains_and_reports_accuracy(tmp_path: Path) -> None:
-    res = run(tmp_path, kind="classifier", n_classes=3, config=cfg(max_epochs=1))
+    res = run(tmp_path, kind="classifier", config=cfg(max_epochs=1))
     ev = evaluate_model(res.model, ToyDataset(n=10))
     assert ev["logits"].shape == (10, 3)
     assert 0.0 <= ev["accuracy"] <= 1.0 and not math.isnan(ev["accuracy"])

@@ -16,6 +16,7 @@ import torch
 
 from robustmer.errors import CheckpointError, ConfigError
 from robustmer.models import build_model
+from robustmer.models.types import get_type
 from robustmer.train import TrainConfig, evaluate_model, load_run, train_run
 from robustmer.train import checkpoint as ck
 from robustmer.train.options import (
@@ -33,8 +34,8 @@ OPTIONS: dict[str, Any] = {"standardize_targets": True, "lr_schedule": "onecycle
 
 
 def train(run_dir: Path, config: TrainConfig, kind: str = "a2m2e", **kw: Any) -> Any:
-    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), run_dir, kind=kind,
-                     width=WIDTH, config=config, progress=False, **kw)
+    return train_run(ToyDataset(seed=0), ToyDataset(n=12, seed=1), run_dir, model_type=kind,
+                     model_settings={"width": WIDTH}, config=config, progress=False, **kw)
 
 
 def test_defaults_are_off_and_validated() -> None:
@@ -73,27 +74,27 @@ def test_folding_maps_standardised_outputs_back_to_ratings(kind: str) -> None:
     def t(v: tuple[float, ...] | None) -> torch.Tensor:
         return torch.tensor(v, dtype=torch.float32)
 
-    emo_expected = raw["emotions"] * t(scaler.emotion_std) + t(scaler.emotion_mean)
-    torch.testing.assert_close(out["emotions"], emo_expected, rtol=1e-5, atol=1e-5)
+    emo_expected = raw["output"] * t(scaler.target_std) + t(scaler.target_mean)
+    torch.testing.assert_close(out["output"], emo_expected, rtol=1e-5, atol=1e-5)
     if kind == "a2m2e":
         torch.testing.assert_close(out["bottleneck"], raw["bottleneck"] * t(scaler.concept_std)
                                    + t(scaler.concept_mean), rtol=1e-5, atol=1e-5)
     if folded.has_bottleneck:  # still the plain architecture: contributions add up
         with torch.no_grad():
             contrib = folded.concept_contributions(x)
-        torch.testing.assert_close(contrib.sum(-1) + folded.contribution_bias, out["emotions"],
+        torch.testing.assert_close(contrib.sum(-1) + folded.contribution_bias, out["output"],
                                    rtol=1e-5, atol=1e-5)
 
 
 def test_scaler_fits_emotions_and_masked_concepts() -> None:
     ds = ToyDataset(n=24)
-    s = fit_target_scaler(ds, "a2m2e")
+    s = fit_target_scaler(ds, get_type("a2m2e"))
     assert s is not None and s.concept_mean is not None
-    np.testing.assert_allclose(s.emotion_mean, ds.emotions.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s.target_mean, ds.emotions.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s.concept_std, ds.concepts[ds.mask].std(0), rtol=1e-5)
-    a2b2e = fit_target_scaler(ds, "a2b2e")
+    a2b2e = fit_target_scaler(ds, get_type("a2b2e"))
     assert a2b2e is not None and a2b2e.concept_mean is None
-    assert fit_target_scaler(ds, "classifier") is None
+    assert fit_target_scaler(ds, get_type("classifier")) is None
     assert TargetScaler.from_dict(json.loads(json.dumps(s.to_dict()))) == s
 
 

@@ -21,3 +21,11 @@ class ConfigError(RobustmerError):
 
 class CheckpointError(RobustmerError):
     """A checkpoint or run folder is missing, incomplete or incompatible."""
+
+
+class AttackError(RobustmerError):
+    """An attack cannot run as asked (e.g. it cannot leave its start: zero gradient)."""
+
+
+class DatasetWarning(UserWarning):
+    """A dataset is usable but a result from it needs care (constant target, tiny split)."""

@@ -13,6 +13,12 @@ exactly when the model's outputs do not depend on the batch size, and otherwise 
 tolerance docs/attacks.md ("Batching") states and tests on the real architecture. Gradients
 are taken with ``torch.autograd.grad`` w.r.t. ``δ`` only, so nothing accumulates in the
 model's ``.grad``; the model runs in eval mode and its mode is restored afterwards.
+
+An attack that cannot start is never reported as robustness: a sample whose objective has an
+exactly zero gradient at its start (e.g. the MSE to the model's own clean prediction at
+``δ = 0``) takes its first step to a seeded random point of the ε-ball instead
+(``result.extra["zero_grad_start"]`` marks it), and with ``ε = 0`` the attack refuses
+(``AttackError``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 from torch import nn
 
 from robustmer.attacks import norms
-from robustmer.errors import ConfigError
+from robustmer.errors import AttackError, ConfigError
 
 UPDATES: tuple[str, ...] = ("sign", "adam_sign")
 CLIPS: tuple[str, ...] = ("project", "reference_noop")
@@ -266,6 +272,7 @@ class Attack:
         recorded = done.clone() | stop.records_start
         evaluated = delta.clone()  # the last δ each sample's prediction was computed at
         active = ~done
+        zero_start = torch.zeros(B, dtype=torch.bool, device=dev)
         adam_m = adam_v = None
         if self.update == "adam_sign":
             adam_m, adam_v = torch.zeros_like(x), torch.zeros_like(x)
@@ -306,6 +313,10 @@ class Attack:
                 d_new = self._adam_step(d_s, grad, srows, iters[srows] + 1, adam_m, adam_v)
             d_new = self.step_rule(d_new, d_s, grad, obj.detach()[step], x_s, m_s, srows,
                                    iters[srows])
+            stuck = (iters[srows] == 0) & (grad.reshape(len(srows), -1).abs().amax(dim=1) == 0)
+            if bool(stuck.any()):
+                d_new = self._leave_start(d_new, stuck, x_s, m_s, srows)
+                zero_start[srows[stuck]] = True
             delta[srows] = self._project(d_new, x_s, m_s)
             iters[srows] += 1
         # a sample that never passed a threshold returns its last δ (and the score there)
@@ -320,7 +331,23 @@ class Attack:
             x_adv=(x + best).detach(), delta=best.detach(), iterations=iters.cpu(),
             converged=converged.cpu(), final_threshold=stop.final_threshold().cpu(),
             last_passed=stop.last_passed().cpu(), score=score.cpu(),
-            last_delta=last_delta.detach(), logged_delta=logged.detach())
+            last_delta=last_delta.detach(), logged_delta=logged.detach(),
+            extra={"zero_grad_start": zero_start.cpu()})
+
+    def _leave_start(self, d_new: torch.Tensor, stuck: torch.Tensor, x: torch.Tensor,
+                     mask: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+        """The first step of samples whose gradient is exactly zero at their start: a seeded
+        random point of the ε-ball (seed ``self.seed``), since no gradient step can leave it."""
+        if not self.eps > 0:
+            raise AttackError(f"{self.name}: the objective's gradient is exactly zero at the start "
+                              f"for batch row(s) {rows[stuck].tolist()} and eps = {self.eps}: the "
+                              f"attack cannot leave its start (measured against the model's own "
+                              f"clean prediction? give labels, or an eps > 0)")
+        gen = torch.Generator().manual_seed(self.seed)
+        m = None if mask is None else mask[stuck]
+        out = d_new.clone()
+        out[stuck] = norms.random_start(x[stuck], self.eps, self.norm, gen, m)
+        return out
 
     def _adam_step(self, d: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor,
                    t: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,20 @@ def per_sample_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((out - y) ** 2).reshape(out.shape[0], -1).mean(dim=1)
 
 
+MIN_CORR_OUTPUTS = 3
+"""The correlation rule judges a Pearson r over each clip's outputs: with 2 it is always ±1."""
+
+
+def check_corr_outputs(out: torch.Tensor) -> None:
+    """Refuse the correlation stopping rule for a model with fewer than 3 outputs per clip."""
+    k = int(out.reshape(out.shape[0], -1).shape[1]) if out.ndim else 0
+    if k < MIN_CORR_OUTPUTS:
+        raise ConfigError(f"stop='corr': the correlation stopping rule judges the Pearson r over "
+                          f"each clip's outputs, which needs at least {MIN_CORR_OUTPUTS}; this "
+                          f"model has {k} (r over 2 values is always ±1); use stop='mse' (the "
+                          f"default for such models) or stop='none'")
+
+
 def per_sample_corr(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Pearson r between each sample's K predictions and K targets, float64 ``(B,)`` on the
     device of ``out``; NaN where either is constant. One definition: this *is*
@@ -82,6 +96,8 @@ class ThresholdStop(StopRule):
 
     def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """First threshold from the clean value; samples already past the final one are done."""
+        if self.metric == "corr":
+            check_corr_outputs(out)
         v = self.value(out, y)
         self.t = self._next(v)
         done = self._reached(v, self.final)
@@ -156,6 +172,8 @@ class ReferenceThresholdStop(StopRule):
 
     def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """No threshold yet and nothing done (the loop judges ``δ₀`` itself)."""
+        if self.metric == "corr":
+            check_corr_outputs(out)
         v = self.value(out, y)
         self.t = torch.full_like(v, math.nan)
         self.set = torch.zeros_like(v, dtype=torch.bool)

@@ -18,7 +18,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from robustmer import EMOTIONS
 from robustmer.attacks.base import Attack, Subsettable
 from robustmer.attacks.bim import BIM
 from robustmer.errors import ConfigError
@@ -53,7 +52,7 @@ def evaluate_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     marks perturbable positions (e.g. the valid samples of zero-padded audio)."""
     if len(x) < 2:
         raise ConfigError("evaluate_attack needs at least 2 clips (correlation across clips)")
-    names = [str(i) for i in range(y.shape[1])] if y.shape[1] != len(EMOTIONS) else EMOTIONS
+    names = [str(i) for i in range(y.shape[1])]
     clean = _predict_batched(model, x, batch_size)
     x_adv, iters = [], []
     for i in range(0, len(x), batch_size):

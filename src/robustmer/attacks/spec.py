@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robustmer.attacks.base import Attack
+from robustmer.attacks.bim import MIN_CORR_OUTPUTS
 from robustmer.errors import ConfigError
+
+TASKS: tuple[str, ...] = ("regression", "classification")
+"""What a registered attack attacks: a regressor (targets are values) or a classifier (targets
+are class indices); the same words as a model type's task (``robustmer.models.types``)."""
+TASK_ALIASES: dict[str, str] = {"classifier": "classification", "regressor": "regression"}
+"""Older spellings of the tasks (explainer-eval folders written before record them)."""
 
 ALIASES: dict[str, str] = {"iters": "max_iters"}
 """Accepted alternative spellings of settings (the study's YAML has always said ``iters``)."""
@@ -56,12 +63,13 @@ def register(name: str, cls: type[Attack], *, fixed: Mapping[str, Any] | None = 
              doc: str = "") -> None:
     """Make ``cls`` reachable as ``name`` from the CLI, the study and training (one line per
     attack). ``fixed``: settings a preset pins (a config may not change them); ``defaults``:
-    defaults that differ from the class's; ``task``: ``regression`` (targets are the emotion
-    ratings) or ``classifier`` (targets are class indices)."""
+    defaults that differ from the class's; ``task``: ``regression`` (targets are values) or
+    ``classification`` (targets are class indices)."""
     if not name or not name.replace("_", "").isalnum():
         raise ConfigError(f"attack name must be letters, digits and '_', got {name!r}")
-    if task not in ("regression", "classifier"):
-        raise ConfigError(f"task must be 'regression' or 'classifier', got {task!r}")
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
     params = _class_parameters(cls)
     for key in [*(fixed or {}), *(defaults or {})]:
         if key not in params:
@@ -71,7 +79,13 @@ def register(name: str, cls: type[Attack], *, fixed: Mapping[str, Any] | None = 
 
 def names(task: str | None = None) -> list[str]:
     """Registered attack names (optionally only those of one ``task``), sorted."""
+    task = None if task is None else TASK_ALIASES.get(task, task)
     return sorted(n for n, e in REGISTRY.items() if task is None or e.task == task)
+
+
+def names_for(task: str) -> list[str]:
+    """The attacks for a model of ``task`` (``regression`` or ``classification``)."""
+    return names(task)
 
 
 def entry(name: str, where: str = "attack") -> Entry:
@@ -134,10 +148,15 @@ class AttackSpec:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any] | str, where: str = "attack") -> AttackSpec:
+    def from_dict(cls, raw: Mapping[str, Any] | str, where: str = "attack",
+                  n_outputs: int | None = None) -> AttackSpec:
         """Validate ``{"name": ..., <setting>: value, ...}`` (or just a name). Unknown keys, wrong
         types, values the attack refuses and changes to a preset's fixed settings raise
-        ``ConfigError`` naming ``where`` and the key."""
+        ``ConfigError`` naming ``where`` and the key.
+
+        ``n_outputs``: the attacked model's number of outputs, where known. With fewer than 3,
+        a stopping rule left to its default becomes ``mse`` (the correlation rule's per-clip r
+        over 2 values is always ±1), and an explicit ``stop: corr`` is refused."""
         if isinstance(raw, str):
             raw = {"name": raw}
         if not isinstance(raw, Mapping):
@@ -159,6 +178,16 @@ class AttackSpec:
                 raise ConfigError(f"{where}.{key}: the {name!r} preset fixes {k}={e.fixed[k]!r}"
                                   f" (found {value!r}); use attack 'bim' to change it")
             settings[k] = _check_value(key, value, params[k], where)
+        if (n_outputs is not None and n_outputs < MIN_CORR_OUTPUTS
+                and settings.get("stop") == "corr"):
+            given = "stop" in raw or "stop" in e.fixed
+            if given:
+                raise ConfigError(f"{where}.stop: the correlation stopping rule needs at least "
+                                  f"{MIN_CORR_OUTPUTS} outputs per clip; the model has "
+                                  f"{n_outputs} (r over 2 values is always ±1): use stop: mse"
+                                  + (f" (the {name!r} preset fixes stop: corr; use 'bim')"
+                                     if "stop" in e.fixed else ""))
+            settings["stop"] = "mse"
         spec = cls(name, settings)
         try:
             spec.build()
@@ -186,8 +215,13 @@ class AttackSpec:
 
     @property
     def task(self) -> str:
-        """``regression`` or ``classifier``."""
+        """``regression`` or ``classification``: what kind of model the attack attacks."""
         return entry(self.name).task
+
+    @property
+    def model_task(self) -> str:
+        """The same as :attr:`task` (the word a model type uses)."""
+        return self.task
 
     @property
     def eps(self) -> float:
@@ -215,15 +249,18 @@ def setting_label(attack: str, domain: str, eps: float) -> str:
 def _register_builtins() -> None:
     from robustmer.attacks.bim import BIM, PGD
     from robustmer.attacks.cw import CWAudio
-    from robustmer.attacks.targeted import TargetedPGD
+    from robustmer.attacks.targeted import TargetedPGD, UntargetedPGD
 
     register("bim", BIM, doc="untargeted regression BIM (sign steps, ε projection, stepped "
                              "correlation stop)")
     register("pgd", PGD, defaults={"random_start": True},
              doc="BIM with a seeded random start in the ε-ball")
-    register("targeted_pgd", TargetedPGD, task="classifier",
+    register("targeted_pgd", TargetedPGD, task="classification",
              doc="targeted PGD on a classifier (descend CE to the target class)")
-    register("cw", CWAudio, task="classifier",
+    register("untargeted_pgd", UntargetedPGD, task="classification",
+             doc="untargeted BIM/PGD on a classifier (ascend CE of the label until the decision "
+                 "changes)")
+    register("cw", CWAudio, task="classification",
              doc="C&W-style audio attack on a classifier (distortion + α·loss)")
     register("reference", BIM,
              fixed={"update": "adam_sign", "clip": "reference_noop", "norm": "linf",

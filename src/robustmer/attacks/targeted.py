@@ -1,5 +1,7 @@
-"""Targeted PGD for classifiers: ``δ ← clip_ε(δ − η·sign(∇δ CE(f(x+δ), t)))`` until ``t`` is
-predicted. ``y`` passed to the attack holds the target class indices ``(B,)``."""
+"""PGD for classifiers. Targeted: ``δ ← clip_ε(δ − η·sign(∇δ CE(f(x+δ), t)))`` until ``t`` is
+predicted (``y`` holds the target class indices ``(B,)``). Untargeted:
+``δ ← clip_ε(δ + η·sign(∇δ CE(f(x+δ), y)))`` until the decision leaves the class ``y`` (the
+label, or the clean prediction when there is none)."""
 
 from __future__ import annotations
 
@@ -62,3 +64,39 @@ class TargetedPGD(Attack):
     def make_stop(self) -> StopRule:
         """Stop when the target is predicted."""
         return TargetReached()
+
+
+class DecisionChanged(TargetReached):
+    """Done (and ``δ`` recorded) as soon as ``argmax f(x+δ) != y``; no thresholds (NaN)."""
+
+    def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples already misclassified are done at ``δ₀``."""
+        self.n = out.shape[0]
+        miss = out.argmax(dim=1) != y
+        return miss, miss.double()
+
+    def update(self, out: torch.Tensor, y: torch.Tensor,
+               rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Passed == done == the decision left ``y``."""
+        miss = out.argmax(dim=1) != y
+        return miss, miss, miss.double()
+
+
+class UntargetedPGD(Attack):
+    """Untargeted attack on a classifier: ascend the cross-entropy of the class ``y``; BIM
+    (``δ₀ = 0``) by default, PGD with ``random_start=True``."""
+
+    name = "untargeted_pgd"
+
+    def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
+                 norm: str = "linf", **kwargs: Any) -> None:
+        super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, **kwargs)
+
+    def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``CE(f(x+δ), y)`` per sample."""
+        _check_targets(out, y)
+        return F.cross_entropy(out, y.long(), reduction="none")
+
+    def make_stop(self) -> StopRule:
+        """Stop when the decision changes."""
+        return DecisionChanged()

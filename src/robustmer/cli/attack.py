@@ -17,7 +17,9 @@ import typer
 from robustmer.cli.common import (
     SPLIT_FILE,
     load_run_and_data,
+    resolve_domain,
     resume_command,
+    run_profile,
     set_resume_hint,
 )
 from robustmer.errors import ConfigError
@@ -80,7 +82,7 @@ def _floats(values: list[str], name: str) -> list[float]:
     return out
 
 
-def _setting_values(values: list[str]) -> dict[str, Any]:
+def _setting_values(values: list[str], option: str = "--set") -> dict[str, Any]:
     """``--set key=value`` pairs; values parsed as YAML scalars (``0.1``, ``true``, ``ce``)."""
     import yaml
 
@@ -88,42 +90,59 @@ def _setting_values(values: list[str]) -> dict[str, Any]:
     for item in values:
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{option}: expected KEY=VALUE, got {item!r}")
         out[key.strip()] = yaml.safe_load(val)
     return out
 
 
-def attack_specs(name: str, eps: list[float] | None, given: dict[str, Any]) -> list[Any]:
-    """One validated ``AttackSpec`` per ε (or one with the attack's default ε)."""
-    from robustmer.attacks.spec import AttackSpec
+def attack_specs(name: str | None, eps: list[float] | None, given: dict[str, Any], *,
+                 task: str = "regression", n_outputs: int | None = None) -> list[Any]:
+    """One validated ``AttackSpec`` per ε (or one with the attack's default ε); ``name`` None:
+    the default attack of the model's ``task`` (``bim``; ``untargeted_pgd`` for a
+    classifier)."""
+    from robustmer.attacks.spec import AttackSpec, names_for
+    from robustmer.study.config import DEFAULT_ATTACK
 
+    name = name or DEFAULT_ATTACK[task]
     base = {"name": name, **{k: v for k, v in given.items() if v is not None}}
     budgets: list[float | None] = list(eps) if eps else [None]
     specs = []
     for e in budgets:
-        spec = AttackSpec.from_dict(base if e is None else {**base, "eps": e}, where="--attack")
-        if spec.task != "regression":
-            raise ConfigError(f"--attack {name}: attacks a classifier (targets are class "
-                              f"indices); `robustmer attack` attacks the emotion regressors")
+        spec = AttackSpec.from_dict(base if e is None else {**base, "eps": e}, where="--attack",
+                                    n_outputs=n_outputs)
+        if spec.task != task:
+            raise ConfigError(f"--attack {name}: attacks {spec.task} models; this model does "
+                              f"{task} (choose from {names_for(task)})")
         specs.append(spec)
     return specs
 
 
-def _inputs(run: Any, data: Any, split: str, max_clips: int | None, domain: Domain,
+def _inputs(run: Any, data: Any, split: str, max_clips: int | None, domain: Domain | None,
             device: str) -> tuple[Any, Any, Any, Any, Any]:
-    """``(model, x, y, mask, box)`` for the search/curve commands: spectrogram excerpts, or (in
-    the waveform domain) zero-padded audio through the front end, with the excerpt windows of the
-    dataset's fixed excerpts, a length mask and the audio box."""
+    """``(model, x, y, mask, box)`` for the search/curve commands (regressors): spectrogram
+    excerpts, a waveform model's own audio excerpts, or (a spectrogram model in the waveform
+    domain) zero-padded audio through the front end, with the excerpt windows of the dataset's
+    fixed excerpts, a length mask and the audio box."""
     import torch
 
-    ds = data.dataset(split, mode="fixed")
+    if run.task != "regression":
+        raise ConfigError("attack-search and robustness-curve measure ΔMAE of regressors; "
+                          "this run classifies (use `robustmer attack --eps a,b,c`)")
+    spec_in = run.model_type.input_spec()
+    dom = resolve_domain(None if domain is None else domain.value, {"input": spec_in})
+    ds = data.dataset_for(spec_in, split, mode="fixed")
     n = len(ds) if max_clips is None else min(len(ds), max_clips)
     if n < 2:
         raise ConfigError(f"--split {split}: the split has {n} clip(s); need at least 2")
     items = [ds[i] for i in range(n)]
-    y = torch.stack([it["emotions"] for it in items]).to(device)
-    if domain == Domain.spectrogram:
-        return run.model, torch.stack([it["x"] for it in items]).to(device), y, None, None
+    y = torch.stack([it["targets"] for it in items]).to(device)
+    x = torch.stack([it["x"] for it in items]).to(device)
+    if spec_in["kind"] == "waveform":
+        from robustmer.attacks import AUDIO_BOX
+
+        return run.model, x, y, torch.ones_like(x, dtype=torch.bool), AUDIO_BOX
+    if dom == "spectrogram":
+        return run.model, x, y, None, None
     from robustmer.attacks import AUDIO_BOX, WaveformModel, pad_batch
     from robustmer.features import LogFilteredSpectrogram
 
@@ -133,6 +152,26 @@ def _inputs(run: Any, data: Any, split: str, max_clips: int | None, domain: Doma
     model = WaveformModel(run.model, LogFilteredSpectrogram(data.frontend).to(device),
                           data.standardizer, idx).to(device)
     return model, x.to(device), y, mask.to(device), AUDIO_BOX
+
+
+def attack_summary(table: Any, task: str) -> str:
+    """One line on an attack table: error before -> after, how many converged, and why a
+    clip's δ may be 0 (the stop rule judged it done at the start) or random (zero gradient)."""
+    conv = float(table["converged"].mean())
+    text = (f"MAE {table['mae_clean'].mean():.4f} -> {table['mae_adv'].mean():.4f}, "
+            f"{conv:.0%} converged (reached the stop rule's final threshold), mean "
+            f"{table['iterations'].mean():.0f} iterations")
+    if task == "classification":
+        names = [c[2:] for c in table.columns if c.startswith("y_")]
+        y = table[[f"y_{n}" for n in names]].to_numpy().argmax(1)
+        acc = [(table[[f"{p}_{n}" for n in names]].to_numpy().argmax(1) == y).mean()
+               for p in ("pred", "adv")]
+        text = f"accuracy {acc[0]:.3f} -> {acc[1]:.3f}; probability error " + text[4:]
+    zero = int(table["zero_grad_start"].sum()) if "zero_grad_start" in table else 0
+    if zero:
+        text += (f"; {zero} clip(s) had a zero gradient at δ = 0 and started from a random "
+                 f"point of the ε-ball")
+    return text
 
 
 def _run_identity(run_dir: Path, which: str = "best") -> dict[str, Any]:
@@ -151,9 +190,13 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="trained run folder (holds best/)"),
         out: Path = typer.Option(..., "--out", help="attack folder (attack.csv, examples/)"),
         split: str = typer.Option("test", "--split", help="train, val or test"),
-        domain: Domain = typer.Option(Domain.spectrogram, "--domain"),
-        attack_name: str = typer.Option("bim", "--attack", help="attack name (bim, pgd, "
-                                        "reference, ...: robustmer.attacks.spec)"),
+        domain: Domain | None = typer.Option(None, "--domain", help="spectrogram or waveform "
+                                             "(default: the model's input: spectrogram for "
+                                             "robustmer's models, waveform for audio models)"),
+        attack_name: str | None = typer.Option(None, "--attack", help="attack name (bim, pgd, "
+                                               "reference, ...: robustmer.attacks.spec; "
+                                               "default: bim, or untargeted_pgd for a "
+                                               "classifier)"),
         eps: list[str] = typer.Option([], "--eps", help="bound on ‖δ‖; several (--eps a --eps "
                                       "b or a,b) write one sub-folder per ε"),
         eta: float | None = typer.Option(None, "--eta", help="step size"),
@@ -197,8 +240,11 @@ def register(app: typer.Typer) -> None:
                  "random_start": random_start, "seed": seed}
         given = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items()}
         given.update(_setting_values(settings))
-        specs = attack_specs(attack_name, _floats(eps, "--eps") if eps else None, given)
-        folders = [out if len(specs) == 1 else out / setting_id(spec, domain.value)
+        profile = run_profile(run_dir)
+        dom = resolve_domain(None if domain is None else domain.value, profile)
+        specs = attack_specs(attack_name, _floats(eps, "--eps") if eps else None, given,
+                             task=profile["task"], n_outputs=profile["n_outputs"])
+        folders = [out if len(specs) == 1 else out / setting_id(spec, dom)
                    for spec in specs]
         for folder in folders:
             if (folder / TABLE).exists() and not (resume or overwrite):
@@ -208,7 +254,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--resume: there is no attack to resume in {out} (no {TABLE}); "
                               f"drop --resume to start one")
         run, prepared = load_run_and_data(run_dir, data, device, progress=progress and None)
-        if domain == Domain.waveform:
+        if dom == "waveform":
             prepared.require_audio("--domain waveform")
         if len(specs) > 1:
             claim_folder(out, "attack-settings", overwrite=overwrite)
@@ -216,15 +262,14 @@ def register(app: typer.Typer) -> None:
             claim_folder(folder, "attack", overwrite=overwrite and len(specs) == 1)
             set_resume_hint(lambda f=folder: f"{len(read_table(f))} clips are done in "
                             f"{f / TABLE}; resume with: {resume_command()}")
-            table = attack_dataset(run.model, prepared, split, spec, folder,
-                                   domain=domain.value, batch_size=batch_size, device=device,
+            table = attack_dataset(run.model, prepared, split, spec, folder, domain=dom,
+                                   model_input=profile["input"], task=profile["task"],
+                                   batch_size=batch_size, device=device,
                                    resume=resume and (folder / TABLE).exists(),
                                    progress=progress, write_examples=examples,
                                    run=_run_identity(run_dir))
-            typer.echo(f"{setting_id(spec, domain.value)}: attacked {len(table)} clips of "
-                       f"{split}: MAE {table['mae_clean'].mean():.4f} -> "
-                       f"{table['mae_adv'].mean():.4f}, {table['converged'].mean():.0%} "
-                       f"converged, mean {table['iterations'].mean():.0f} iterations")
+            typer.echo(f"{setting_id(spec, dom)}: attacked {len(table)} clips of {split}: "
+                       + attack_summary(table, profile["task"]))
             typer.echo(f"results: {folder / TABLE} (+ config.yaml, meta.json, examples/)")
 
     @app.command("attack-search")
@@ -235,7 +280,8 @@ def register(app: typer.Typer) -> None:
         eta: list[str] = typer.Option(["0.002"], "--eta", help="values or a,b,c"),
         iters: list[str] = typer.Option(["1000"], "--iters", help="values or a,b,c"),
         split: str = typer.Option("val", "--split"),
-        domain: Domain = typer.Option(Domain.spectrogram, "--domain"),
+        domain: Domain | None = typer.Option(None, "--domain", help="spectrogram or waveform "
+                                             "(default: the model's input)"),
         stop: Stop = typer.Option(Stop.corr, "--stop"),
         norm: Norm = typer.Option(Norm.linf, "--norm"),
         max_clips: int | None = typer.Option(None, "--max-clips", help="use the first N clips"),
@@ -254,15 +300,16 @@ def register(app: typer.Typer) -> None:
         e, h = _floats(eps, "--eps"), _floats(eta, "--eta")
         n = [int(v) for v in _floats(iters, "--iters")]
         run, prepared = load_run_and_data(run_dir, data, device)
-        if domain == Domain.waveform:
+        if domain == Domain.waveform or run.model_type.input_kind == "waveform":
             prepared.require_audio("--domain waveform")
         model, x, y, mask, box = _inputs(run, prepared, split, max_clips, domain, device)
+        dom = "waveform" if mask is not None else "spectrogram"
         claim_folder(out, "attack-search", overwrite=overwrite)
         table = grid_search(model, x, y, e, h, n, batch_size=batch_size, mask=mask,
                             stop=stop.value, norm=norm.value, box=box)
         write_csv(out / "search.csv", table)
         write_yaml(out / "config.yaml", {"run": _run_identity(run_dir), "split": split,
-                                         "domain": domain.value, "eps": e, "eta": h,
+                                         "domain": dom, "eps": e, "eta": h,
                                          "iters": n, "stop": stop.value, "norm": norm.value,
                                          "clips": len(x), "rule": "max delta_mae - mean_r_adv"})
         write_json(out / "meta.json", run_meta(split_id=prepared.split.split_id))
@@ -279,7 +326,8 @@ def register(app: typer.Typer) -> None:
         eta: float | None = typer.Option(None, "--eta", help="step size (default 2·ε)"),
         iters: int = typer.Option(1000, "--iters"),
         split: str = typer.Option("test", "--split"),
-        domain: Domain = typer.Option(Domain.spectrogram, "--domain"),
+        domain: Domain | None = typer.Option(None, "--domain", help="spectrogram or waveform "
+                                             "(default: the model's input)"),
         stop: Stop = typer.Option(Stop.corr, "--stop"),
         norm: Norm = typer.Option(Norm.linf, "--norm"),
         max_clips: int | None = typer.Option(None, "--max-clips"),
@@ -297,17 +345,18 @@ def register(app: typer.Typer) -> None:
 
         e = _floats(eps, "--eps")
         run, prepared = load_run_and_data(run_dir, data, device)
-        if domain == Domain.waveform:
+        if domain == Domain.waveform or run.model_type.input_kind == "waveform":
             prepared.require_audio("--domain waveform")
         model, x, y, mask, box = _inputs(run, prepared, split, max_clips, domain, device)
+        dom = "waveform" if mask is not None else "spectrogram"
         claim_folder(out, "robustness-curve", overwrite=overwrite)
         table = robustness_curve(model, x, y, e, eta=eta, iters=iters, batch_size=batch_size,
                                  mask=mask, stop=stop.value, norm=norm.value, box=box)
         write_csv(out / "curve.csv", table)
         plot_robustness_curve(table, out / "curve.png",
-                              title=f"{run_dir.name} ({split}, {domain.value})")
+                              title=f"{run_dir.name} ({split}, {dom})")
         write_yaml(out / "config.yaml", {"run": _run_identity(run_dir), "split": split,
-                                         "domain": domain.value, "eps": e, "eta": eta,
+                                         "domain": dom, "eps": e, "eta": eta,
                                          "iters": iters, "stop": stop.value,
                                          "norm": norm.value, "clips": len(x)})
         write_json(out / "meta.json", run_meta(split_id=prepared.split.split_id))

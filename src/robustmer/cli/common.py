@@ -95,3 +95,35 @@ def load_run_and_data(run_dir: Path, data_root: Path | None, device: str,
         raise ConfigError(f"{run_dir}: the run was trained with standardiser {norm}, but the data "
                           f"gives {data.standardizer.to_dict()}; is --data the training dataset?")
     return run, data
+
+
+def run_profile(run_dir: Path, which: str = "best") -> dict[str, Any]:
+    """What a command needs to know of a run before loading it: its model type's ``task``,
+    ``input`` contract and number of outputs (read from ``model_config.json`` alone, so bad
+    options are refused before any data is read)."""
+    from robustmer.errors import CheckpointError
+    from robustmer.io import read_json
+    from robustmer.models.types import for_config
+
+    path = run_dir / which / "model_config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no {which}/model_config.json (is it a run folder "
+                              f"written by `robustmer train` or a study?)")
+    config = read_json(path)
+    mt = for_config(config)
+    n = int(config.get("n_classes") or 0) if mt.task == "classification" else int(
+        config.get("n_outputs") or 0)
+    return {"task": mt.task, "input": mt.input_spec(), "n_outputs": n,
+            "type": mt.name}
+
+
+def resolve_domain(domain: str | None, profile: dict[str, Any]) -> str:
+    """``--domain``: a waveform model is attacked on its audio (the default for it; asking for
+    the spectrogram domain is an error), any other model in the spectrogram domain by default."""
+    waveform_model = profile["input"].get("kind") == "waveform"
+    if domain is None:
+        return "waveform" if waveform_model else "spectrogram"
+    if waveform_model and domain != "waveform":
+        raise ConfigError(f"--domain {domain}: this model reads audio (input: waveform), so it "
+                          f"is attacked in the waveform domain")
+    return domain

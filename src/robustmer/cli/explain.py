@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("saliency", "--method",
                                    help="saliency, gbp, ig, lime, smoothgrad, ig+vargrad, ..."),
         target: str | None = typer.Option(
-            None, "--target", help="class, emotion or concept name (default: the predicted "
-            "class of a classifier, every emotion of a regressor)"),
+            None, "--target", help="class, output or concept name (default: the predicted "
+            "class of a classifier, every output of a regressor)"),
         out: Path | None = typer.Option(None, "--out",
                                         help="folder (default RUN_DIR/explain/CLIP_METHOD)"),
         segments: str = typer.Option("4x5", "--segments",
@@ -68,9 +68,10 @@ def register(app: typer.Typer) -> None:
         run, prepared = load_run_and_data(run_dir, data, device)
         folder = out or run_dir / "explain" / f"{clip}_{method.replace('+', '_')}"
         claim_folder(folder, "explanation", overwrite=overwrite or out is None)
-        classes = (run.data or {}).get("classes") or list(prepared.table.classes)
+        concepts = (run.data or {}).get("concepts") or list(prepared.table.concept_names)
         summary = explain_clip(run.model, prepared, clip, method, folder, target=target,
-                               grid=grid, params=params, classes=classes, device=device,
+                               grid=grid, params=params, task=run.task,
+                               names=run.output_names(), concepts=concepts, device=device,
                                run_dir=str(run_dir))
         for row in summary["targets"]:
             top = ", ".join(str(s) for s in row["ranking"][:3])

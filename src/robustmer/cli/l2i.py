@@ -50,7 +50,7 @@ def fit_command(
     cfg = InterpreterConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                             device=device)
     target = out or run_dir / L2I_DIR
-    s = fit_l2i(run.model, run.model_config["kind"], prepared, target, k=components, mu=mu,
+    s = fit_l2i(run.model, run.task, prepared, target, k=components, mu=mu,
                 nmf_iterations=nmf_iterations, frames_per_clip=frames_per_clip, seed=seed,
                 poolings=_poolings(pooling), config=cfg, max_clips=max_clips)
     how = "reused" if s["dictionary_reused"] else f"fitted in {s['dictionary_fit_seconds']:.1f} s"
@@ -73,7 +73,7 @@ def explain_command(
     from robustmer.train.l2i import explain_l2i
 
     run, prepared = load_run_and_data(run_dir, data, "cpu")
-    folder = explain_l2i(run.model, run.model_config["kind"], prepared, out or run_dir / L2I_DIR,
+    folder = explain_l2i(run.model, run.task, prepared, out or run_dir / L2I_DIR,
                          clip, target, tau, pooling)
     typer.echo(f"results: {folder}")
 
@@ -94,7 +94,7 @@ def evaluate_command(
 
     run, prepared = load_run_and_data(run_dir, data, "cpu")
     target = out or run_dir / L2I_DIR
-    fid, ff = evaluate_l2i(run.model, run.model_config["kind"], prepared, target, split=split,
+    fid, ff = evaluate_l2i(run.model, run.task, prepared, target, split=split,
                            taus=tuple(_floats(tau, "--tau")), poolings=_poolings(pooling),
                            max_clips=max_clips, seed=seed)
     typer.echo(fid.to_string(index=False))

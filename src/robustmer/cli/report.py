@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         compare: list[Path] = typer.Option(
             [], "--compare", help="Another results store to show side by side (repeatable)."),
         emotion: list[str] = typer.Option(
-            ["tension", "tender"], "--emotion", help="Emotion(s) for Figure 4 (repeatable)."),
+            [], "--emotion", "--output", help="Output(s) for Figure 4 (repeatable; default: "
+            "tension and tender where the store has them, else its first two)."),
         media_clips: int = typer.Option(
             2, "--media-clips", min=0, help="Audio / δ examples per model type."),
         alpha: float = typer.Option(0.05, "--alpha", help="Family-wise significance level."),
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
             store = attack_folder_store(results_dir, media_clips)
             out = out or results_dir / "report.html"
             results_dir = store.path
-        path = build_report(results_dir, out, compare, emotions=emotion, alpha=alpha,
+        path = build_report(results_dir, out, compare, emotions=emotion or None, alpha=alpha,
                             media_clips=media_clips, l2i=l2i)
         typer.echo(str(path))
 

@@ -6,7 +6,6 @@ Thin: parse, wire ``robustmer.data`` (and ``robustmer.attacks`` for --adversaria
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,40 @@ from robustmer.cli.common import SPLIT_FILE, load_run_and_data, resume_command, 
 from robustmer.errors import ConfigError
 
 
-class ModelKind(StrEnum):
-    """Model types the CLI trains (any case): aA2E / aA2B2E are A2E / A2B2E trained with
-    ``--adversarial``."""
+def _model_help() -> str:
+    from robustmer.models.types import names
 
-    a2e = "a2e"
-    a2b2e = "a2b2e"
-    a2m2e = "a2m2e"
-    aa2e = "aa2e"
-    aa2b2e = "aa2b2e"
-    classifier = "classifier"
+    return (f"a model type ({', '.join(names())}; any case; aA2E / aA2B2E = A2E / A2B2E with "
+            f"--adversarial), or your own: a factory 'my_models.py:build' or "
+            f"'package.module:build' (then --task, --input, ... describe it; docs/own-model.md)")
 
 
-MODEL_TYPE_NAMES: dict[str, str] = {"a2e": "A2E", "a2b2e": "A2B2E", "a2m2e": "A2M2E",
-                                    "aa2e": "aA2E", "aa2b2e": "aA2B2E",
-                                    "classifier": "classifier"}
-"""CLI kind -> the study's model-type name (recorded in the run's config.yaml)."""
+def resolve_model(model: str, *, adversarial: bool, task: str, model_input: str,
+                  sample_rate: int | None, seconds: float | None, settings: dict[str, Any],
+                  pretrained: bool, name: str | None) -> Any:
+    """The model type ``--model`` names: a registered one (with ``--adversarial``, its
+    adversarially trained variant), or a user factory described by the other options."""
+    from robustmer.models import types as mtypes
+    from robustmer.models.factory import FactoryType, resolve_factory
+
+    if ":" in model:
+        if adversarial:
+            raise ConfigError("--adversarial: adversarial training of a user model is not "
+                              "supported yet")
+        stem = model.rpartition(":")[0].rpartition("/")[2].removesuffix(".py")
+        return FactoryType(name=name or stem, factory=resolve_factory(model, "--model"),
+                           task=task, input=model_input, sample_rate=sample_rate,
+                           seconds=seconds, trainable=not pretrained, settings=settings)
+    mt = mtypes.get_type(model, "--model")
+    if adversarial and not mt.adversarial:
+        twins = [t for t in mtypes.REGISTRY.values() if t.adversarial
+                 and getattr(t, "kind", None) == getattr(mt, "kind", object())]
+        if not twins:
+            known = [t.name for t in mtypes.REGISTRY.values() if t.adversarial]
+            raise ConfigError(f"--adversarial: {mt.name} has no adversarially trained variant "
+                              f"(those are {known})")
+        mt = twins[0]
+    return mt
 
 
 def _describe(prepared: Any) -> dict[str, Any]:
@@ -59,11 +76,10 @@ def _epoch_hint(out: Path) -> str:
 
 
 def train_command(
-    model: ModelKind = typer.Option(..., "--model", case_sensitive=False,
-                                    help="A2E, A2B2E, A2M2E, aA2E / aA2B2E (= --adversarial), "
-                                         "or classifier (of the TARGET label)"),
-    data: Path = typer.Option(..., "--data", help="dataset root (Set1/ + mean_ratings_set1.csv) "
-                              "or a feature pack (`robustmer data features --pack`)"),
+    model: str = typer.Option(..., "--model", help=_model_help()),
+    data: Path = typer.Option(..., "--data", help="dataset: a manifest (CSV, dataset.yaml, or "
+                              "a folder with one), a Soundtracks folder (Set1/ + "
+                              "mean_ratings_set1.csv) or a feature pack"),
     seed: int = typer.Option(0, "--seed", help="fixes init, data order, dropout, windows"),
     out: Path = typer.Option(..., "--out", help="run folder (last/, best/, history)"),
     width: float = typer.Option(1.0, "--width", help="channel multiplier; 1.0 = the paper"),
@@ -90,19 +106,43 @@ def train_command(
     adv_eps: float = typer.Option(0.001, "--adv-eps", help="training attack budget ε"),
     adv_eta: float = typer.Option(0.002, "--adv-eta", help="training attack step η"),
     adv_iters: int = typer.Option(50, "--adv-iters", help="training attack iterations per batch"),
+    task: str = typer.Option("regression", "--task", help="your model: regression (one output "
+                             "per target) or classification (one logit per class)"),
+    model_input: str = typer.Option("spectrogram", "--input", help="your model: spectrogram "
+                                    "(robustmer's excerpt, (B, 1, 313, 149)) or waveform "
+                                    "(mono audio, (B, samples))"),
+    sample_rate: int | None = typer.Option(None, "--sample-rate", help="your waveform model's "
+                                           "sample rate"),
+    seconds: float | None = typer.Option(None, "--seconds", help="your waveform model's "
+                                         "excerpt length in seconds"),
+    model_set: list[str] = typer.Option([], "--model-set", help="your factory's keyword "
+                                        "argument, KEY=VALUE (repeatable)"),
+    pretrained: bool = typer.Option(False, "--pretrained", help="your factory loads trained "
+                                    "weights: write the run folder without training"),
+    name: str | None = typer.Option(None, "--name", help="your model type's name (default: "
+                                    "the factory file's stem)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm bars"),
 ) -> None:
-    """Train one model with the reference recipe and keep its best checkpoint."""
+    """Train one model with the reference recipe and keep its best checkpoint (a pretrained
+    model: write its run folder without training)."""
+    from robustmer.cli.attack import _setting_values
     from robustmer.data import prepare_data
     from robustmer.folders import claim_folder, folder_lock, refuse_if_locked
-    from robustmer.train import TrainConfig, train_run
+    from robustmer.models.types import MERType
+    from robustmer.train import TrainConfig, train_run, write_pretrained
 
-    kind = model.value.removeprefix("a") if model.value.startswith("aa") else model.value
-    adversarial = adversarial or model.value.startswith("aa")
-    if adversarial and kind in ("a2m2e", "classifier"):
-        raise ConfigError("--adversarial: the study's adversarially trained types are aA2E and "
-                          f"aA2B2E; {MODEL_TYPE_NAMES[kind]} is not trained adversarially")
-    model_type = MODEL_TYPE_NAMES["a" + kind if adversarial else kind]
+    mtype = resolve_model(model, adversarial=adversarial, task=task, model_input=model_input,
+                          sample_rate=sample_rate, seconds=seconds,
+                          settings=_setting_values(model_set, "--model-set"),
+                          pretrained=pretrained, name=name)
+    adversarial = mtype.adversarial
+    if isinstance(mtype, MERType):
+        if model_set:
+            raise ConfigError(f"--model-set: sets a factory's arguments; {mtype.name} takes "
+                              f"--width and --dropout")
+        settings: dict[str, Any] = {"width": width, "dropout": dropout}
+    else:
+        settings = {}
     _check_options(**{
         "--width": (width, width > 0, "> 0"), "--dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
         "--epochs": (epochs, epochs >= 1, ">= 1"),
@@ -127,37 +167,39 @@ def train_command(
 
         spec = AttackSpec.from_dict({"name": adv_attack, "eps": adv_eps, "eta": adv_eta,
                                      "max_iters": adv_iters}, where="--adv-*")
-        if spec.task != "regression":
-            raise ConfigError(f"--adv-attack {adv_attack}: attacks a classifier; adversarial "
-                              f"training attacks the emotion regressors")
+        if spec.task != mtype.task:
+            raise ConfigError(f"--adv-attack {adv_attack}: attacks {spec.task} models; "
+                              f"{mtype.name} does {mtype.task}")
         attack = spec.build()  # its spec is recorded in the run's config.yaml
     config = TrainConfig(seed=seed, lr=lr, batch_size=batch_size, max_epochs=epochs,
                          patience=patience, device=device, amp=amp, channels_last=channels_last,
                          adversarial_every=adv_every if adversarial else 0)
     prepared = prepare_data(data, cache_dir=cache, split_path=split, progress=progress and None)
-    description, n_classes = _describe(prepared), None
-    if kind == "classifier":
-        classes = list(prepared.table.classes)
-        if len(classes) < 2:
-            raise ConfigError(f"--data {data}: --model classifier needs a class label column "
-                              f"(TARGET) with at least 2 classes; found {classes}")
-        description["classes"] = classes
-        n_classes = len(classes)
+    description = _describe(prepared)
+    spec_in = mtype.input_spec()
     refuse_if_locked(out, "--out")  # --overwrite must not remove a run being trained
     claim_folder(out, "run", overwrite=overwrite)
     set_resume_hint(lambda: _epoch_hint(out))
+    common: dict[str, Any] = {"data_description": description,
+                              "normaliser": prepared.standardizer.to_dict(),
+                              "extra_config": {"model_type": mtype.name}}
     with folder_lock(out, "--out"):  # a second `train --resume` is refused
+        if not mtype.trainable:
+            write_pretrained(prepared.dataset_for(spec_in, "train"),
+                             prepared.dataset_for(spec_in, "val"), out, model_type=mtype,
+                             seed=seed, **common)
+            prepared.split.save(out / SPLIT_FILE)
+            typer.echo(f"wrote the pretrained {mtype.name} as a run folder: {out} (best/)")
+            return
         result = train_run(
-            prepared.dataset("train", mode="random", seed=seed),
-            prepared.dataset("val", mode="fixed", seed=seed),
-            out, kind=kind, width=width, n_classes=n_classes, dropout=dropout, config=config,
-            data_description=description, normaliser=prepared.standardizer.to_dict(),
-            attack=attack, resume=resume, progress=progress,
-            extra_config={"model_type": model_type})
+            prepared.dataset_for(spec_in, "train", mode="random", seed=seed),
+            prepared.dataset_for(spec_in, "val", mode="fixed", seed=seed),
+            out, model_type=mtype, model_settings=settings, config=config, attack=attack,
+            resume=resume, progress=progress, **common)
     prepared.split.save(out / SPLIT_FILE)
     by_epoch = {int(r["epoch"]): r for r in result.history}
     best, last = by_epoch.get(result.best_epoch, {}), by_epoch.get(result.last_epoch, {})
-    typer.echo(f"trained {model_type} (seed {seed}) to epoch {result.last_epoch}"
+    typer.echo(f"trained {mtype.name} (seed {seed}) to epoch {result.last_epoch}"
                + (" (early stop)" if result.stopped_early else ""))
     for label, rec in (("best epoch", best), ("last epoch", last)):
         typer.echo(f"  {label} {rec.get('epoch', '?')}: " + _val_summary(rec))
@@ -185,8 +227,8 @@ def evaluate_command(
 ) -> None:
     """Score a trained run on one split; prints a table and saves ``metrics_<split>.json``.
 
-    Targets and predictions are ratings divided by 10 (the 1-9 scale becomes 0.1-0.9)."""
-    from robustmer import EMOTIONS, io
+    Targets and predictions are in the data's units (Soundtracks: ratings divided by 10)."""
+    from robustmer import io
     from robustmer.evaluate.metrics import mean_predictor_metrics
     from robustmer.train import evaluate_model
 
@@ -195,17 +237,19 @@ def evaluate_command(
     if which not in ("best", "last"):
         raise ConfigError(f"--checkpoint must be best or last, found {which!r}")
     loaded, prepared = load_run_and_data(run_dir, data, device, which=which, cache=cache)
-    ev = evaluate_model(loaded.model, prepared.dataset(split, mode="fixed", seed=0), device)
+    spec_in = loaded.model_type.input_spec() if loaded.model_type else None
+    ev = evaluate_model(loaded.model, prepared.dataset_for(spec_in, split, mode="fixed", seed=0),
+                        device, model_type=loaded.model_type)
     if "logits" in ev:
         _evaluate_classifier(run_dir, which, loaded, prepared, split, ev)
         return
-    names = list(EMOTIONS) if ev["predictions"].shape[1] == len(EMOTIONS) else [
-        str(i) for i in range(ev["predictions"].shape[1])]
+    names = list(ev["metrics"]["r"])
     baseline = mean_predictor_metrics(
-        prepared.table.emotions.loc[list(prepared.split.train)].to_numpy(), ev["targets"], names)
+        prepared.table.targets.loc[list(prepared.split.train)].to_numpy(), ev["targets"], names)
+    units = prepared.table.target_info.get("units", "as given")
     payload = {"run": str(run_dir.resolve()), "checkpoint": which, "epoch": loaded.epoch,
                "split": split, "split_id": prepared.split.split_id, "n_clips": len(ev["ids"]),
-               "units": "ratings divided by 10 (the 1-9 scale becomes 0.1-0.9)",
+               "units": units,
                "metrics": ev.get("metrics"), "concept_metrics": ev.get("concept_metrics"),
                "mean_predictor": baseline,
                "clips": {cid: {"target": dict(zip(names, map(float, t), strict=True)),
@@ -216,7 +260,7 @@ def evaluate_command(
     io.write_json(target, payload)
     typer.echo(metrics_table(ev["metrics"], baseline, ev.get("concept_metrics"),
                              title=f"{run_dir} ({which}, epoch {loaded.epoch}), {split} split, "
-                                   f"{len(ev['ids'])} clips; ratings / 10"))
+                                   f"{len(ev['ids'])} clips; targets {units}"))
     typer.echo(f"wrote {target}")
 
 
@@ -263,14 +307,23 @@ def _evaluate_classifier(run_dir: Path, which: str, loaded: Any, prepared: Any, 
 def metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None,
                   concepts: dict[str, Any] | None = None, title: str = "") -> str:
     """A plain-text table: Pearson r and MAE per output, the model against the mean predictor
-    (the training-mean baseline a model must beat; its r is undefined)."""
+    (the training-mean baseline a model must beat; its r is undefined). An output whose r is
+    undefined (a constant target or prediction) is listed as such and left out of the mean r,
+    which says over how many outputs it is."""
     lines = [title] if title else []
     lines.append(f"{'output':<22}{'r':>8}{'MAE':>9}{'mean-pred MAE':>15}")
+    undefined = [n for n, r in metrics["r"].items() if r != r]
     for name, r in metrics["r"].items():
         base = "" if baseline is None else f"{baseline['mae_per'][name]:>15.4f}"
-        lines.append(f"{name:<22}{r:>8.3f}{metrics['mae_per'][name]:>9.4f}{base}")
+        shown = f"{r:>8.3f}" if r == r else f"{'undef.':>8}"
+        lines.append(f"{name:<22}{shown}{metrics['mae_per'][name]:>9.4f}{base}")
     base = "" if baseline is None else f"{baseline['mae']:>15.4f}"
-    lines.append(f"{'all (mean r, MAE)':<22}{metrics['mean_r']:>8.3f}{metrics['mae']:>9.4f}{base}")
+    n_r = len(metrics["r"]) - len(undefined)
+    label = "all (mean r, MAE)" if not undefined else f"all (r of {n_r}, MAE)"
+    lines.append(f"{label:<22}{metrics['mean_r']:>8.3f}{metrics['mae']:>9.4f}{base}")
+    if undefined:
+        lines.append(f"r undefined (constant target or prediction): {', '.join(undefined)}; "
+                     f"mean r over the other {n_r}")
     if concepts is not None:
         lines.append(f"bottleneck vs concepts: mean r {concepts['mean_r']:.3f}, "
                      f"MAE {concepts['mae']:.4f}")

@@ -120,13 +120,13 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--resume and --overwrite contradict each other; give one")
         run, prepared = load_run_and_data(run_dir, data, device, progress=progress and None)
         claim_folder(out, "explainer-eval", overwrite=overwrite)
-        task = "classifier" if run.model_config.get("kind") == "classifier" else "regressor"
+        task = run.task
         # the attacks come from the one attack description (robustmer.attacks.spec)
-        if task == "classifier" and attack == ClassifierAttack.cw:
+        if task == "classification" and attack == ClassifierAttack.cw:
             raw: dict[str, Any] = {"name": "cw", "alpha": 15.0, "eps": 0.1 if eps is None
                                    else eps, "eta": 5e-4 if eta is None else eta,
                                    "max_iters": attack_iters, "box": None}
-        elif task == "classifier":
+        elif task == "classification":
             raw = {"name": "targeted_pgd", "eps": 0.001 if eps is None else eps,
                    "eta": 0.002 if eta is None else eta, "max_iters": attack_iters,
                    "norm": norm}
@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         first = ds[0]["x"]
         n_freq, n_time = parse_grid(grid)
         segments = grid_segments(tuple(first.shape[-2:]), n_freq=n_freq, n_time=n_time)
-        items = ({"id": str(ds.ids[i]), "x": it["x"], "y": it["emotions"]}
+        items = ({"id": str(ds.ids[i]), "x": it["x"], "y": it["targets"]}
                  for i in range(n) for it in (ds[i],))
         rk = [int(v) for v in _csv([recovery_k])]
         res = evaluate_explainers(

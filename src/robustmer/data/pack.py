@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustmer import CONCEPTS, EMOTIONS
 from robustmer.data.cache import FeatureCache
 from robustmer.data.prepare import PreparedData, content_id, load_or_make_split
-from robustmer.data.soundtracks import load_dataset
+from robustmer.data.soundtracks import load_dataset, soundtracks_spec
 from robustmer.data.split import PARTS, Split, make_split
 from robustmer.data.table import ClipTable
 from robustmer.errors import ConfigError, DatasetError
@@ -74,21 +73,23 @@ def _table_json(table: ClipTable) -> dict[str, Any]:
     def row(values: np.ndarray) -> list[float | None]:
         return [None if math.isnan(v) else float(v) for v in values]
 
-    emotions = table.emotions.loc[table.ids, list(EMOTIONS)].to_numpy(np.float64)
-    concepts = table.concepts.loc[table.ids, list(CONCEPTS)].to_numpy(np.float64)
+    targets = table.targets.loc[table.ids].to_numpy(np.float64)
+    concepts = table.concepts.loc[table.ids].to_numpy(np.float64)
     labels = {i: None if table.labels.get(i) is None else str(table.labels.get(i))
               for i in table.ids}
-    return {"emotion_columns": list(EMOTIONS), "concept_columns": list(CONCEPTS),
-            "emotions": {i: row(e) for i, e in zip(table.ids, emotions, strict=True)},
+    # "emotion_columns" / "emotions": the keys of version-1 packs, whatever the targets are
+    return {"emotion_columns": list(table.target_names),
+            "concept_columns": list(table.concept_names),
+            "emotions": {i: row(e) for i, e in zip(table.ids, targets, strict=True)},
             "concepts": {i: row(c) for i, c in zip(table.ids, concepts, strict=True)},
-            "labels": labels, "classes": list(table.classes)}
+            "labels": labels, "classes": list(table.classes),
+            "target_info": dict(table.target_info), "split_column": table.split_column}
 
 
 def _table_from_json(d: dict[str, Any], ids: list[str], path: Path) -> ClipTable:
-    if d.get("emotion_columns") != list(EMOTIONS) or d.get("concept_columns") != list(CONCEPTS):
-        raise DatasetError(f"{path}: the pack's table columns {d.get('emotion_columns')} / "
-                           f"{d.get('concept_columns')} are not {list(EMOTIONS)} / "
-                           f"{list(CONCEPTS)}")
+    targets, concepts = d.get("emotion_columns"), d.get("concept_columns")
+    if not isinstance(targets, list) or not isinstance(concepts, list):
+        raise DatasetError(f"{path}: the pack's table names no target / concept columns")
     index = pd.Index(ids, name="id")
 
     def frame(key: str, columns: list[str]) -> pd.DataFrame:
@@ -98,9 +99,12 @@ def _table_from_json(d: dict[str, Any], ids: list[str], path: Path) -> ClipTable
                             index=index, columns=columns)
 
     labels = pd.Series([d["labels"][i] for i in ids], index=index, name="label", dtype=object)
-    return ClipTable(root=path, ids=ids, emotions=frame("emotions", list(EMOTIONS)),
-                     concepts=frame("concepts", list(CONCEPTS)), labels=labels, audio_paths={},
-                     midlevel_root=None, classes=list(d.get("classes") or []))
+    # packs written before names came from the data hold the Soundtracks layout
+    info = d.get("target_info") or soundtracks_spec(path).info()
+    return ClipTable(root=path, ids=ids, targets=frame("emotions", list(targets)),
+                     concepts=frame("concepts", list(concepts)), labels=labels, audio_paths={},
+                     midlevel_root=None, classes=list(d.get("classes") or []),
+                     target_info=dict(info), split_column=d.get("split_column"))
 
 
 @dataclass

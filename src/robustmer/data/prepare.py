@@ -6,19 +6,24 @@ the dataset root, the split id and file, the standardiser and the front-end sett
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 
 from robustmer.audio import load_audio
+from robustmer.audio.load import RESAMPLE_QUALITY
 from robustmer.data.cache import FeatureCache, FeatureStats
+from robustmer.data.manifest import MIN_SCORED, is_manifest, split_warning
 from robustmer.data.soundtracks import load_dataset
 from robustmer.data.split import Split, make_split
 from robustmer.data.table import ClipTable
-from robustmer.data.torchdata import ExcerptDataset
-from robustmer.errors import ConfigError, DatasetError
+from robustmer.data.torchdata import ExcerptDataset, WaveExcerptDataset
+from robustmer.errors import ConfigError, DatasetError, DatasetWarning
 from robustmer.features import FrontEndConfig, Standardizer
 from robustmer.io import stable_hash, write_json
 
@@ -43,6 +48,7 @@ class PreparedData:
     content_id: str | None = None
     pack_path: Path | None = None
     feature_dtype: str = "float32"
+    _waves: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def midlevel_root(self) -> Path | None:
@@ -77,6 +83,44 @@ class PreparedData:
         return ExcerptDataset(self.split.part(part), self.specs, self.table, self.standardizer,
                               mode=mode, seed=seed)
 
+    def waves(self, part: str, sample_rate: int) -> dict[str, np.ndarray]:
+        """The clips of one split part as the front end sees them (``load_audio``), resampled
+        to ``sample_rate`` with soxr; decoded once per rate and kept in memory."""
+        self.require_audio("a waveform model")
+        store = self._waves.setdefault(int(sample_rate), {})
+        for clip_id in self.split.part(part):
+            if clip_id not in store:
+                wave = self.waveform(clip_id)
+                if int(sample_rate) != int(self.frontend.sample_rate):
+                    wave = soxr.resample(wave, self.frontend.sample_rate, int(sample_rate),
+                                         quality=RESAMPLE_QUALITY).astype(np.float32)
+                store[clip_id] = wave
+        return store
+
+    def wave_dataset(self, part: str, *, sample_rate: int, seconds: float, mode: str = "fixed",
+                     seed: int = 0) -> WaveExcerptDataset:
+        """A ``WaveExcerptDataset`` of one split part: ``seconds``-long mono excerpts at
+        ``sample_rate`` (the input of a model that owns its front end)."""
+        if not seconds > 0:
+            raise ConfigError(f"excerpt seconds must be > 0, found {seconds!r}")
+        return WaveExcerptDataset(self.split.part(part), self.waves(part, sample_rate),
+                                  self.table, samples=round(seconds * sample_rate), mode=mode,
+                                  seed=seed)
+
+    def dataset_for(self, model_input: Mapping[str, Any] | None, part: str, *,
+                    mode: str = "fixed", seed: int = 0) -> ExcerptDataset | WaveExcerptDataset:
+        """The dataset a model with this input contract reads: ``{"kind": "spectrogram"}``
+        (or None: robustmer's standardised excerpts) or ``{"kind": "waveform",
+        "sample_rate": SR, "seconds": S}`` (see ``robustmer.models.types``)."""
+        kind = "spectrogram" if model_input is None else model_input.get("kind", "spectrogram")
+        if kind == "spectrogram":
+            return self.dataset(part, mode=mode, seed=seed)
+        if kind != "waveform":
+            raise ConfigError(f"model input kind must be spectrogram or waveform, found {kind!r}")
+        assert model_input is not None
+        return self.wave_dataset(part, sample_rate=int(model_input["sample_rate"]),
+                                 seconds=float(model_input["seconds"]), mode=mode, seed=seed)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description of the data, recorded in checkpoints and results."""
         return {
@@ -92,15 +136,20 @@ class PreparedData:
             "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
             "pack": None if self.pack_path is None else str(self.pack_path),
             "feature_dtype": self.feature_dtype,
+            **self.table.describe(),
         }
 
 
 def load_or_make_split(table: ClipTable, split_path: str | Path | None, seed: int) -> Split:
-    """Load the split at ``split_path`` if it exists (checked against the table), else make one
-    with ``seed`` and write it there when a path was given."""
+    """Load the split at ``split_path`` if it exists (checked against the table), else take the
+    manifest's split column, else make one with ``seed``; write it there when a path was given."""
     if split_path is not None and Path(split_path).exists():
         return Split.load(split_path, valid_ids=table.ids)
-    split = make_split(table.ids, seed=seed)
+    if table.split_column is not None:
+        split = Split(**{part: tuple(i for i in table.ids if table.split_column[i] == part)
+                         for part in ("train", "val", "test")})
+    else:
+        split = make_split(table.ids, seed=seed)
     if split_path is not None:
         split.save(split_path)
     return split
@@ -119,7 +168,7 @@ def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
     split must then be the one in ``split_path`` (if it exists) or the seeded ``split_seed`` (if
     given). Without a split file, an audio folder gets the split of ``split_seed`` (default 0).
     """
-    if Path(root).is_file():
+    if Path(root).is_file() and not is_manifest(root):
         from robustmer.data.pack import prepare_pack  # pack.py builds on this module
 
         return prepare_pack(root, split_path=split_path, split_seed=split_seed,
@@ -128,6 +177,7 @@ def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
     frontend = frontend if frontend is not None else FrontEndConfig()
     table = load_dataset(root, midlevel_root=midlevel_root)
     split = load_or_make_split(table, split_path, split_seed)
+    warn_small_split(split, root)
     cache = FeatureCache(cache_dir, frontend)
     specs, stats = cache.featurize(table.audio_paths, progress=progress)
     # Fit on the TRAINING split only. The reference implementation standardised with statistics
@@ -145,13 +195,28 @@ def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
                         content_id=content_id(table, cache.digests))
 
 
+def warn_small_split(split: Split, where: str | Path) -> None:
+    """Warn (``DatasetWarning``) when the validation or test split is too small to score."""
+    for part in ("val", "test"):
+        n = len(split.part(part))
+        if n < MIN_SCORED:
+            warnings.warn(str(split_warning(Path(where), part, n)), DatasetWarning,
+                          stacklevel=3)
+
+
 def content_id(table: ClipTable, digests: dict[str, str]) -> str:
     """A short id of the dataset's content: every clip's audio SHA-256 and its annotations.
 
     Recorded with every run, so a run pointed at other data (``--data``) is refused even when the
     folder has the same name, and a moved dataset is still recognised as the same."""
-    notes = {"emotions": table.emotions.round(6).to_dict(orient="index"),
-             "concepts": table.concepts.round(6).fillna(-1.0).to_dict(orient="index"),
-             "labels": {str(k): None if v is None else str(v)
-                        for k, v in table.labels.items()}}
+    # "emotions": the key the targets have always been hashed under, so that the content id of a
+    # Soundtracks-layout dataset (and every run recorded with it) stays what it was.
+    notes: dict[str, Any] = {
+        "emotions": table.targets.round(6).to_dict(orient="index"),
+        "concepts": table.concepts.round(6).fillna(-1.0).to_dict(orient="index"),
+        "labels": {str(k): None if v is None else str(v) for k, v in table.labels.items()}}
+    if table.target_info.get("source", "soundtracks") != "soundtracks":
+        notes["target_info"] = table.target_info
+    if table.split_column is not None:
+        notes["split_column"] = table.split_column
     return stable_hash({"audio": {i: digests[i] for i in sorted(digests)}, **notes}, length=16)

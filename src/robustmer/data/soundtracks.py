@@ -9,132 +9,57 @@ study; ``TARGET`` is the intended emotion, kept as a class label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from robustmer import CONCEPTS, EMOTIONS
-from robustmer.data.midlevel import MidLevel
-from robustmer.data.table import (
-    ClipTable,
-    Problem,
-    audio_files,
-    csv_line,
-    normalise_clip_id,
-    parse_ratings,
-    raise_problems,
-    read_csv_table,
+from robustmer.data.manifest import (
+    ManifestScan,
+    ManifestSpec,
+    is_manifest,
+    load_manifest,
+    manifest_spec,
+    scan_manifest,
 )
-from robustmer.errors import DatasetError
+from robustmer.data.midlevel import MidLevel
+from robustmer.data.table import ClipTable, Problem
+from robustmer.errors import ConfigError, DatasetError
 
 RATINGS_FILE = "mean_ratings_set1.csv"
 AUDIO_DIR = "Set1"
 LABEL_COLUMN = "TARGET"
 ID_COLUMN = "number"
 EMOTION_SCALE = (1.0, 9.0)
+RATING_DIVISOR = 10.0
+"""The reference study divides the 1-9 ratings by 10."""
 
 
-@dataclass
-class SoundtracksScan:
-    """What a scan of a Soundtracks folder found, including every problem (nothing raised)."""
-
-    root: Path
-    ids: list[str] = field(default_factory=list)
-    ratings: np.ndarray = field(default_factory=lambda: np.zeros((0, len(EMOTIONS))))
-    labels: list[str | None] = field(default_factory=list)
-    audio_paths: dict[str, Path] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
+def soundtracks_spec(root: str | Path) -> ManifestSpec:
+    """Soundtracks Set 1 as an instance of the one manifest reader: ids in ``number``, audio
+    found by id in ``Set1/``, the 8 emotions (1-9) divided by 10, ``TARGET`` an optional label."""
+    root = Path(root)
+    return ManifestSpec(csv=root / RATINGS_FILE, audio_dir=root / AUDIO_DIR, file_column=None,
+                        id_column=ID_COLUMN, targets=EMOTIONS, label=LABEL_COLUMN,
+                        label_required=False, scale=EMOTION_SCALE, divisor=RATING_DIVISOR,
+                        source="soundtracks", soundtracks_ids=True)
 
 
-def scan_soundtracks(root: str | Path) -> SoundtracksScan:
+def is_soundtracks(root: str | Path) -> bool:
+    """Whether ``root`` is a folder in the Soundtracks layout (``Set1/`` or the ratings CSV)."""
+    p = Path(root)
+    return p.is_dir() and ((p / RATINGS_FILE).is_file() or (p / AUDIO_DIR).is_dir())
+
+
+def scan_soundtracks(root: str | Path) -> ManifestScan:
     """Read ratings and list audio files of a Soundtracks folder, collecting every problem."""
     root = Path(root)
-    scan = SoundtracksScan(root=root)
-    problems = scan.problems
-    csv_path = root / RATINGS_FILE
-    audio_dir = root / AUDIO_DIR
     if not root.is_dir():
-        problems.append(Problem(root, None, "dataset folder not found", "missing_file"))
+        scan = ManifestScan(spec=soundtracks_spec(root))
+        scan.problems.append(Problem(root, None, "dataset folder not found", "missing_file"))
         return scan
-
-    audio: dict[str, Path] = {}
-    if not audio_dir.is_dir():
-        problems.append(Problem(audio_dir, None, "audio folder not found (expected "
-                                "ROOT/Set1/NNN.mp3 ...)", "missing_file"))
-    else:
-        for path in audio_files(audio_dir):
-            clip_id = normalise_clip_id(path.stem)
-            if clip_id in audio:
-                problems.append(Problem(path, None, f"two audio files for clip {clip_id!r}: "
-                                        f"{audio[clip_id].name} and {path.name}", "duplicate_id"))
-                continue
-            audio[clip_id] = path
-
-    frame = read_csv_table(csv_path, sep=",", required=(ID_COLUMN, *EMOTIONS), problems=problems)
-    if frame is None:
-        return scan
-
-    ratings = parse_ratings(frame, EMOTIONS, csv_path, *EMOTION_SCALE, problems=problems)
-    label_col = next((c for c in frame.columns if c.upper() == LABEL_COLUMN), None)
-    first_line: dict[str, int] = {}
-    keep: list[int] = []
-    for i, raw in enumerate(frame[ID_COLUMN].tolist()):
-        line = csv_line(i)
-        clip_id = normalise_clip_id(raw)
-        if not clip_id:
-            problems.append(Problem(csv_path, line, f"empty {ID_COLUMN!r}", "missing_id"))
-            continue
-        if clip_id in first_line:
-            problems.append(Problem(csv_path, line, f"duplicate clip id {clip_id!r} (first on "
-                                    f"line {first_line[clip_id]})", "duplicate_id"))
-            continue
-        first_line[clip_id] = line
-        if clip_id not in audio and audio_dir.is_dir():
-            problems.append(Problem(csv_path, line, f"no audio file for clip {clip_id!r} in "
-                                    f"{audio_dir} (expected {clip_id}.mp3/.wav/.flac/.ogg)",
-                                    "missing_audio"))
-        keep.append(i)
-
-    for clip_id, path in audio.items():
-        if clip_id not in first_line:
-            problems.append(Problem(path, None, f"audio file has no rating row in {csv_path}",
-                                    "unrated_audio"))
-
-    scan.ids = [normalise_clip_id(frame[ID_COLUMN].iloc[i]) for i in keep]
-    scan.ratings = ratings[keep]
-    if label_col is None:
-        scan.labels = [None] * len(keep)
-    else:
-        raw_labels = [str(frame[label_col].iloc[i]).strip() for i in keep]
-        scan.labels = [label or None for label in raw_labels]
-    scan.audio_paths = {i: audio[i] for i in scan.ids if i in audio}
-    return scan
-
-
-class Soundtracks:
-    """A validated Soundtracks folder: ids, ratings (/10), labels, audio paths.
-
-    Raises ``DatasetError`` naming file and line for every malformed input (see
-    ``scan_soundtracks`` for the checks).
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        scan = scan_soundtracks(root)
-        raise_problems(scan.problems, f"Soundtracks dataset at {scan.root}")
-        if not scan.ids:
-            raise DatasetError(f"{scan.root / RATINGS_FILE}: no clips (the file has no data rows)")
-        self.root = scan.root
-        self.ids: list[str] = scan.ids
-        self.emotions = pd.DataFrame(scan.ratings / 10.0, index=pd.Index(self.ids, name="id"),
-                                     columns=list(EMOTIONS))
-        self.labels = pd.Series(scan.labels, index=pd.Index(self.ids, name="id"),
-                                name="label", dtype=object)
-        self.audio_paths: dict[str, Path] = scan.audio_paths
-
-    def __len__(self) -> int:
-        return len(self.ids)
+    return scan_manifest(soundtracks_spec(root))
 
 
 def default_midlevel_root(root: str | Path) -> Path | None:
@@ -144,19 +69,30 @@ def default_midlevel_root(root: str | Path) -> Path | None:
 
 
 def load_dataset(root: str | Path, midlevel_root: str | Path | None = None) -> ClipTable:
-    """Load a Soundtracks folder and join the mid-level concept ratings of its clips, if any.
+    """Load a dataset: a user manifest (a CSV, a ``dataset.yaml`` or a folder holding either;
+    see ``robustmer.data.manifest``) or a Soundtracks folder, whose clips get the mid-level
+    concept ratings when there are any.
 
-    ``midlevel_root`` defaults to ``ROOT/midlevel`` when that folder exists; clips without concept
-    annotations get NaN concepts.
+    ``midlevel_root`` defaults to ``ROOT/midlevel`` when that folder exists; clips without
+    concept annotations get NaN concepts.
     """
-    sound = Soundtracks(root)
+    if is_manifest(root) and not is_soundtracks(root):
+        if midlevel_root is not None:
+            raise ConfigError(f"--midlevel applies to the Soundtracks layout; {root} is a "
+                              "manifest: give concept columns in its dataset.yaml instead")
+        return load_manifest(manifest_spec(root))
+    table = load_manifest(soundtracks_spec(root)) if Path(root).is_dir() else None
+    if table is None:
+        raise DatasetError(f"{root}: dataset folder not found (expected a Soundtracks folder "
+                           f"with {AUDIO_DIR}/ and {RATINGS_FILE}, or a manifest: a CSV, a "
+                           f"dataset.yaml, or a folder holding one)")
+    table.root = Path(root)
     ml_root = Path(midlevel_root) if midlevel_root is not None else default_midlevel_root(root)
-    index = pd.Index(sound.ids, name="id")
-    concepts = pd.DataFrame(np.nan, index=index, columns=list(CONCEPTS))
+    concepts = pd.DataFrame(np.nan, index=pd.Index(table.ids, name="id"), columns=list(CONCEPTS))
     if ml_root is not None:
         annotated = MidLevel(ml_root).soundtracks_concepts()
-        common = [i for i in sound.ids if i in annotated.index]
+        common = [i for i in table.ids if i in annotated.index]
         concepts.loc[common, list(CONCEPTS)] = annotated.loc[common, list(CONCEPTS)].to_numpy()
-    return ClipTable(root=sound.root, ids=list(sound.ids), emotions=sound.emotions,
-                     concepts=concepts, labels=sound.labels, audio_paths=dict(sound.audio_paths),
-                     midlevel_root=ml_root)
+    table.concepts = concepts
+    table.midlevel_root = ml_root
+    return table

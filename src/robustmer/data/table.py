@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,21 +138,27 @@ def parse_ratings(frame: pd.DataFrame, columns: Sequence[str], path: Path,
 
 @dataclass
 class ClipTable:
-    """Everything known about the clips of one dataset, indexed by clip id (the audio file stem).
+    """Everything known about the clips of one dataset, indexed by clip id.
 
-    ``emotions`` holds the 8 ratings divided by 10 (columns ``robustmer.EMOTIONS``); ``concepts``
-    the 7 mid-level ratings divided by 10 (columns ``robustmer.CONCEPTS``, NaN where unknown);
-    ``labels`` the class label per clip (None where unknown); ``classes`` the sorted label names.
+    Names come from the data: ``targets`` holds the regression targets (columns
+    :attr:`target_names`; Soundtracks: its 8 ratings divided by 10), ``concepts`` the concept
+    ratings (columns :attr:`concept_names`, NaN where unknown; may have no columns), ``labels``
+    the class label per clip (None where unknown) and ``classes`` the sorted label names.
+    ``target_info`` records the targets' scale and units (shown beside every table);
+    ``split_column`` the split a manifest prescribes (clip id -> ``train``/``val``/``test``), or
+    None when the split is drawn with a seed.
     """
 
     root: Path
     ids: list[str]
-    emotions: pd.DataFrame
+    targets: pd.DataFrame
     concepts: pd.DataFrame
     labels: pd.Series
     audio_paths: dict[str, Path]
     midlevel_root: Path | None = None
     classes: list[str] = field(default_factory=list)
+    target_info: dict[str, Any] = field(default_factory=dict)
+    split_column: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.classes:
@@ -159,6 +166,16 @@ class ClipTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        """The regression targets' names, in the order every model outputs them."""
+        return tuple(str(c) for c in self.targets.columns)
+
+    @property
+    def concept_names(self) -> tuple[str, ...]:
+        """The concepts' names, in the order a concept bottleneck outputs them."""
+        return tuple(str(c) for c in self.concepts.columns)
 
     def label_index(self, clip_id: str) -> int:
         """Index of the clip's label in ``classes``; -1 where the label is unknown."""
@@ -168,7 +185,9 @@ class ClipTable:
         return self.classes.index(str(label))
 
     def has_concepts(self, clip_id: str) -> bool:
-        """Whether all 7 concept ratings of the clip are known."""
+        """Whether every concept rating of the clip is known (False when there are none)."""
+        if not len(self.concepts.columns):
+            return False
         return bool(self.concepts.loc[clip_id].notna().all())
 
     def check_ids(self, ids: Iterable[str], source: str) -> None:
@@ -180,3 +199,8 @@ class ClipTable:
                 f"{source}: {len(unknown)} clip id(s) not in the dataset at {self.root}: "
                 f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}; was the split made for "
                 "another dataset? Delete it to make a new one.")
+
+    def describe(self) -> dict[str, Any]:
+        """The names and scales a run, an attack folder and a results store record."""
+        return {"targets": list(self.target_names), "concepts": list(self.concept_names),
+                "classes": list(self.classes), "target_info": dict(self.target_info)}

@@ -1,4 +1,7 @@
-"""``ExcerptDataset``: standardised 313-frame excerpts with their targets, as a torch Dataset."""
+"""Torch datasets of excerpts with their targets: ``ExcerptDataset`` (standardised 313-frame
+spectrogram excerpts, robustmer's model input) and ``WaveExcerptDataset`` (mono audio excerpts
+at a model's own sample rate, for a model that owns its front end). Items share one layout, so
+training, attacks and explainers read either."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robustmer import CONCEPTS, EMOTIONS
 from robustmer.data.table import ClipTable
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.features import EXCERPT_FRAMES, Standardizer, excerpt_indices
@@ -28,14 +30,37 @@ def clip_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+class _Targets:
+    """The per-clip targets every dataset item carries (names from the :class:`ClipTable`)."""
+
+    def __init__(self, ids: Sequence[str], table: ClipTable) -> None:
+        self.target_names = table.target_names
+        self.concept_names = table.concept_names
+        self.classes = tuple(table.classes)
+        targets = table.targets.loc[list(ids)].to_numpy(np.float32)
+        concepts = table.concepts.loc[list(ids)].to_numpy(np.float32)
+        mask = (~np.isnan(concepts).any(axis=1) if concepts.shape[1]
+                else np.zeros(len(ids), dtype=bool))
+        self._targets = torch.tensor(targets, dtype=torch.float32)
+        self._concepts = torch.tensor(np.where(mask[:, None], concepts, 0.0),
+                                      dtype=torch.float32)
+        self._mask = torch.tensor(mask, dtype=torch.bool)
+        self._labels = torch.tensor([table.label_index(i) for i in ids], dtype=torch.int64)
+
+    def item(self, index: int, clip_id: str, x: torch.Tensor) -> dict[str, Any]:
+        return {"id": clip_id, "x": x, "targets": self._targets[index],
+                "concepts": self._concepts[index], "concept_mask": self._mask[index],
+                "label": self._labels[index]}
+
+
 class ExcerptDataset(Dataset[dict[str, Any]]):
-    """Items ``{id, x (1, 313, bands), emotions (8,), concepts (7,), concept_mask, label}``.
+    """Items ``{id, x (1, 313, bands), targets (K,), concepts (C,), concept_mask, label}``.
 
     ``mode="fixed"``: each clip's window is drawn once from (seed, clip id) and is the same every
     time (evaluation, attacks). ``mode="random"``: ``set_epoch(epoch)`` re-draws every window from
     (seed, epoch, clip id), so training is reproducible and resumable. ``concepts`` are zeros and
     ``concept_mask`` False where any concept of the clip is unknown; ``label`` is the index into
-    ``table.classes`` or -1.
+    ``table.classes`` or -1. ``target_names``, ``concept_names`` and ``classes`` name them.
     """
 
     def __init__(self, ids: Sequence[str], specs: Mapping[str, np.ndarray], table: ClipTable,
@@ -54,13 +79,10 @@ class ExcerptDataset(Dataset[dict[str, Any]]):
         self.epoch = 0
         self.standardizer = standardizer
         self._specs = {i: specs[i] for i in self.ids}
-        emotions = table.emotions.loc[self.ids, list(EMOTIONS)].to_numpy(np.float32)
-        concepts = table.concepts.loc[self.ids, list(CONCEPTS)].to_numpy(np.float32)
-        mask = ~np.isnan(concepts).any(axis=1)
-        self._emotions = torch.tensor(emotions, dtype=torch.float32)
-        self._concepts = torch.tensor(np.where(mask[:, None], concepts, 0.0), dtype=torch.float32)
-        self._mask = torch.tensor(mask, dtype=torch.bool)
-        self._labels = torch.tensor([table.label_index(i) for i in self.ids], dtype=torch.int64)
+        self._targets = _Targets(self.ids, table)
+        self.target_names = self._targets.target_names
+        self.concept_names = self._targets.concept_names
+        self.classes = self._targets.classes
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -84,11 +106,54 @@ class ExcerptDataset(Dataset[dict[str, Any]]):
         clip_id = self.ids[index]
         window = self._specs[clip_id][self.excerpt_index(clip_id)]
         x = self.standardizer.transform(window.astype(np.float32))
-        return {
-            "id": clip_id,
-            "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None],
-            "emotions": self._emotions[index],
-            "concepts": self._concepts[index],
-            "concept_mask": self._mask[index],
-            "label": self._labels[index],
-        }
+        return self._targets.item(index, clip_id,
+                                  torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])
+
+
+class WaveExcerptDataset(Dataset[dict[str, Any]]):
+    """Items ``{id, x (samples,), targets, concepts, concept_mask, label}``: mono audio excerpts
+    of ``samples`` samples at the model's sample rate (``waves`` already resampled), for a model
+    that owns its front end. Windows are drawn as :class:`ExcerptDataset` draws them (``fixed``:
+    from (seed, clip id); ``random``: from (seed, epoch, clip id)); a shorter clip is tiled."""
+
+    def __init__(self, ids: Sequence[str], waves: Mapping[str, np.ndarray], table: ClipTable, *,
+                 samples: int, mode: str = "fixed", seed: int = 0) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"WaveExcerptDataset: mode must be one of {list(MODES)}, "
+                              f"got {mode!r}")
+        if int(samples) != samples or samples < 1:
+            raise ConfigError(f"WaveExcerptDataset: samples must be a positive integer, got "
+                              f"{samples!r}")
+        missing = [i for i in ids if i not in waves]
+        if missing:
+            raise DatasetError(f"WaveExcerptDataset: no audio for clip(s) {missing[:10]}")
+        table.check_ids(ids, "WaveExcerptDataset")
+        self.ids: list[str] = list(ids)
+        self.mode, self.seed, self.samples, self.epoch = mode, int(seed), int(samples), 0
+        self._waves = {i: waves[i] for i in self.ids}
+        self._targets = _Targets(self.ids, table)
+        self.target_names = self._targets.target_names
+        self.concept_names = self._targets.concept_names
+        self.classes = self._targets.classes
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the windows of ``epoch`` (only changes anything in ``random`` mode)."""
+        self.epoch = int(epoch)
+
+    def excerpt_index(self, clip_id: str) -> np.ndarray:
+        """Sample indices of the clip's current window."""
+        wave = self._waves.get(clip_id)
+        if wave is None:
+            raise DatasetError(f"WaveExcerptDataset: clip {clip_id!r} is not in this dataset")
+        seed = (clip_seed("fixed", self.seed, clip_id) if self.mode == "fixed"
+                else clip_seed("random", self.seed, self.epoch, clip_id))
+        return excerpt_indices(len(wave), self.samples, seed=seed)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        clip_id = self.ids[index]
+        x = self._waves[clip_id][self.excerpt_index(clip_id)]
+        return self._targets.item(index, clip_id,
+                                  torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))

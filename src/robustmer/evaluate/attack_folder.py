@@ -72,7 +72,8 @@ def attack_folder_store(folder: str | os.PathLike[str], media_clips: int = 2) ->
     store = ResultsStore(dest)
     dest.mkdir(parents=True)
     store.write_clips(clips)
-    store.write_runs(pd.DataFrame([run_row(run_id, model_type, seed, clips=clips)]))
+    store.write_runs(pd.DataFrame([run_row(run_id, model_type, seed, clips=clips,
+                                           task=str(config.get("task") or "regression"))]))
     store.write_config({"source": "attack folder", "attack_folder": str(src.resolve()),
                         **config})
     meta = read_json(src / "meta.json") if (src / "meta.json").is_file() else {}

@@ -20,19 +20,30 @@ from scipy import stats
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate.metrics import per_sample_mae
 from robustmer.evaluate.store import (
-    ADV_COLUMNS,
-    PRED_COLUMNS,
-    Y_COLUMNS,
     Setting,
     order_model_types,
+    output_columns,
+    output_names,
     select_setting,
     setting_label,
     settings,
 )
 from robustmer.evaluate.summary import summarize_runs
+from robustmer.models.types import PAPER_COMPARISONS, default_comparisons
 
-DEFAULT_COMPARISONS: tuple[tuple[str, str], ...] = (("A2E", "A2M2E"), ("A2B2E", "A2M2E"))
-"""The study's planned comparisons of per-clip adversarial MAE."""
+DEFAULT_COMPARISONS: tuple[tuple[str, str], ...] = PAPER_COMPARISONS
+"""The paper's planned comparisons of per-clip adversarial MAE (``models.types``); a store
+whose ``config.yaml`` names its own (``comparisons``) uses those (:func:`store_comparisons`)."""
+
+
+def store_comparisons(config: dict[str, object], types: Sequence[str]) -> list[tuple[str, str]]:
+    """The planned comparisons of a store: its ``config.yaml``'s ``comparisons`` when it names
+    them (a study writes them), else ``default_comparisons`` of the types present."""
+    raw = config.get("comparisons")
+    if isinstance(raw, list) and raw:
+        return [(str(a), str(b)) for a, b in raw]  # type: ignore[misc]
+    return default_comparisons(list(types))
+
 
 TABLE1_METRICS: tuple[str, ...] = ("clean_mean_r", "clean_mae", "adv_mae", "delta_mae")
 """The per-run numbers Table 1 aggregates over seeds."""
@@ -88,11 +99,12 @@ def table1(runs: pd.DataFrame | None, clips: pd.DataFrame) -> pd.DataFrame:
 def clip_mae(clips: pd.DataFrame, which: str = "adv") -> np.ndarray:
     """Per-clip MAE of the clean (``which="clean"``) or adversarial predictions, recomputed from
     the ``y_*`` and ``pred_*`` / ``adv_*`` columns with ``per_sample_mae``."""
-    cols = {"adv": ADV_COLUMNS, "clean": PRED_COLUMNS}.get(which)
-    if cols is None:
+    prefix = {"adv": "adv_", "clean": "pred_"}.get(which)
+    if prefix is None:
         raise ConfigError(f"which={which!r}: expected 'adv' or 'clean'")
-    return per_sample_mae(clips[list(Y_COLUMNS)].to_numpy(np.float64),
-                          clips[list(cols)].to_numpy(np.float64))
+    names = output_names(clips, "y_")
+    return per_sample_mae(clips[list(output_columns("y_", names))].to_numpy(np.float64),
+                          clips[list(output_columns(prefix, names))].to_numpy(np.float64))
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.io import read_json, write_csv, write_json, write_yaml
+from robustmer.models.types import order as registry_order
 
 RUNS_FILE = "runs.csv"
 CLIPS_FILE = "clips.csv"
@@ -36,8 +36,8 @@ MEDIA_DIR = "media"
 RUN_STATUSES: tuple[str, ...] = ("done", "failed", "not_runnable")
 """Allowed values of ``runs.csv:status``."""
 
-MODEL_TYPE_ORDER: tuple[str, ...] = ("A2E", "A2B2E", "A2M2E", "aA2E", "aA2B2E")
-"""The study's model types in reporting order; other types follow alphabetically."""
+TASKS: tuple[str, ...] = ("regression", "classification")
+"""A store's task (``config.yaml: task``; stores without it are regression stores)."""
 
 SETTING_COLUMNS: tuple[str, ...] = ("attack", "domain", "eps")
 """One attack *setting* (docs/report.md): the attack's name (``bim``, ``pgd``, a preset such as
@@ -62,28 +62,58 @@ that a study listing the preset lines up with the published logs under ``--compa
 RUNS_KEY_COLUMNS: tuple[str, ...] = (
     "run_id", "model_type", "seed", *SETTING_COLUMNS, "status", "message",
 )
-R_COLUMNS: tuple[str, ...] = tuple(f"r_{e}" for e in EMOTIONS)
-RUNS_METRIC_COLUMNS: tuple[str, ...] = (
-    "clean_mean_r", "clean_mae", "clean_rmse", "clean_r2", *R_COLUMNS,
-    "adv_mean_r", "adv_mae", "delta_mae", "mean_snr_db", "mean_iterations",
-)
+RUNS_CLEAN_COLUMNS: tuple[str, ...] = ("clean_mean_r", "clean_mae", "clean_rmse", "clean_r2")
+RUNS_ADV_COLUMNS: tuple[str, ...] = (
+    "adv_mean_r", "adv_mae", "delta_mae", "mean_snr_db", "mean_iterations")
 RUNS_CONCEPT_COLUMNS: tuple[str, ...] = ("clean_concept_mean_r",)
 """Test-split mean Pearson r of a concept-trained bottleneck (A2M2E) against the concept ratings;
-NaN for models without one. Not recomputable from ``clips.csv`` (which holds emotions only), so
-``summarize_runs`` carries it over from ``runs.csv``; older stores without it read as NaN."""
-RUNS_COLUMNS: tuple[str, ...] = (*RUNS_KEY_COLUMNS, *RUNS_METRIC_COLUMNS, *RUNS_CONCEPT_COLUMNS)
+NaN for models without one. Not recomputable from ``clips.csv`` (which holds the outputs only),
+so ``summarize_runs`` carries it over from ``runs.csv``; older stores without it read as NaN."""
+RUNS_ACCURACY_COLUMNS: tuple[str, ...] = ("clean_accuracy", "adv_accuracy")
+"""Classification stores only: accuracy on the clean and the adversarial inputs."""
 
 CLIPS_KEY_COLUMNS: tuple[str, ...] = ("run_id", "model_type", "seed", *SETTING_COLUMNS, "clip_id")
-Y_COLUMNS: tuple[str, ...] = tuple(f"y_{e}" for e in EMOTIONS)
-PRED_COLUMNS: tuple[str, ...] = tuple(f"pred_{e}" for e in EMOTIONS)
-ADV_COLUMNS: tuple[str, ...] = tuple(f"adv_{e}" for e in EMOTIONS)
 CLIPS_STAT_COLUMNS: tuple[str, ...] = (
     "mae_clean", "mae_adv", "iterations", "converged", "final_threshold",
     "delta_linf", "delta_l2", "snr_db",
 )
-CLIPS_COLUMNS: tuple[str, ...] = (
-    *CLIPS_KEY_COLUMNS, *Y_COLUMNS, *PRED_COLUMNS, *ADV_COLUMNS, *CLIPS_STAT_COLUMNS,
-)
+CLIPS_OPTIONAL_COLUMNS: tuple[str, ...] = ("zero_grad_start",)
+"""Written only when some clip has it: the attack found a zero gradient at its start and began
+from a seeded random point instead (``robustmer.attacks.base``)."""
+
+
+def output_columns(prefix: str, names: Sequence[str]) -> tuple[str, ...]:
+    """``prefix`` + each output name: ``y_valence`` ... (targets, clean and adversarial
+    predictions; for classification one-hot labels and softmax probabilities per class)."""
+    return tuple(f"{prefix}{n}" for n in names)
+
+
+def clips_columns(names: Sequence[str]) -> tuple[str, ...]:
+    """The ``clips.csv`` schema of a store whose outputs are ``names``."""
+    return (*CLIPS_KEY_COLUMNS, *output_columns("y_", names), *output_columns("pred_", names),
+            *output_columns("adv_", names), *CLIPS_STAT_COLUMNS)
+
+
+def runs_columns(names: Sequence[str], task: str = "regression") -> tuple[str, ...]:
+    """The ``runs.csv`` schema of a store whose outputs are ``names``."""
+    extra = RUNS_ACCURACY_COLUMNS if task == "classification" else ()
+    return (*RUNS_KEY_COLUMNS, *RUNS_CLEAN_COLUMNS, *output_columns("r_", names),
+            *RUNS_ADV_COLUMNS, *RUNS_CONCEPT_COLUMNS, *extra)
+
+
+def runs_metric_columns(names: Sequence[str], task: str = "regression") -> tuple[str, ...]:
+    """The metric part of :func:`runs_columns` (what ``summarize_run`` computes)."""
+    extra = RUNS_ACCURACY_COLUMNS if task == "classification" else ()
+    return (*RUNS_CLEAN_COLUMNS, *output_columns("r_", names), *RUNS_ADV_COLUMNS, *extra)
+
+
+def output_names(frame: pd.DataFrame | Sequence[str], prefix: str = "y_") -> list[str]:
+    """The output names of a store table, read from its header in order (``y_*`` columns of
+    ``clips.csv``, ``r_*`` of ``runs.csv``): a store names its outputs itself, so one written
+    for the 8 Soundtracks emotions and one for a user's targets read the same way."""
+    columns = list(frame.columns) if isinstance(frame, pd.DataFrame) else list(frame)
+    return [c[len(prefix):] for c in columns if c.startswith(prefix) and len(c) > len(prefix)]
+
 
 RUNS_UNIQUE: tuple[str, ...] = ("run_id", *SETTING_COLUMNS)
 """A ``runs.csv`` row is unique per run and setting."""
@@ -93,16 +123,15 @@ CLIPS_UNIQUE: tuple[str, ...] = ("run_id", "clip_id", *SETTING_COLUMNS)
 _TEXT_COLUMNS = ("run_id", "model_type", "clip_id", "status", "message", "attack", "domain")
 _OPTIONAL_TEXT = ("message", "attack", "domain")  # may be empty (checked per table below)
 _INT_COLUMNS = ("seed",)
-_BOOL_COLUMNS = ("converged",)
+_BOOL_COLUMNS = ("converged", "zero_grad_start")
 _TRUE = {"true", "1", "1.0", "yes"}
 _FALSE = {"false", "0", "0.0", "no"}
 
 
 def order_model_types(types: Iterable[str]) -> list[str]:
-    """Model types in reporting order: the study's five first, any others alphabetically after."""
-    uniq = list(dict.fromkeys(str(t) for t in types))
-    known = [t for t in MODEL_TYPE_ORDER if t in uniq]
-    return known + sorted(t for t in uniq if t not in MODEL_TYPE_ORDER)
+    """Model types in reporting order: the registry's order (``robustmer.models.types``: the
+    paper's five first), any others alphabetically after."""
+    return registry_order(list(types))
 
 
 def _line(i: int) -> int:
@@ -356,21 +385,48 @@ class ResultsStore:
         """Whether both tables are present."""
         return self.runs_path.is_file() and self.clips_path.is_file()
 
+    @property
+    def task(self) -> str:
+        """``regression`` or ``classification`` (``config.yaml: task``; regression when the
+        store does not say, as every store written before classification studies)."""
+        task = str(self.read_config().get("task") or "regression")
+        if task not in TASKS:
+            raise DatasetError(f"{self.config_path}: task must be one of {list(TASKS)}, "
+                               f"found {task!r}")
+        return task
+
     # --- reading -------------------------------------------------------------------------
-    def _read(self, path: Path, columns: Sequence[str],
-              optional: Sequence[str] = ()) -> pd.DataFrame:
-        """Read and validate a table; ``optional`` columns missing from the file are NaN."""
+    def _read(self, path: Path, which: str) -> pd.DataFrame:
+        """Read and validate ``runs.csv`` or ``clips.csv``; the output names come from the
+        header (``r_*`` / ``y_*``); optional columns missing from the file are NaN."""
         if not path.is_file():
             raise DatasetError(f"{path}: results table not found (is {self.path} a results store?)")
         try:
             df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=True)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise DatasetError(f"{path}: not a readable CSV table ({err})") from err
+        columns, optional = self.schema(df, which, str(path))
         for col in optional:
             if col not in df.columns:
                 df[col] = np.nan
         df = self._fill_settings(df, str(path))
         return validate_frame(df, columns, str(path))
+
+    def schema(self, df: pd.DataFrame, which: str, where: str) -> tuple[tuple[str, ...],
+                                                                        tuple[str, ...]]:
+        """``(columns, optional columns)`` of a ``runs`` or ``clips`` table, for the output
+        names its header carries and this store's task."""
+        prefix = "r_" if which == "runs" else "y_"
+        names = output_names(df, prefix)
+        if not names:
+            raise DatasetError(f"{where}: no {prefix}<output> column: which outputs does the "
+                               "table hold?")
+        if which == "runs":
+            optional = RUNS_CONCEPT_COLUMNS + (RUNS_ACCURACY_COLUMNS
+                                               if self.task == "classification" else ())
+            return runs_columns(names, self.task), optional
+        present = tuple(c for c in CLIPS_OPTIONAL_COLUMNS if c in df.columns)
+        return clips_columns(names) + present, ()
 
     def _fill_settings(self, df: pd.DataFrame, where: str) -> pd.DataFrame:
         """An old table without ``attack, domain, eps`` gets the one setting of
@@ -396,14 +452,14 @@ class ResultsStore:
         """``runs.csv`` validated (unique per ``run_id`` and setting); an old table without the
         setting columns is filled with ``config_setting(config.yaml)``, one without the concept
         column gets NaN."""
-        df = self._read(self.runs_path, RUNS_COLUMNS, optional=RUNS_CONCEPT_COLUMNS)
+        df = self._read(self.runs_path, "runs")
         _check_unique(df, RUNS_UNIQUE, str(self.runs_path))
         return df
 
     def read_clips(self) -> pd.DataFrame:
         """``clips.csv`` validated (unique per ``run_id``, ``clip_id`` and setting); an old
         table without the setting columns is filled with ``config_setting(config.yaml)``."""
-        df = self._read(self.clips_path, CLIPS_COLUMNS)
+        df = self._read(self.clips_path, "clips")
         _check_unique(df, CLIPS_UNIQUE, str(self.clips_path))
         return df
 
@@ -436,13 +492,15 @@ class ResultsStore:
     # --- writing -------------------------------------------------------------------------
     def write_runs(self, df: pd.DataFrame) -> None:
         """Validate and atomically (re)write ``runs.csv``."""
-        clean = validate_frame(df, RUNS_COLUMNS, str(self.runs_path))
+        clean = validate_frame(df, self.schema(df, "runs", str(self.runs_path))[0],
+                               str(self.runs_path))
         _check_unique(clean, RUNS_UNIQUE, str(self.runs_path))
         write_csv(self.runs_path, clean)
 
     def write_clips(self, df: pd.DataFrame) -> None:
         """Validate and atomically (re)write ``clips.csv``."""
-        clean = validate_frame(df, CLIPS_COLUMNS, str(self.clips_path))
+        clean = validate_frame(df, self.schema(df, "clips", str(self.clips_path))[0],
+                               str(self.clips_path))
         _check_unique(clean, CLIPS_UNIQUE, str(self.clips_path))
         write_csv(self.clips_path, clean)
 
@@ -453,7 +511,8 @@ class ResultsStore:
         Rows already stored for a ``(run_id, setting)`` present in ``df`` are replaced, so a run
         that is resumed after a crash never leaves duplicates; other settings of the run stay.
         """
-        new = validate_frame(df, CLIPS_COLUMNS, str(self.clips_path))
+        new = validate_frame(df, self.schema(df, "clips", str(self.clips_path))[0],
+                             str(self.clips_path))
         if self.clips_path.is_file():
             old = self.read_clips()
             old = old[~_run_setting_keys(old).isin(set(_run_setting_keys(new)))]
@@ -465,7 +524,8 @@ class ResultsStore:
         ``(run_id, setting)``. A new row without a setting (a run that failed or is not
         runnable) replaces every row of its run; a new row with a setting replaces the run's
         row without one."""
-        new = validate_frame(df, RUNS_COLUMNS, str(self.runs_path))
+        new = validate_frame(df, self.schema(df, "runs", str(self.runs_path))[0],
+                             str(self.runs_path))
         if self.runs_path.is_file():
             old = self.read_runs()
             unset_new = new["attack"].astype(str).str.strip() == ""

@@ -13,20 +13,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustmer import EMOTIONS
 from robustmer.errors import DatasetError
 from robustmer.evaluate.metrics import per_sample_mae, regression_metrics
 from robustmer.evaluate.store import (
-    ADV_COLUMNS,
-    CLIPS_COLUMNS,
+    CLIPS_OPTIONAL_COLUMNS,
     DEFAULT_SETTING,
-    PRED_COLUMNS,
-    RUNS_COLUMNS,
-    RUNS_METRIC_COLUMNS,
     SETTING_COLUMNS,
-    Y_COLUMNS,
     Setting,
+    clips_columns,
     order_model_types,
+    output_columns,
+    output_names,
+    runs_columns,
+    runs_metric_columns,
     setting_key,
     settings,
 )
@@ -50,6 +49,8 @@ def clips_frame(
     y_pred: np.ndarray,
     y_adv: np.ndarray,
     *,
+    names: Sequence[str],
+    zero_grad_start: Sequence[bool] | np.ndarray | None = None,
     iterations: Sequence[int] | np.ndarray | None = None,
     converged: Sequence[bool] | np.ndarray | None = None,
     final_threshold: Sequence[float] | np.ndarray | None = None,
@@ -61,17 +62,18 @@ def clips_frame(
     eps: float = float("nan"),
 ) -> pd.DataFrame:
     """The ``clips.csv`` rows of one run under one attack setting ``(attack, domain, eps)``
-    (default: ``store.DEFAULT_SETTING``): targets, clean and adversarial predictions ``(N, 8)``
-    in ``EMOTIONS`` order, per-clip MAEs (``per_sample_mae``) and the attack's per-clip stats
-    (NaN / False where a source does not provide them)."""
+    (default: ``store.DEFAULT_SETTING``): targets, clean and adversarial predictions ``(N, K)``
+    of the outputs ``names`` (for classification: one-hot labels and softmax probabilities
+    per class), per-clip MAEs (``per_sample_mae``) and the attack's per-clip stats (NaN / False
+    where a source does not provide them); ``zero_grad_start`` adds its optional column when
+    some clip has it."""
     n = len(clip_ids)
+    k = len(names)
     arrays = {}
     for name, arr in (("y_true", y_true), ("y_pred", y_pred), ("y_adv", y_adv)):
         a = np.asarray(arr, dtype=np.float64)
-        if a.shape != (n, len(EMOTIONS)):
-            raise DatasetError(
-                f"run {run_id}: {name} must have shape ({n}, {len(EMOTIONS)}), got {a.shape}"
-            )
+        if a.shape != (n, k):
+            raise DatasetError(f"run {run_id}: {name} must have shape ({n}, {k}), got {a.shape}")
         arrays[name] = a
     data: dict[str, Any] = {
         "run_id": [str(run_id)] * n,
@@ -82,9 +84,9 @@ def clips_frame(
         "eps": np.full(n, float(eps), dtype=np.float64),
         "clip_id": [str(c) for c in clip_ids],
     }
-    for prefix_cols, a in ((Y_COLUMNS, arrays["y_true"]), (PRED_COLUMNS, arrays["y_pred"]),
-                           (ADV_COLUMNS, arrays["y_adv"])):
-        for j, col in enumerate(prefix_cols):
+    for prefix, a in (("y_", arrays["y_true"]), ("pred_", arrays["y_pred"]),
+                      ("adv_", arrays["y_adv"])):
+        for j, col in enumerate(output_columns(prefix, names)):
             data[col] = a[:, j]
     data["mae_clean"] = per_sample_mae(arrays["y_true"], arrays["y_pred"])
     data["mae_adv"] = per_sample_mae(arrays["y_true"], arrays["y_adv"])
@@ -97,7 +99,11 @@ def clips_frame(
     data["delta_linf"] = _col(delta_linf, n, f"run {run_id}: delta_linf")
     data["delta_l2"] = _col(delta_l2, n, f"run {run_id}: delta_l2")
     data["snr_db"] = _col(snr_db, n, f"run {run_id}: snr_db")
-    return pd.DataFrame(data, columns=list(CLIPS_COLUMNS))
+    columns = list(clips_columns(names))
+    if zero_grad_start is not None and np.asarray(zero_grad_start, dtype=bool).any():
+        data["zero_grad_start"] = np.asarray(zero_grad_start, dtype=bool).reshape(-1)
+        columns += list(CLIPS_OPTIONAL_COLUMNS)
+    return pd.DataFrame(data, columns=columns)
 
 
 def clips_from_attack_table(table: pd.DataFrame, run_id: str, model_type: str, seed: int,
@@ -105,11 +111,13 @@ def clips_from_attack_table(table: pd.DataFrame, run_id: str, model_type: str, s
     """The ``clips.csv`` rows of one run from an attack folder's ``attack.csv`` table (the study
     and the report of a single attack folder both go through here)."""
     attack, domain, eps = setting
+    names = output_names(table, "y_")
     return clips_frame(
         run_id, model_type, seed, table["clip_id"].astype(str).tolist(),
-        table[[f"y_{e}" for e in EMOTIONS]].to_numpy(),
-        table[[f"pred_{e}" for e in EMOTIONS]].to_numpy(),
-        table[[f"adv_{e}" for e in EMOTIONS]].to_numpy(),
+        table[list(output_columns("y_", names))].to_numpy(),
+        table[list(output_columns("pred_", names))].to_numpy(),
+        table[list(output_columns("adv_", names))].to_numpy(), names=names,
+        zero_grad_start=table.get("zero_grad_start"),
         iterations=table["iterations"], converged=table["converged"],
         final_threshold=table["final_threshold"], delta_linf=table["delta_linf"],
         delta_l2=table["delta_l2"], snr_db=table["snr_db"],
@@ -125,28 +133,32 @@ def _nanmean(values: pd.Series) -> float:
     return float(arr.mean()) if len(arr) else float("nan")
 
 
-def summarize_run(clips: pd.DataFrame) -> dict[str, float]:
+def summarize_run(clips: pd.DataFrame, names: Sequence[str] | None = None,
+                  task: str = "regression") -> dict[str, float]:
     """The ``runs.csv`` metric columns of one run, from its ``clips.csv`` rows.
 
     Clean metrics compare ``y_*`` with ``pred_*``, adversarial ones ``y_*`` with ``adv_*``
-    (both via ``regression_metrics`` over the run's clips); ``delta_mae = adv_mae - clean_mae``
-    (equal to the mean over clips of ``mae_adv - mae_clean``); SNR and iterations are means over
-    the clips that report them (NaN when none does).
+    (both via ``regression_metrics`` over the run's clips; ``names``: the outputs, default
+    from the header); ``delta_mae = adv_mae - clean_mae`` (equal to the mean over clips of
+    ``mae_adv - mae_clean``); SNR and iterations are means over the clips that report them (NaN
+    when none does). Classification adds the accuracy of the clean and adversarial
+    predictions (argmax of ``pred_*`` / ``adv_*`` against the labelled class of ``y_*``).
     """
+    names = list(names) if names is not None else output_names(clips, "y_")
     if len(clips) == 0:
-        return {c: float("nan") for c in RUNS_METRIC_COLUMNS}
-    y = clips[list(Y_COLUMNS)].to_numpy(dtype=np.float64)
-    p = clips[list(PRED_COLUMNS)].to_numpy(dtype=np.float64)
-    a = clips[list(ADV_COLUMNS)].to_numpy(dtype=np.float64)
-    clean = regression_metrics(y, p, EMOTIONS)
-    adv = regression_metrics(y, a, EMOTIONS)
+        return {c: float("nan") for c in runs_metric_columns(names, task)}
+    y = clips[list(output_columns("y_", names))].to_numpy(dtype=np.float64)
+    p = clips[list(output_columns("pred_", names))].to_numpy(dtype=np.float64)
+    a = clips[list(output_columns("adv_", names))].to_numpy(dtype=np.float64)
+    clean = regression_metrics(y, p, names)
+    adv = regression_metrics(y, a, names)
     out: dict[str, float] = {
         "clean_mean_r": clean["mean_r"],
         "clean_mae": clean["mae"],
         "clean_rmse": clean["rmse"],
         "clean_r2": clean["r2"],
     }
-    for e in EMOTIONS:
+    for e in names:
         out[f"r_{e}"] = clean["r"][e]
     out["adv_mean_r"] = adv["mean_r"]
     out["adv_mae"] = adv["mae"]
@@ -154,15 +166,21 @@ def summarize_run(clips: pd.DataFrame) -> dict[str, float]:
     out["mean_snr_db"] = _nanmean(clips["snr_db"]) if "snr_db" in clips else float("nan")
     out["mean_iterations"] = (_nanmean(clips["iterations"]) if "iterations" in clips
                               else float("nan"))
+    if task == "classification":
+        label = y.argmax(axis=1)
+        out["clean_accuracy"] = float((p.argmax(axis=1) == label).mean())
+        out["adv_accuracy"] = float((a.argmax(axis=1) == label).mean())
     return out
 
 
 def run_row(run_id: str, model_type: str, seed: int, status: str = "done", message: str = "",
             clips: pd.DataFrame | None = None, *, setting: Setting | None = None,
-            concept_mean_r: float = float("nan")) -> dict[str, Any]:
+            concept_mean_r: float = float("nan"), names: Sequence[str] | None = None,
+            task: str = "regression") -> dict[str, Any]:
     """One ``runs.csv`` row: identity, attack setting, status, and the metrics of ``clips``
     (NaN when None, e.g. for a failed or not-runnable run); ``concept_mean_r`` is the test
     concept r of a concept-trained bottleneck (``clean_concept_mean_r``, NaN for other models).
+    ``names``: the outputs (default: those of ``clips``; needed without clips).
 
     The setting is ``setting`` when given, else the one setting of ``clips`` (an error when
     they hold several), else ``DEFAULT_SETTING`` for a ``done`` row and empty for the others
@@ -179,11 +197,15 @@ def run_row(run_id: str, model_type: str, seed: int, status: str = "done", messa
                            "seed": int(seed), "attack": str(setting[0]),
                            "domain": str(setting[1]), "eps": float(setting[2]),
                            "status": status, "message": message}
-    metrics = (summarize_run(clips) if clips is not None
-               else {c: float("nan") for c in RUNS_METRIC_COLUMNS})
+    if names is None:
+        if clips is None:
+            raise DatasetError(f"run {run_id}: a row without clips needs the output names")
+        names = output_names(clips, "y_")
+    metrics = (summarize_run(clips, names, task) if clips is not None
+               else {c: float("nan") for c in runs_metric_columns(names, task)})
     row.update(metrics)
     row["clean_concept_mean_r"] = float(concept_mean_r)
-    return row
+    return {c: row[c] for c in runs_columns(names, task)}
 
 
 def _setting_of(rec: dict[str, Any]) -> Setting | None:
@@ -195,14 +217,19 @@ def _setting_of(rec: dict[str, Any]) -> Setting | None:
     return (attack, str(rec["domain"]), float(rec["eps"]))
 
 
-def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per-(run, setting) summaries recomputed from ``clips.csv``.
+def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None,
+                   task: str = "regression") -> pd.DataFrame:
+    """Per-(run, setting) summaries recomputed from ``clips.csv`` (outputs named by its
+    header, or by ``runs.csv``'s when there are no clips).
 
     Without ``runs`` every (run, setting) in ``clips`` is ``done``. With ``runs``
     (``runs.csv``), its identity, setting, status and message are kept, rows that are not
     ``done`` keep NaN metrics, and a ``done`` row without clips gets NaN metrics too. Rows come
     in model-type order, then seed, run and setting (ε ascending, no bound last).
     """
+    names = output_names(clips, "y_")
+    if not names and runs is not None:
+        names = output_names(runs, "r_")
     rows: list[dict[str, Any]] = []
     groups: dict[tuple[str, str, str, str], pd.DataFrame] = {}
     for (run_id, *_), g in (clips.groupby(["run_id", *SETTING_COLUMNS], sort=False,
@@ -212,7 +239,7 @@ def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.
     if runs is None:
         for g in groups.values():
             rows.append(run_row(g["run_id"].iloc[0], g["model_type"].iloc[0],
-                                int(g["seed"].iloc[0]), clips=g))
+                                int(g["seed"].iloc[0]), clips=g, names=names, task=task))
     else:
         for rec in runs.to_dict("records"):
             run_id = str(rec["run_id"])
@@ -224,8 +251,8 @@ def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.
                                 "" if pd.isna(rec.get("message")) else str(rec["message"]),
                                 clips=g, setting=st,
                                 concept_mean_r=float("nan") if g is None or pd.isna(concept)
-                                else float(concept)))
-    df = pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+                                else float(concept), names=names, task=task))
+    df = pd.DataFrame(rows, columns=list(runs_columns(names, task)))
     if len(df) == 0:
         return df
     order = {t: i for i, t in enumerate(order_model_types(df["model_type"]))}

@@ -14,7 +14,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from robustmer import CONCEPTS, EMOTIONS
 from robustmer.errors import ConfigError
 from robustmer.explain.base import check_input, eval_mode
 
@@ -22,12 +21,12 @@ COLUMNS: tuple[str, ...] = ("clip_id", "emotion", "concept", "concept_value", "w
                             "contribution", "bias", "prediction")
 
 
-def _names(n: int, given: Sequence[str] | None, default: Sequence[str], prefix: str) -> list[str]:
+def _names(n: int, given: Sequence[str] | None, prefix: str) -> list[str]:
     if given is not None:
         if len(given) != n:
             raise ConfigError(f"expected {n} {prefix} names, got {len(given)}")
         return [str(g) for g in given]
-    return list(default) if n == len(default) else [f"{prefix}{i}" for i in range(n)]
+    return [f"{prefix}{i}" for i in range(n)]
 
 
 @torch.no_grad()
@@ -39,11 +38,11 @@ def concept_table(model: nn.Module, x: torch.Tensor, clip_ids: Sequence[str] | N
     ``bias`` and the model's ``prediction`` (= sum of contributions + bias).
 
     ``model`` must have ``concept_contributions(x)`` and ``contribution_bias`` (A2M2E, A2B2E);
-    names default to ``robustmer.EMOTIONS`` / ``CONCEPTS`` when the sizes match.
+    ``emotions`` / ``concepts`` name the outputs and concepts (the run's; indices otherwise).
     """
     if not hasattr(model, "concept_contributions"):
-        raise ConfigError(f"concept explanation needs a bottleneck model (a2m2e, a2b2e), got "
-                          f"{getattr(model, 'kind', type(model).__name__)!r}")
+        raise ConfigError(f"concept explanation needs a model with a bottleneck (A2M2E, "
+                          f"A2B2E), got a {type(model).__name__}")
     x = check_input(x)
     ids = [str(i) for i in (clip_ids if clip_ids is not None else range(x.shape[0]))]
     if len(ids) != x.shape[0]:
@@ -55,8 +54,8 @@ def concept_table(model: nn.Module, x: torch.Tensor, clip_ids: Sequence[str] | N
     B, E, C = contrib.shape
     weight = model.head.weight.detach().double().cpu()  # type: ignore[union-attr]
     pred = contrib.sum(-1) + bias
-    e_names = _names(E, emotions, EMOTIONS, "output")
-    c_names = _names(C, concepts, CONCEPTS, "concept")
+    e_names = _names(E, emotions, "output")
+    c_names = _names(C, concepts, "concept")
     rows = [(ids[b], e_names[e], c_names[c], float(value[b, c]), float(weight[e, c]),
              float(contrib[b, e, c]), float(bias[e]), float(pred[b, e]))
             for b in range(B) for e in range(E) for c in range(C)]

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from robustmer.attacks import BIM, Attack, CWAudio, norms, per_sample_mse
 from robustmer.attacks.runner import batches
+from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
 from robustmer.io import (
     _json_default,
@@ -60,7 +61,9 @@ from robustmer.io import (
     write_yaml,
 )
 
-TASKS: tuple[str, ...] = ("classifier", "regressor")
+TASKS: tuple[str, ...] = ("classification", "regression")
+"""What the explained model does (a model type's task); ``classifier`` / ``regressor`` are
+accepted as the older spellings (``attacks.spec.TASK_ALIASES``)."""
 BASELINES: tuple[str, ...] = ("magnitude", "random")
 """Reference rankings computed from ``δ`` itself (``magnitude``) or by chance (``random``)."""
 TARGET_RULES: tuple[str, ...] = ("runner_up", "random")
@@ -217,7 +220,7 @@ class Judge:
         """``(adversarial, effect)`` for outputs ``out`` of the clips ``rows`` (batch indices)."""
         out = out.double().cpu()
         rows = rows.cpu()
-        if self.task == "classifier":
+        if self.task == "classification":
             t = self.target[rows]
             p = torch.softmax(out, dim=1).gather(1, t[:, None]).squeeze(1)
             return out.argmax(dim=1) == t, p
@@ -249,9 +252,10 @@ def default_attack(task: str, max_iters: int = 1000) -> Attack:
     """The issue's attacks: for classifiers the C&W-style attack (α=15, ε=0.1, η=5e-4, L∞, no
     audio box: spectrogram domain), for regressors the untargeted regression BIM (the study's
     ε=0.001, η=0.002, correlation stopping rule)."""
-    if task == "classifier":
+    task = TASK_ALIASES.get(task, task)
+    if task == "classification":
         return CWAudio(alpha=15.0, eps=0.1, eta=5e-4, max_iters=max_iters, box=None)
-    if task == "regressor":
+    if task == "regression":
         return BIM(eps=0.001, eta=0.002, max_iters=max_iters)
     raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
 
@@ -282,9 +286,9 @@ def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack,
     x = torch.stack([torch.as_tensor(it["x"], dtype=torch.float32) for it in batch]).to(device)
     clean = predict(model, x, batch_size)
     rows: list[dict[str, Any]] = []
-    if task == "classifier":
+    if task == "classification":
         if clean.ndim != 2 or clean.shape[1] < 2:
-            raise ConfigError(f"task 'classifier' needs (B, C>=2) logits, got "
+            raise ConfigError(f"task 'classification' needs (B, C>=2) logits, got "
                               f"{tuple(clean.shape)}")
         target = attack_targets(clean, target_rule, ids, seed)
         res = attack(model, x, target.to(device))
@@ -370,6 +374,8 @@ def _prepare_out(out: Path, config: dict[str, Any], resume: bool) -> None:
                           f"it or choose another output folder")
     if resume and cfg_path.exists():
         stored = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        if "task" in stored:  # folders written before the tasks took the model types' words
+            stored["task"] = TASK_ALIASES.get(stored["task"], stored["task"])
         asked = yaml.safe_load(yaml.safe_dump(_plain(config), sort_keys=False))
         # methods may be added on resume; everything else must match
         a = {k: v for k, v in stored.items() if k not in ("methods", "explainers")}
@@ -488,6 +494,7 @@ def evaluate_explainers(
     k of the label-flip curve (default ``1..S``). ``attack``: default :func:`default_attack`.
     Writes the folder described in the module docstring and returns its tables.
     """
+    task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
         raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
     if target_rule not in TARGET_RULES:
@@ -606,7 +613,7 @@ def _evaluate_batch(model: nn.Module, clip_ids: list[str], method: str, explaine
     y = torch.stack([torch.as_tensor(a["y"]) for a in arrays]).double()
     target = torch.as_tensor([explained[c] for c in clip_ids], dtype=torch.int64)
     judge = Judge(task, target, fraction=fraction)
-    if task == "regressor":
+    if task == "regression":
         judge.y = y
         judge.mse_clean = per_sample_mse(predict(model, x, batch_size), y)
         judge.mse_adv = per_sample_mse(predict(model, x + delta, batch_size), y)

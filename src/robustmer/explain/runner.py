@@ -10,7 +10,7 @@ import ``robustmer.data``). Every file is written atomically.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustmer import CONCEPTS, EMOTIONS
 from robustmer.errors import ConfigError
 from robustmer.explain import concepts as concept_mod
 from robustmer.explain import make_explainer
@@ -30,58 +29,59 @@ from robustmer.io import atomic_open, run_meta, write_csv, write_json, write_yam
 PARTS: tuple[str, ...] = ("train", "val", "test")
 
 
-def find_clip(data: Any, clip_id: str) -> tuple[str, torch.Tensor]:
-    """``(split part, x (1, 1, T, F))`` of a clip: its fixed (evaluation) excerpt."""
+def find_clip(data: Any, clip_id: str,
+              model_input: Mapping[str, Any] | None = None) -> tuple[str, torch.Tensor]:
+    """``(split part, x (1, ...))`` of a clip: its fixed (evaluation) excerpt in the model's
+    input (``model_input``: its input contract; None: robustmer's spectrogram)."""
     for part in PARTS:
         if clip_id in data.split.part(part):
-            ds = data.dataset(part, mode="fixed")
+            ds = data.dataset_for(model_input, part, mode="fixed")
             return part, ds[list(ds.ids).index(clip_id)]["x"][None]
-    raise ConfigError(f"clip {clip_id!r} is in no split of the data (ids look like "
+    raise ConfigError(f"--clip {clip_id!r} is in no split of the data (ids look like "
                       f"{list(data.split.part('test'))[:3]})")
 
 
-def resolve_targets(model: nn.Module, x: torch.Tensor, target: str | None,
-                    classes: Sequence[str] | None = None) -> tuple[nn.Module, list[int],
-                                                                   list[str]]:
+def resolve_targets(model: nn.Module, x: torch.Tensor, target: str | None, *,
+                    task: str = "regression", names: Sequence[str] | None = None,
+                    concepts: Sequence[str] = ()) -> tuple[nn.Module, list[int], list[str]]:
     """The module to explain, the output indices and their names for a target NAME.
 
-    Classifier: a class name (default: the predicted class). Regressor: an emotion name
-    (default: every output), or for A2B2E / A2M2E a concept name (explained through
-    ``BottleneckOutput``). Names are matched case-insensitively.
+    Classification: a class name (default: the predicted class). Regression: an output name
+    (default: every output), or for a model with a bottleneck a concept name (explained
+    through ``BottleneckOutput``). ``names``: the outputs (the targets or classes the run was
+    trained on); ``concepts``: the bottleneck's. Names match case-insensitively.
     """
     from robustmer.models import BottleneckOutput
 
     with torch.no_grad(), eval_mode(model):
         out = model(x)
-    if getattr(model, "kind", None) == "classifier":
-        names = list(classes) if classes else [str(i) for i in range(out.shape[1])]
-        if len(names) != out.shape[1]:
-            raise ConfigError(f"{len(names)} class names for a classifier with {out.shape[1]} "
-                              f"outputs")
+    n = out.shape[1]
+    names = list(names) if names is not None and len(names) == n else [
+        f"output{i}" for i in range(n)]
+    lower = [str(v).lower() for v in names]
+    if task == "classification":
         if target is None:
             k = int(out[0].argmax())
             return model, [k], [names[k]]
-        lower = [n.lower() for n in names]
         if target.lower() not in lower:
             raise ConfigError(f"--target {target!r} is not a class of this classifier; "
                               f"choose from {names}")
         k = lower.index(target.lower())
         return model, [k], [names[k]]
-    emotions = list(EMOTIONS) if out.shape[1] == len(EMOTIONS) else [
-        f"output{i}" for i in range(out.shape[1])]
     if target is None:
-        return model, list(range(len(emotions))), emotions
-    if target.lower() in emotions:
-        k = emotions.index(target.lower())
-        return model, [k], [emotions[k]]
-    if target.lower() in CONCEPTS:
+        return model, list(range(n)), names
+    if target.lower() in lower:
+        k = lower.index(target.lower())
+        return model, [k], [names[k]]
+    concept_lower = [str(c).lower() for c in concepts]
+    if target.lower() in concept_lower:
         if not getattr(model, "has_bottleneck", False):
-            raise ConfigError(f"--target {target!r} is a concept, but this "
-                              f"{getattr(model, 'kind', 'model')} model has no bottleneck")
-        k = CONCEPTS.index(target.lower())
-        return BottleneckOutput(model), [k], [CONCEPTS[k]]  # type: ignore[arg-type]
-    raise ConfigError(f"--target {target!r} is neither an emotion {emotions} nor a concept "
-                      f"{list(CONCEPTS)}")
+            raise ConfigError(f"--target {target!r} is a concept, but this model has no "
+                              f"bottleneck")
+        k = concept_lower.index(target.lower())
+        return BottleneckOutput(model), [k], [list(concepts)[k]]  # type: ignore[arg-type]
+    raise ConfigError(f"--target {target!r} is neither an output {names}"
+                      + (f" nor a concept {list(concepts)}" if concepts else ""))
 
 
 def _safe(name: str) -> str:
@@ -95,16 +95,19 @@ def _save_figure(fig: Any, path: Path) -> None:
 
 def explain_clip(model: nn.Module, data: Any, clip_id: str, method: str, out_dir: str | Path,
                  *, target: str | None = None, grid: tuple[int, int] = (4, 5),
-                 params: dict[str, Any] | None = None, classes: Sequence[str] | None = None,
+                 params: dict[str, Any] | None = None, task: str = "regression",
+                 names: Sequence[str] | None = None, concepts: Sequence[str] = (),
                  device: str = "cpu", run_dir: str | None = None) -> dict[str, Any]:
     """Explain ``clip_id`` with ``method`` (``params`` passed to :func:`make_explainer`) for
-    ``target`` (see :func:`resolve_targets`) on a ``grid`` = (frequency bands, time blocks)
-    segmentation; write the folder and return the summary that ``explanation.json`` holds."""
+    ``target`` (see :func:`resolve_targets`: ``task``, output ``names``, ``concepts``) on a
+    ``grid`` = (frequency bands, time blocks) segmentation; write the folder and return the
+    summary that ``explanation.json`` holds."""
     out = Path(out_dir)
     explainer = make_explainer(method, **(params or {}))
     part, x = find_clip(data, str(clip_id))
     x = x.to(device)
-    module, targets, names = resolve_targets(model, x, target, classes)
+    module, targets, names = resolve_targets(model, x, target, task=task, names=names,
+                                             concepts=concepts)
     seg = grid_segments(tuple(x.shape[-2:]), *grid)  # type: ignore[arg-type]
     xb = x.expand(len(targets), *x.shape[1:]).contiguous()
     ex = explainer(module, xb, torch.tensor(targets, dtype=torch.int64), seg.to(device))
@@ -131,12 +134,12 @@ def explain_clip(model: nn.Module, data: Any, clip_id: str, method: str, out_dir
                             segments=seg.numpy(), targets=np.asarray(targets))
     summary: dict[str, Any] = {
         "clip_id": str(clip_id), "split": part, "method": explainer.name,
-        "model_kind": getattr(model, "kind", None), "grid": {"n_freq": grid[0],
-                                                             "n_time": grid[1]},
+        "task": task, "grid": {"n_freq": grid[0], "n_time": grid[1]},
         "segment_ids": "time block i, frequency band j -> i * n_freq + j",
         "explainer": explainer.config(), "targets": rows}
-    if getattr(model, "kind", None) == "a2m2e":
-        table = concept_mod.concept_table(model, x, [str(clip_id)])
+    if concepts and getattr(model, "has_bottleneck", False) and task == "regression":
+        table = concept_mod.concept_table(model, x, [str(clip_id)], emotions=names,
+                                          concepts=concepts)
         write_csv(out / "concepts.csv", table, index=False)
         _save_figure(concept_figure(table, str(clip_id)), out / "concepts.png")
         summary["concepts"] = {"table": "concepts.csv", "figure": "concepts.png"}

@@ -1,7 +1,8 @@
 """Model heads on the shared backbone: A2E, A2B2E, A2M2E (concept bottleneck) and a classifier.
 
-``model(x)`` returns one plain tensor (emotions ``(B, 8)`` or class logits) so captum and the
-attacks see an ordinary ``nn.Module``; ``forward_all`` also exposes the bottleneck.
+``model(x)`` returns one plain tensor (the regression outputs ``(B, n_outputs)``, e.g. the 8
+emotions, or class logits) so captum and the attacks see an ordinary ``nn.Module``;
+``forward_all`` also exposes the bottleneck.
 """
 
 from __future__ import annotations
@@ -60,17 +61,16 @@ class MERModel(nn.Module):
         return self.bottleneck is not None
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """``{"emotions": (B, n_outputs) or None, "bottleneck": (B, n_concepts) or None,
-        "logits": (B, n_classes) or None}``."""
+        """``{"output": (B, n_outputs) values or (B, n_classes) logits, "bottleneck":
+        (B, n_concepts) or None}``."""
         return head_outputs(self, self.backbone(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Emotions ``(B, n_outputs)``, or class logits for the classifier."""
-        out = self.forward_all(x)
-        return out["logits"] if self.kind == "classifier" else out["emotions"]  # type: ignore[return-value]
+        """The outputs ``(B, n_outputs)``, or class logits for the classifier."""
+        return self.forward_all(x)["output"]  # type: ignore[return-value]
 
     def concept_contributions(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-concept contribution to each emotion, ``(B, n_outputs, n_concepts)``.
+        """Per-concept contribution to each output, ``(B, n_outputs, n_concepts)``.
 
         ``contrib[b, e, c] = bottleneck[b, c] * W[e, c]`` with ``W`` the last layer's weight. The
         last layer's bias is *not* spread over the concepts: it is the same for every input and is
@@ -85,18 +85,15 @@ class MERModel(nn.Module):
 
     @property
     def contribution_bias(self) -> torch.Tensor:
-        """The emotion layer's bias ``(n_outputs,)``: the input-independent part of each emotion."""
+        """The output layer's bias ``(n_outputs,)``: the input-independent part of each output."""
         return self.head.bias
 
 
 def head_outputs(model: nn.Module, h: torch.Tensor) -> dict[str, torch.Tensor | None]:
-    """The ``forward_all`` dict from backbone features ``h``, for any model with ``kind``,
+    """The ``forward_all`` dict from backbone features ``h``, for any model with
     ``bottleneck`` (or None) and ``head`` (a :class:`MERModel` or a stacked one)."""
     b = model.bottleneck(h) if model.bottleneck is not None else None
-    out = model.head(b if b is not None else h)
-    if model.kind == "classifier":
-        return {"emotions": None, "bottleneck": None, "logits": out}
-    return {"emotions": out, "bottleneck": b, "logits": None}
+    return {"output": model.head(b if b is not None else h), "bottleneck": b}
 
 
 class BottleneckOutput(nn.Module):

@@ -235,8 +235,8 @@ class StackedModel(nn.Module):
                 m.generators = None if generators is None else list(generators)
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """``(B, S, T, F)`` -> ``{"emotions", "bottleneck", "logits"}``, each ``(S, B, n)`` or
-        None, as :meth:`MERModel.forward_all` per seed."""
+        """``(B, S, T, F)`` -> ``{"output", "bottleneck"}``, each ``(S, B, n)`` or None, as
+        :meth:`MERModel.forward_all` per seed."""
         if x.ndim != 4 or x.shape[1] != self.n_seeds:
             raise ValueError(f"expected input of shape (B, {self.n_seeds}, T, F), "
                              f"got {tuple(x.shape)}")
@@ -244,9 +244,8 @@ class StackedModel(nn.Module):
         return head_outputs(self, h.reshape(h.shape[0], self.n_seeds, -1).transpose(0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Emotions (or class logits) ``(S, B, n)``."""
-        out = self.forward_all(x)
-        return out["logits"] if self.kind == "classifier" else out["emotions"]  # type: ignore[return-value]
+        """The outputs (or class logits) ``(S, B, n)``."""
+        return self.forward_all(x)["output"]  # type: ignore[return-value]
 
 
 class SeedInterleaved(nn.Module):

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate import stats
 from robustmer.evaluate.store import (
     ResultsStore,
     Setting,
     order_model_types,
+    output_names,
     select_setting,
     setting_key,
     setting_label,
@@ -179,22 +179,33 @@ def analyse_store(
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    emotions: Sequence[str] = figures.FIG4_EMOTIONS,
-    comparisons: Sequence[tuple[str, str]] = stats.DEFAULT_COMPARISONS,
+    emotions: Sequence[str] | None = None,
+    comparisons: Sequence[tuple[str, str]] | None = None,
     alpha: float = 0.05,
     media_clips: int = 2,
     taken: set[str] | None = None,
 ) -> SourceResults:
-    """Read one results store and compute every table, test and figure of its report section."""
+    """Read one results store and compute every table, test and figure of its report section.
+
+    ``emotions``: the outputs Figure 4 shows (default: the paper's two where the store has
+    them, else its first two); ``comparisons``: the planned pairs (default: the store's own,
+    else ``models.types.default_comparisons`` of its types)."""
     store = ResultsStore(path)
     if not store.path.is_dir():
         raise ConfigError(f"RESULTS_DIR {store.path}: not a folder")
     runs = store.read_runs()
     clips = store.read_clips()
+    outputs = output_names(clips, "y_") or output_names(runs, "r_")
+    if emotions is None:
+        paper = [e for e in figures.FIG4_EMOTIONS if e in outputs]
+        emotions = paper if len(paper) == len(figures.FIG4_EMOTIONS) else outputs[:2]
     for e in emotions:
-        if e not in EMOTIONS:
-            raise ConfigError(f"--emotion {e!r}: expected one of {', '.join(EMOTIONS)}")
+        if e not in outputs:
+            raise ConfigError(f"--emotion {e!r}: expected one of the store's outputs "
+                              f"{', '.join(outputs)}")
     config, meta = store.read_config(), store.read_meta()
+    if comparisons is None:
+        comparisons = stats.store_comparisons(config, order_model_types(runs["model_type"]))
     name = _source_name(store, meta, config)
     slug = _slug(name)
     taken = taken if taken is not None else set()
@@ -506,8 +517,8 @@ def build_report(
     out: str | os.PathLike[str] | None = None,
     compare: Sequence[str | os.PathLike[str]] = (),
     *,
-    emotions: Sequence[str] = figures.FIG4_EMOTIONS,
-    comparisons: Sequence[tuple[str, str]] = stats.DEFAULT_COMPARISONS,
+    emotions: Sequence[str] | None = None,
+    comparisons: Sequence[tuple[str, str]] | None = None,
     alpha: float = 0.05,
     media_clips: int = 2,
     l2i: Sequence[str | os.PathLike[str]] = (),

@@ -116,13 +116,17 @@ def checks_md(checks: pd.DataFrame) -> str:
 
 
 def markdown_summary(results_dir: str | os.PathLike[str], *,
-                     comparisons: Sequence[tuple[str, str]] = stats.DEFAULT_COMPARISONS,
+                     comparisons: Sequence[tuple[str, str]] | None = None,
                      alpha: float = 0.05) -> str:
-    """Every table of the store at ``results_dir`` as one Markdown text."""
+    """Every table of the store at ``results_dir`` as one Markdown text (``comparisons``:
+    default the store's planned ones)."""
     store = ResultsStore(results_dir)
     if not (store.path / "clips.csv").is_file():
         raise ConfigError(f"RESULTS_DIR {store.path}: no clips.csv (not a results store)")
     runs, clips = store.read_runs(), store.read_clips()
+    if comparisons is None:
+        comparisons = stats.store_comparisons(store.read_config(),
+                                              list(dict.fromkeys(runs["model_type"])))
     found = settings(clips)
     out = [f"# Results: {store.path.name}\n",
            f"Per-clip tests: paired t-tests of attacked MAE, Bonferroni over comparisons x "

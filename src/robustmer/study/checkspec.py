@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robustmer.errors import ConfigError
+from robustmer.models.types import PAPER_COMPARISONS
 
 CHECK_NAMES: tuple[str, ...] = ("convergence", "restarts", "unbounded", "transfer",
                                 "gradient_free", "apgd")
@@ -44,8 +45,8 @@ class CheckSpec:
     abs_tol: float = 0.001
     queries: int = 1000
     p_init: float = 0.1
-    transfer: list[list[str]] = field(default_factory=lambda: [["A2E", "A2M2E"],
-                                                               ["A2M2E", "A2E"]])
+    transfer: list[list[str]] = field(default_factory=lambda: [
+        list(PAPER_COMPARISONS[0]), list(reversed(PAPER_COMPARISONS[0]))])
     transfer_seeds: bool = True
     seed: int = 0
     batch_size: int = 8

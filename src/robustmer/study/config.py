@@ -16,29 +16,76 @@ from robustmer.attacks.spec import AttackSpec, setting_id
 from robustmer.data.synth import FORMAT_VERSION as SYNTH_FORMAT
 from robustmer.data.synth import FORMAT_VERSIONS as SYNTH_FORMATS
 from robustmer.errors import ConfigError
+from robustmer.models import types as mtypes
 from robustmer.models.backbone import DROPOUT
+from robustmer.models.factory import FactoryType, resolve_factory
 from robustmer.study.checkspec import CheckSpec, parse_checks
 from robustmer.study.executor import RayOptions
 from robustmer.train.config import LR_SCHEDULES
 
-MODEL_TYPES: dict[str, tuple[str, bool]] = {
-    "A2E": ("a2e", False),
-    "A2B2E": ("a2b2e", False),
-    "A2M2E": ("a2m2e", False),
-    "aA2E": ("a2e", True),
-    "aA2B2E": ("a2b2e", True),
-}
-"""Study model type -> (model kind, adversarially trained)."""
+DEFAULT_MODELS: tuple[str, ...] = tuple(mtypes.names("regression"))
+"""The study's default model list: every registered regression type (the paper's five)."""
+DEFAULT_ATTACK: dict[str, str] = {"regression": "bim", "classification": "untargeted_pgd"}
+"""The attack a study of each task uses when its ``attack:`` block names none."""
+FACTORY_KEYS: tuple[str, ...] = ("name", "factory", "task", "input", "sample_rate", "seconds",
+                                 "train", "adversarial", "concepts", "settings")
+"""Keys of a user model entry in ``models:`` (docs/own-model.md)."""
 
 
 def model_type_name(name: str, where: str = "model type") -> str:
-    """The canonical spelling of a model type, accepted in any case (``a2e``, ``AA2B2E``)."""
-    by_lower = {m.lower(): m for m in MODEL_TYPES}
+    """The canonical spelling of a registered model type, accepted in any case."""
+    return mtypes.get_type(name, where).name
+
+
+def parse_model(raw: Any, where: str) -> mtypes.ModelType:
+    """One ``models:`` entry: a registered name (any case), or a user model as a mapping::
+
+        {name: WaveNet, factory: my_models.py:build, task: regression, input: waveform,
+         sample_rate: 16000, seconds: 4.0, train: true, adversarial: false, concepts: false,
+         settings: {channels: 16}}
+
+    (a file path resolves against the current directory). The type is registered, so the
+    report and the store order it as given."""
+    if isinstance(raw, str):
+        if ":" in raw:
+            raise ConfigError(f"{where}: {raw!r} looks like a factory; give a mapping with "
+                              f"name: and factory: (docs/own-model.md)")
+        return mtypes.get_type(raw, where)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a model type name or a mapping with name: and "
+                          f"factory:, found {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(FACTORY_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {list(FACTORY_KEYS)}")
+    for key in ("name", "factory"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ConfigError(f"{where}.{key}: required (a non-empty string)")
+    for key in ("train", "adversarial", "concepts"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise ConfigError(f"{where}.{key}: expected true or false, found {raw[key]!r}")
+    settings = raw.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{where}.settings: expected a mapping of the factory's keyword "
+                          f"arguments, found {settings!r}")
+    if raw.get("adversarial"):
+        raise ConfigError(f"{where}.adversarial: adversarial training of a user model is not "
+                          f"supported yet; compare with the built-in aA2E / aA2B2E instead")
+    existing = {n.lower(): n for n in mtypes.REGISTRY}
+    clash = existing.get(str(raw["name"]).lower())
+    if clash is not None and not isinstance(mtypes.REGISTRY[clash], FactoryType):
+        raise ConfigError(f"{where}.name: {raw['name']!r} is a built-in model type; choose "
+                          f"another name")
     try:
-        return by_lower[str(name).lower()]
-    except KeyError:
-        raise ConfigError(f"{where}: unknown model type {name!r}; choose from "
-                          f"{list(MODEL_TYPES)} (any case)") from None
+        mt = FactoryType(name=raw["name"], factory=resolve_factory(raw["factory"],
+                                                                   f"{where}.factory"),
+                         task=raw.get("task", "regression"), input=raw.get("input",
+                                                                           "spectrogram"),
+                         sample_rate=raw.get("sample_rate"), seconds=raw.get("seconds"),
+                         trainable=raw.get("train", True),
+                         needs_concepts=raw.get("concepts", False), settings=dict(settings))
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return mtypes.register(mt, replace=True)
 
 
 @dataclass(frozen=True)
@@ -131,6 +178,7 @@ class StudyAttack:
     settings: tuple[AttackSetting, ...] = ()
     batch_size: int = 8
     block: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def domain(self) -> str:
@@ -143,8 +191,10 @@ class StudyAttack:
                 "settings": [s.to_dict() for s in self.settings]}
 
 
-def _parse_attack(raw: Any, where: str) -> StudyAttack:
-    """Validate the ``attack:`` block into its settings (errors name ``where`` and the key)."""
+def _parse_attack(raw: Any, where: str, task: str = "regression",
+                  n_outputs: int | None = None) -> StudyAttack:
+    """Validate the ``attack:`` block into its settings (errors name ``where`` and the key);
+    ``task``: the study's, which the attacks must attack (default name: ``DEFAULT_ATTACK``)."""
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
@@ -154,7 +204,7 @@ def _parse_attack(raw: Any, where: str) -> StudyAttack:
     batch_size = raw.get("batch_size", 8)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConfigError(f"{where}.batch_size must be an integer >= 1, found {batch_size!r}")
-    name = raw.get("name", "bim")
+    name = raw.get("name", DEFAULT_ATTACK[task])
     base = {k: v for k, v in raw.items() if k not in BLOCK_KEYS}
     eps = raw.get("eps", 0.001)
     eps_list = eps if isinstance(eps, list) else [eps]
@@ -173,7 +223,8 @@ def _parse_attack(raw: Any, where: str) -> StudyAttack:
                 at_key = f"{key}[{k}]" if many else key
                 raise ConfigError(f"{where}.{at_key}: expected a positive number, found {val!r}")
         at = f"{where}.eps[{k}]" if isinstance(eps, list) else where
-        spec = AttackSpec.from_dict({"name": name, **base, "eps": e, "eta": h}, where=at)
+        spec = AttackSpec.from_dict({"name": name, **base, "eps": e, "eta": h}, where=at,
+                                    n_outputs=n_outputs)
         settings.append(AttackSetting(spec, domain))
     presets = raw.get("presets", [])
     if not isinstance(presets, list):
@@ -187,26 +238,47 @@ def _parse_attack(raw: Any, where: str) -> StudyAttack:
         p_domain = item.pop("domain", domain)
         if p_domain not in DOMAINS:
             raise ConfigError(f"{at}.domain must be one of {list(DOMAINS)}, found {p_domain!r}")
-        settings.append(AttackSetting(AttackSpec.from_dict(item, where=at), p_domain))
+        settings.append(AttackSetting(AttackSpec.from_dict(item, where=at, n_outputs=n_outputs),
+                                      p_domain))
     for k, st in enumerate(settings):
-        if st.spec.task != "regression":
-            raise ConfigError(f"{where}: attack {st.spec.name!r} attacks a classifier; the study "
-                              f"attacks emotion regressors (use bim, pgd or a preset)")
+        if st.spec.task != task:
+            raise ConfigError(f"{where}: attack {st.spec.name!r} attacks {st.spec.task} models; "
+                              f"this study's models do {task} (choose from "
+                              f"{_attack_names(task)})")
         if any(o.id == st.id for o in settings[:k]):
             raise ConfigError(f"{where}: the setting {st.id!r} appears twice")
     block = {"name": name, "domain": domain,
              "eps": [float(e) for e in eps_list], "eta": [float(h) for h in eta_list],
              **base, "presets": presets}
-    return StudyAttack(tuple(settings), batch_size, block)
+    return StudyAttack(tuple(settings), batch_size, block, dict(raw))
+
+
+def for_outputs(config: StudyConfig, n_outputs: int, where: str = "attack") -> StudyConfig:
+    """The study with its attack settings resolved for models of ``n_outputs`` outputs (known
+    once the data is read): with fewer than 3, a stopping rule left to its default is ``mse``
+    and an explicit ``corr`` is refused (``AttackSpec.from_dict``)."""
+    attack = _parse_attack(config.attack.raw, where, config.task, n_outputs)
+    return dataclasses.replace(config, attack=attack)
+
+
+def _attack_names(task: str) -> list[str]:
+    from robustmer.attacks.spec import names_for
+
+    return names_for(task)
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """A whole study: data x model types x seeds -> train -> attack -> results store."""
+    """A whole study: data x model types x seeds -> train -> attack -> results store.
+
+    ``types``: the model types of ``models`` (registered names or the user's own, parsed from
+    the YAML); ``comparisons``: the planned pairs of model types (default: the paper's where
+    its types are present, else every type against the first); ``task``: what every type
+    does (``regression`` or ``classification``)."""
 
     name: str
     output: str
-    models: tuple[str, ...] = tuple(MODEL_TYPES)
+    models: tuple[str, ...] = DEFAULT_MODELS
     seeds: tuple[int, ...] = (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -215,16 +287,29 @@ class StudyConfig:
     write_examples: bool = True
     ray: RayOptions = field(default_factory=RayOptions)
     checks: CheckSpec | None = None
+    types: tuple[mtypes.ModelType, ...] = ()
+    comparisons: tuple[tuple[str, str], ...] = ()
+    task: str = "regression"
+
+    def model_type(self, name: str) -> mtypes.ModelType:
+        """The type of one of the study's models."""
+        for t in self.types:
+            if t.name == name:
+                return t
+        return mtypes.get_type(name)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (what ``config.yaml`` in the results folder holds)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "types"}
         d["data"], d["train"] = dataclasses.asdict(self.data), dataclasses.asdict(self.train)
         d["attack"] = self.attack.to_dict()
         d["ray"] = dataclasses.asdict(self.ray)
         d["checks"] = None if self.checks is None else dataclasses.asdict(self.checks)
-        d["models"] = list(self.models)
+        d["models"] = [t.to_dict() if isinstance(t, FactoryType) else t.name
+                       for t in (self.types or [mtypes.get_type(m) for m in self.models])]
         d["seeds"] = list(self.seeds)
+        d["comparisons"] = [list(p) for p in self.comparisons]
         return d
 
 
@@ -255,19 +340,29 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study config must be a mapping")
     allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips",
-               "write_examples", "ray", "checks"}
+               "write_examples", "ray", "checks", "comparisons"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     for key in ("name", "output"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigError(f"{source}: '{key}' must be a non-empty string")
-    models = raw.get("models", list(MODEL_TYPES))
-    if not isinstance(models, list) or not models:
-        raise ConfigError(f"{source}: 'models' must be a non-empty list of {list(MODEL_TYPES)}")
-    models = [model_type_name(m, f"{source}: models") for m in models]
+    raw_models = raw.get("models", list(DEFAULT_MODELS))
+    if not isinstance(raw_models, list) or not raw_models:
+        raise ConfigError(f"{source}: 'models' must be a non-empty list of model types "
+                          f"({mtypes.names()}) or user models (mappings with name: and "
+                          f"factory:)")
+    types = [parse_model(m, f"{source}: models[{i}]") for i, m in enumerate(raw_models)]
+    models = [t.name for t in types]
     if len(set(models)) != len(models):
         raise ConfigError(f"{source}: 'models' has duplicates: {models}")
+    tasks = sorted({t.task for t in types})
+    if len(tasks) > 1:
+        raise ConfigError(f"{source}: 'models' mixes tasks {tasks} "
+                          f"({', '.join(f'{t.name}: {t.task}' for t in types)}); a study "
+                          f"compares models of one task")
+    task = tasks[0]
+    comparisons = _parse_comparisons(raw.get("comparisons"), models, source)
     seeds = raw.get("seeds", list(StudyConfig.__dataclass_fields__["seeds"].default))
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
@@ -276,7 +371,17 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         raise ConfigError(f"{source}: 'seeds' has duplicates: {seeds}")
     data = _build(DataSpec, raw.get("data"), f"{source}: data")
     train = _build(TrainSpec, raw.get("train"), f"{source}: train")
-    attack = _parse_attack(raw.get("attack"), f"{source}: attack")
+    attack = _parse_attack(raw.get("attack"), f"{source}: attack", task)
+    waveform = [t.name for t in types if t.input_kind == "waveform"]
+    spectrogram_settings = [st.id for st in attack.settings if st.domain == "spectrogram"]
+    if waveform and spectrogram_settings:
+        raise ConfigError(f"{source}: attack: model type(s) {waveform} read audio (input: "
+                          f"waveform) and are attacked in the waveform domain; the setting(s) "
+                          f"{spectrogram_settings} attack spectrograms (set attack.domain: "
+                          f"waveform, and domain: waveform on presets)")
+    if data.pack is not None and waveform:
+        raise ConfigError(f"{source}: data.pack holds spectrograms only; model type(s) "
+                          f"{waveform} read audio: use data.root")
     if data.pack is not None:
         if not isinstance(data.pack, str) or not data.pack:
             raise ConfigError(f"{source}: data.pack must be the path of a feature pack file, "
@@ -326,10 +431,51 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         raise ConfigError(f"{source}: write_examples must be true or false (adversarial "
                           f"examples, about 4 MB per attacked clip), found {examples!r}")
     checks = parse_checks(raw.get("checks"), source, attack, models)
+    if checks is not None and checks.enabled:
+        odd = [t.name for t in types if t.task != "regression" or t.input_kind != "spectrogram"]
+        if odd:
+            raise ConfigError(f"{source}: checks: the checks attack spectrogram regressors; "
+                              f"model type(s) {odd} are not (remove them or the checks block)")
+    if train.standardize_targets:
+        odd = [t.name for t in types if isinstance(t, FactoryType)]
+        if odd:
+            raise ConfigError(f"{source}: train.standardize_targets folds the scaling into "
+                              f"robustmer's own output layer; user model(s) {odd} have none "
+                              f"(set it to false)")
+    if train.batch_seeds and any(isinstance(t, FactoryType) for t in types):
+        raise ConfigError(f"{source}: train.batch_seeds stacks robustmer's own networks; the "
+                          f"user models train one by one (set it to false)")
     return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
                        seeds=tuple(seeds), data=data, train=train, attack=attack,
                        media_clips=media, write_examples=examples, ray=ray,
-                       checks=checks)
+                       checks=checks, types=tuple(types), comparisons=comparisons, task=task)
+
+
+def _parse_comparisons(raw: Any, models: list[str], source: str) -> tuple[tuple[str, str], ...]:
+    """``comparisons: [[A, B], ...]`` (pairs of the study's model types, any case); default:
+    the paper's where its types are present, else every type against the first listed."""
+    where = f"{source}: comparisons"
+    if raw is None:
+        return tuple(mtypes.default_comparisons(models))
+    if not isinstance(raw, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(t, str) for t in p)
+            for p in raw):
+        raise ConfigError(f"{where}: expected a list of [type, type] pairs, found {raw!r}")
+    by_lower = {m.lower(): m for m in models}
+    out = []
+    for k, (a, b) in enumerate(raw):
+        names = []
+        for t in (a, b):
+            if t.lower() not in by_lower:
+                raise ConfigError(f"{where}[{k}]: {t!r} is not one of the study's models "
+                                  f"{models}")
+            names.append(by_lower[t.lower()])
+        if names[0] == names[1]:
+            raise ConfigError(f"{where}[{k}]: compares {names[0]} with itself")
+        out.append((names[0], names[1]))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{where}: a pair appears twice: {raw}")
+    return tuple(out)
 
 
 def training_attack(train: TrainSpec, attack: StudyAttack,

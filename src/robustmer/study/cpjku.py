@@ -153,7 +153,7 @@ def read_log(path: str | os.PathLike[str], run_id: str, model_type: str, seed: i
         run_id, model_type, seed, ids,
         np.vstack(arrays["true-label"]).reshape(shape),
         np.vstack(arrays["orig-pred"]).reshape(shape),
-        np.vstack(arrays["new-pred"]).reshape(shape),
+        np.vstack(arrays["new-pred"]).reshape(shape), names=EMOTIONS,
         iterations=epochs, converged=conv, final_threshold=targets,
         delta_linf=None, delta_l2=norms, snr_db=dbs,
         attack=REFERENCE_SETTING[0], domain=REFERENCE_SETTING[1], eps=REFERENCE_SETTING[2],

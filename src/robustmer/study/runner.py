@@ -28,14 +28,15 @@ from robustmer.attacks.runner import attack_dataset, read_table
 from robustmer.data import prepare_data
 from robustmer.data.prepare import PreparedData
 from robustmer.errors import ConfigError, RobustmerError
-from robustmer.evaluate.store import CLIPS_COLUMNS, ResultsStore, empty_frame
+from robustmer.evaluate.store import ResultsStore, clips_columns, empty_frame
 from robustmer.evaluate.summary import clips_from_attack_table, run_row
 from robustmer.folders import claim_folder, folder_lock, refuse_if_locked, require_same_settings
 from robustmer.models.backbone import DROPOUT
+from robustmer.models.types import MERType, ModelType
 from robustmer.study.checks import run_checks
-from robustmer.study.config import MODEL_TYPES, AttackSetting, StudyConfig, training_attack
+from robustmer.study.config import AttackSetting, StudyConfig, for_outputs, training_attack
 from robustmer.study.executor import RayOptions, SequentialExecutor, make_executor
-from robustmer.train import TrainConfig, evaluate_model, load_run, train_run
+from robustmer.train import TrainConfig, evaluate_model, load_run, train_run, write_pretrained
 from robustmer.train.batched import train_runs_batched
 
 Log = Callable[[str], None]
@@ -123,20 +124,49 @@ def _train_config(config: StudyConfig, seed: int, adversarial: bool) -> TrainCon
                        lr_schedule=t.lr_schedule, bn_recalibrate=t.bn_recalibrate)
 
 
+def model_settings(config: StudyConfig, model_type: ModelType) -> dict[str, Any]:
+    """The build settings a study gives a model type: ``train.width`` and ``train.dropout`` for
+    robustmer's own networks; a user model carries its own (``models[].settings``)."""
+    if isinstance(model_type, MERType):
+        return {"width": config.train.width, "dropout": config.train.dropout}
+    return {}
+
+
+def output_names(config: StudyConfig, data: PreparedData) -> list[str]:
+    """The names of the study's outputs: the data's targets, or its classes."""
+    table = data.table
+    return list(table.classes if config.task == "classification" else table.target_names)
+
+
+def run_seeds(config: StudyConfig, model_type: ModelType) -> tuple[int, ...]:
+    """The seeds a type runs with: every seed, or the first alone for a pretrained model (one
+    model, nothing drawn)."""
+    return config.seeds if model_type.trainable else config.seeds[:1]
+
+
 def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int, out: Path,
             *, progress: bool = True) -> pd.DataFrame:
-    """Train (resumably) and attack one (model type, seed); return its ``clips.csv`` rows."""
-    kind, adversarial = MODEL_TYPES[model_type]
+    """Train (resumably; a pretrained model: write its run folder) and attack one (model type,
+    seed); return its ``clips.csv`` rows."""
+    mt = config.model_type(model_type)
+    spec = mt.input_spec()
     run_dir = out / "runs" / run_id_of(model_type, seed)
     train_dir = train_dir_of(out, model_type, seed)
     if not (train_dir / DONE).exists():
-        train_attack = (training_attack(config.train, config.attack).build() if adversarial
-                        else None)
-        train_run(data.dataset("train", mode="random", seed=seed), data.dataset("val"),
-                  train_dir, kind=kind, width=config.train.width, dropout=config.train.dropout,
-                  config=_train_config(config, seed, adversarial),
-                  data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
-                  attack=train_attack, resume=True, progress=progress)
+        common = {"data_description": data.to_dict(),
+                  "normaliser": data.standardizer.to_dict(),
+                  "extra_config": {"model_type": model_type}}
+        val = data.dataset_for(spec, "val")
+        if not mt.trainable:
+            write_pretrained(data.dataset_for(spec, "train"), val, train_dir, model_type=mt,
+                             model_settings=model_settings(config, mt), seed=seed, **common)
+        else:
+            train_attack = (training_attack(config.train, config.attack).build()
+                            if mt.adversarial else None)
+            train_run(data.dataset_for(spec, "train", mode="random", seed=seed), val,
+                      train_dir, model_type=mt, model_settings=model_settings(config, mt),
+                      config=_train_config(config, seed, mt.adversarial), attack=train_attack,
+                      resume=True, progress=progress, **common)
         io.write_text(train_dir / DONE, "")
     frames = []
     model = None
@@ -148,7 +178,8 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
             if model is None:
                 model = load_run(train_dir, device=config.train.device).model
             table = attack_dataset(model, data, "test", setting.spec, attack_dir,
-                                   domain=setting.domain, batch_size=config.attack.batch_size,
+                                   domain=setting.domain, model_input=spec, task=mt.task,
+                                   batch_size=config.attack.batch_size,
                                    device=config.train.device, resume=True, progress=progress,
                                    write_examples=config.write_examples)
             io.write_text(attack_dir / DONE, "")
@@ -167,17 +198,16 @@ def train_batched_group(config: StudyConfig, data: PreparedData, model_type: str
     """``train.batch_seeds``: train the seeds of ``model_type`` whose training is not done as
     one batched model (each into its own ``runs/<id>/train/``, resumably, ``DONE`` when
     finished); returns the seeds trained (none when fewer than 2 are left: those train alone)."""
-    kind, adversarial = MODEL_TYPES[model_type]
-    if adversarial:
-        raise ConfigError(f"train.batch_seeds: {model_type} is adversarially trained, which "
-                          f"batched seeds do not support")
+    mt = config.model_type(model_type)
+    if mt.adversarial or not isinstance(mt, MERType):
+        raise ConfigError(f"train.batch_seeds: {model_type} is adversarially trained or not one "
+                          f"of robustmer's own networks, which batched seeds do not support")
     todo = [s for s in seeds if not (train_dir_of(out, model_type, s) / DONE).exists()]
     if len(todo) < 2:
         return []
     train_runs_batched([data.dataset("train", mode="random", seed=s) for s in todo],
                        data.dataset("val"), [train_dir_of(out, model_type, s) for s in todo],
-                       kind=kind, seeds=todo, width=config.train.width,
-                       dropout=config.train.dropout,
+                       model_type=mt, seeds=todo, model_settings=model_settings(config, mt),
                        config=_train_config(config, todo[0], False),
                        data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
                        resume=True, progress=progress)
@@ -195,12 +225,14 @@ def concept_mean_r_of(config: StudyConfig, data: PreparedData, model_type: str, 
                        out: Path) -> float:
     """Test-split concept mean r of a concept-trained bottleneck (A2M2E), NaN for other types;
     computed once from the trained model and kept in ``runs/<id>/concepts.json``."""
-    if MODEL_TYPES[model_type][0] != "a2m2e":
+    mt = config.model_type(model_type)
+    if not mt.needs_concepts:
         return float("nan")
     path = out / "runs" / run_id_of(model_type, seed) / "concepts.json"
     if not path.is_file():
         model = load_run(path.parent / "train", device=config.train.device).model
-        metrics = evaluate_model(model, data.dataset("test"), device=config.train.device)
+        metrics = evaluate_model(model, data.dataset_for(mt.input_spec(), "test"),
+                                 device=config.train.device, model_type=mt)
         io.write_json(path, metrics.get("concept_metrics"))
     stored = io.read_json(path)
     return float("nan") if stored is None else float(stored["mean_r"])
@@ -310,15 +342,39 @@ def execute_task(task: RunTask | BatchTask, data: PreparedData | None = None,
 
 
 def _setting_rows(config: StudyConfig, run_id: str, model_type: str, seed: int,
-                  clips: pd.DataFrame, concept: float = float("nan")) -> list[dict[str, Any]]:
+                  clips: pd.DataFrame, names: list[str],
+                  concept: float = float("nan")) -> list[dict[str, Any]]:
     """One ``runs.csv`` row per attack setting of a finished run."""
     rows = []
     for setting in config.attack.settings:
         sel = clips[(clips["attack"] == setting.key[0]) & (clips["domain"] == setting.key[1])
                     & _same_eps(clips["eps"], setting.key[2])]
         rows.append(run_row(run_id, model_type, seed, clips=sel, setting=setting.key,
-                            concept_mean_r=concept))
+                            concept_mean_r=concept, names=names, task=config.task))
     return rows
+
+
+def _summary_line(row: dict[str, Any]) -> str:
+    """One run x setting in the study's log: clean and attacked MAE (and accuracy)."""
+    text = (f"clean r {row['clean_mean_r']:.3f} MAE {row['clean_mae']:.3f} -> attacked MAE "
+            f"{row['adv_mae']:.3f} (ΔMAE {row['delta_mae']:+.3f}, "
+            f"{row['mean_iterations']:.0f} it)")
+    if "clean_accuracy" in row:
+        text = (f"accuracy {row['clean_accuracy']:.3f} -> {row['adv_accuracy']:.3f}; "
+                f"probability error (MAE) {row['clean_mae']:.3f} -> {row['adv_mae']:.3f} "
+                f"({row['mean_iterations']:.0f} it)")
+    return text
+
+
+def check_outputs(config: StudyConfig, data: PreparedData, names: list[str]) -> None:
+    """Refuse a study whose data cannot feed its models: no targets for a regression study,
+    fewer than 2 classes for a classification one; warn (in the store's log) otherwise."""
+    if config.task == "classification" and len(names) < 2:
+        raise ConfigError(f"models: {list(config.models)} classify, but the data at "
+                          f"{data.root} has {len(names)} class(es) {names}; give a label column")
+    if config.task == "regression" and not names:
+        raise ConfigError(f"models: {list(config.models)} regress, but the data at "
+                          f"{data.root} has no target column")
 
 
 def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
@@ -349,24 +405,30 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
         data = prepare_study_data(config, root, progress=progress)
         if any(st.domain == "waveform" for st in config.attack.settings):
             data.require_audio("attack.domain waveform")  # a feature pack has no audio
+        names = output_names(config, data)
+        check_outputs(config, data, names)
+        config = for_outputs(config, len(names), f"{config.name}: attack")
         # Recorded only now that the data is there: a study that failed before it really started
         # leaves no config behind to refuse the corrected one.
-        store.write_config(config.to_dict())
+        store.write_config({**config.to_dict(), "outputs": names,
+                            "target_info": data.table.target_info})
         log(f"data: {len(data.table.ids)} clips, split {data.split.split_id} "
             f"({len(data.split.train)}/{len(data.split.val)}/{len(data.split.test)})")
         concepts_ok = has_concepts(data)
 
         rows: list[dict[str, Any]] = []
         frames: list[pd.DataFrame] = []
-        todo = [(m, s) for m in config.models for s in config.seeds]
-        blocked = {(m, s) for m, s in todo if m == "A2M2E" and not concepts_ok}
+        todo = [(m, s) for m in config.models for s in run_seeds(config, config.model_type(m))]
+        blocked = {(m, s) for m, s in todo
+                   if config.model_type(m).needs_concepts and not concepts_ok}
         tasks = [RunTask(config, str(root), m, s) for m, s in todo if (m, s) not in blocked]
         jobs = config.train.jobs if jobs is None else jobs
         runner = make_executor(executor, jobs, ray if ray is not None else config.ray)
         # train.batch_seeds: each plain model type's seeds train as one task; it runs beside the
         # runs that do not wait for it (adversarial types), and its runs (then attack only) after.
         groups = [BatchTask(config, str(root), m, tuple(config.seeds)) for m in config.models
-                  if config.train.batch_seeds and not MODEL_TYPES[m][1] and len(config.seeds) > 1
+                  if config.train.batch_seeds and not config.model_type(m).adversarial
+                  and isinstance(config.model_type(m), MERType) and len(config.seeds) > 1
                   and not any((m, s) in blocked for s in config.seeds)]
         grouped = {(g.model_type, s) for g in groups for s in g.seeds}
         phases: list[list[RunTask | BatchTask]] = [
@@ -403,10 +465,8 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
             else:
                 assert outcome.clips is not None
                 for setting, row in zip(config.attack.settings, _setting_rows(
-                        config, run_id, *key, outcome.clips), strict=True):
-                    log(f"{prefix} {setting.id}: clean r {row['clean_mean_r']:.3f} MAE "
-                        f"{row['clean_mae']:.3f} -> attacked MAE {row['adv_mae']:.3f} (ΔMAE "
-                        f"{row['delta_mae']:+.3f}, {row['mean_iterations']:.0f} it)")
+                        config, run_id, *key, outcome.clips, names), strict=True):
+                    log(f"{prefix} {setting.id}: " + _summary_line(row))
                 log(f"{prefix}: done in {outcome.seconds:.0f} s")
         bar.close()
 
@@ -414,14 +474,17 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
         for model_type, seed in todo:
             run_id = run_id_of(model_type, seed)
             if (model_type, seed) in blocked:
-                msg = ("not runnable: A2M2E needs the 7 concept ratings for every training clip "
-                       "(give data.midlevel, the Mid-level Perceptual Features folder)")
+                msg = (f"not runnable: {model_type} learns concepts and needs the concept "
+                       f"ratings of every training clip (Soundtracks: give data.midlevel, the "
+                       f"Mid-level Perceptual Features folder; a manifest: concept columns)")
                 log(f"{run_id}: {msg}")
-                rows.append(run_row(run_id, model_type, seed, "not_runnable", msg))
+                rows.append(run_row(run_id, model_type, seed, "not_runnable", msg, names=names,
+                                    task=config.task))
                 continue
             outcome = outcomes[(model_type, seed)]
             if outcome.clips is None:
-                rows.append(run_row(run_id, model_type, seed, "failed", outcome.error or ""))
+                rows.append(run_row(run_id, model_type, seed, "failed", outcome.error or "",
+                                    names=names, task=config.task))
                 continue
             clips = outcome.clips
             first = config.attack.settings[0]
@@ -429,10 +492,10 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
                         clips["clip_id"].astype(str).drop_duplicates().tolist())
             frames.append(clips)
             concept = concept_mean_r_of(config, data, model_type, seed, out)
-            rows.extend(_setting_rows(config, run_id, model_type, seed, clips, concept))
+            rows.extend(_setting_rows(config, run_id, model_type, seed, clips, names, concept))
 
         store.write_clips(pd.concat(frames, ignore_index=True) if frames
-                          else empty_frame(CLIPS_COLUMNS))
+                          else empty_frame(clips_columns(names)))
         runs = pd.DataFrame(rows)
         store.write_runs(runs)
         if config.checks is not None and config.checks.enabled:

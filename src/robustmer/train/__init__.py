@@ -6,19 +6,22 @@ import ``robustmer.data`` or ``robustmer.attacks`` (the CLI and the study wire t
 
 from robustmer.train.checkpoint import LoadedRun, load_run
 from robustmer.train.config import TrainConfig
+from robustmer.train.pretrained import write_pretrained
 from robustmer.train.trainer import (
     TrainResult,
-    compute_loss,
+    attack_reference,
     epoch_generator,
     evaluate_model,
     mixed_precision,
+    output_sizes,
     seed_everything,
+    solo_loss,
     train_run,
     validation_score,
 )
 
 __all__ = [
-    "LoadedRun", "TrainConfig", "TrainResult", "compute_loss", "epoch_generator",
-    "evaluate_model", "load_run", "mixed_precision", "seed_everything", "train_run",
-    "validation_score",
+    "LoadedRun", "TrainConfig", "TrainResult", "attack_reference", "epoch_generator",
+    "evaluate_model", "load_run", "mixed_precision", "output_sizes", "seed_everything",
+    "solo_loss", "train_run", "validation_score", "write_pretrained",
 ]

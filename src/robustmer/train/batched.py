@@ -41,15 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from robustmer import io
 from robustmer.errors import CheckpointError, ConfigError
-from robustmer.models import MERModel, build_model
-from robustmer.models.backbone import DROPOUT
+from robustmer.models import MERModel
 from robustmer.models.stacked import StackedModel, stack_tensors, unstack_tensor
+from robustmer.models.types import ModelType, get_type
 from robustmer.train import checkpoint as ck
 from robustmer.train.config import TrainConfig
 from robustmer.train.options import TargetScaler, fit_target_scaler, scheduled_lr
@@ -60,17 +59,18 @@ from robustmer.train.trainer import (
     _rated_copy,
     _to_device,
     _write_history,
-    _write_run_files,
     epoch_generator,
     epoch_record,
     evaluate_model,
     finish_run,
     load_last,
     mixed_precision,
+    output_sizes,
     save_epoch,
     seed_everything,
     update_early_stopping,
     validation_score,
+    write_run_files,
 )
 
 SeedCallback = Callable[[int, int, dict[str, Any]], None]
@@ -221,14 +221,15 @@ def _solo_cpu_rng(rng: dict[str, Any]) -> Iterator[None]:
 
 
 def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
-                       run_dirs: Sequence[str | Path], *, kind: str, seeds: Sequence[int],
-                       width: float = 1.0, n_classes: int | None = None,
-                       dropout: float = DROPOUT, config: TrainConfig | None = None,
+                       run_dirs: Sequence[str | Path], *, model_type: ModelType | str,
+                       seeds: Sequence[int], model_settings: Mapping[str, Any] | None = None,
+                       config: TrainConfig | None = None,
                        data_description: dict[str, Any] | None = None,
                        normaliser: dict[str, Any] | None = None, resume: bool = False,
                        progress: bool = True, callbacks: Iterable[SeedCallback] = (),
                        extra_config: dict[str, Any] | None = None) -> list[TrainResult]:
-    """Train ``seeds`` (at least 2) of one ``kind`` together, seed ``seeds[i]`` into
+    """Train ``seeds`` (at least 2) of one ``model_type`` (a robustmer head: a type whose
+    ``build`` gives a :class:`MERModel`) with ``model_settings`` together, seed ``seeds[i]`` into
     ``run_dirs[i]``, each as ``train_run(..., config=config.replace(seed=s))`` would (see the
     module docstring); ``config.seed`` is replaced by each seed. ``train_set`` is one dataset
     for every seed, or a list or tuple of one per seed (e.g. the study's, whose random excerpt
@@ -236,6 +237,7 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
     :class:`TrainResult` per seed, in order. ``resume``, ``callbacks`` (here
     ``cb(seed, epoch, record)``) and ``extra_config`` are as in ``train_run``."""
     config = config or TrainConfig()
+    mtype = get_type(model_type) if isinstance(model_type, str) else model_type
     seeds = [int(s) for s in seeds]
     _check_request(seeds, run_dirs, config)
     device = _device(config.device)
@@ -260,15 +262,19 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
         if not config.standardize_targets:
             return None
         if id(dataset) not in fitted:
-            fitted[id(dataset)] = fit_target_scaler(dataset, kind)
+            fitted[id(dataset)] = fit_target_scaler(dataset, mtype)
         return fitted[id(dataset)]
 
+    n_outputs, n_concepts = output_sizes(mtype, train_sets[0])
     states: list[_Seed] = []
     for seed, run_dir, data in zip(seeds, run_dirs, train_sets, strict=True):
         cfg = config.replace(seed=seed)
         seed_everything(seed)  # as train_run: seed, then build (the initial weights)
-        shell = build_model(kind, width=width, n_classes=n_classes, dropout=dropout)
-        model_config = dict(shell.config)
+        shell, model_config = mtype.create(n_outputs, n_concepts, model_settings)
+        if not isinstance(shell, MERModel):
+            raise ConfigError(f"batched seeds stack robustmer's own networks; model type "
+                              f"{mtype.name} builds a {type(shell).__name__} (train its seeds "
+                              f"one by one)")
         rng = ck.capture_rng()  # the solo run's RNG state entering epoch 1
         run = Path(run_dir)
         ck.recover(run)
@@ -288,7 +294,7 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
                 _write_history(run, st.history)
         else:
             meta = io.run_meta(seed=seed, model=model_config, batched=batched)
-            _write_run_files(run, meta, model_config, cfg, data_description,
+            write_run_files(run, meta, model_config, cfg, data_description,
                              {**(extra_config or {}), "batched": batched})
             st = _Seed(seed, run, cfg, shell, shell.state_dict(), None, rng,
                        {"best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
@@ -327,14 +333,15 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
             stacked.set_generators(gens)
         assert stacked is not None and optimizer is not None
         t0 = time.perf_counter()
-        losses = _train_epoch(stacked, optimizer, group, config, epoch, device)
+        losses = _train_epoch(stacked, optimizer, group, config, epoch, device, mtype)
         models = stacked.to_models(into=[st.shell for st in group])
         solo_opts = unstack_optimizer_state(stacked, solo_names, optimizer.state_dict())
         seconds = time.perf_counter() - t0
         for st, model, opt, loss, gen in zip(group, models, solo_opts, losses, gens,
                                              strict=True):
             _end_epoch(st, model, opt, loss, gen, epoch, seconds, val_set, device,
-                       model_config, data_description, normaliser, scaler_state, callbacks)
+                       model_config, data_description, normaliser, scaler_state, callbacks,
+                       mtype)
         epochs_bar.update(1)
         best = ", ".join(f"{st.seed}: {st.es['best_score']:.3f}@{st.es['best_epoch']}"
                          + (" stopped" if st.es["stopped"] else "") for st in group)
@@ -344,13 +351,14 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
     for st in states:
         if st.writer is not None:
             st.writer.close()
-        results.append(finish_run(st.run, st.config, st.data, device, st.history, st.es))
+        results.append(finish_run(st.run, st.config, st.data, device, st.history, st.es,
+                                  mtype))
     return results
 
 
 def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group: list[_Seed],
-                 config: TrainConfig, epoch: int,
-                 device: torch.device) -> list[float]:
+                 config: TrainConfig, epoch: int, device: torch.device,
+                 model_type: ModelType) -> list[float]:
     """One epoch of every seed in ``group``, each on its own data order; the seeds' mean
     training losses (summed in float64 as train_run sums Python floats)."""
     for data in {id(st.data): st.data for st in group}.values():
@@ -373,8 +381,7 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
         for pg in optimizer.param_groups:
             pg["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        per_seed = stacked_loss(stacked.kind, stacked.forward_all(x), targets,
-                                config.emotion_weight)
+        per_seed = model_type.loss(stacked.forward_all(x), targets, config.emotion_weight)
         per_seed.sum().backward()  # seed s's weights get exactly seed s's gradient
         optimizer.step()
         total += per_seed.detach().double()
@@ -395,57 +402,23 @@ def _stack_batches(group: list[_Seed], raws: Sequence[dict[str, Any]], device: t
     return x, _to_device({k: torch.stack([r[k] for r in raws]) for k in keys}, device)
 
 
-def stacked_loss(kind: str, out: Mapping[str, torch.Tensor | None],
-                 batch: Mapping[str, torch.Tensor], emotion_weight: float = 0.5) -> torch.Tensor:
-    """:func:`robustmer.train.compute_loss` of every seed at once, ``(S,)``: outputs
-    ``(S, B, n)`` and targets ``(S, B, ...)``. A fixed number of kernels whatever S (a loop of
-    ``compute_loss`` calls costs S times its launches, which is what batching saves); equal to
-    the per-seed losses to float rounding (masked sums / counts instead of means over selected
-    rows), tested against ``compute_loss``."""
-    if kind == "classifier":
-        logits = out["logits"]
-        assert logits is not None
-        labels = batch["label"].long()
-        keep = labels >= 0
-        ce = F.cross_entropy(logits.float().flatten(0, 1), labels.clamp(min=0).flatten(),
-                             reduction="none").view(labels.shape)
-        return _masked_mean(ce, keep)
-    emo = out["emotions"]
-    assert emo is not None
-    loss = F.mse_loss(emo.float(), batch["emotions"].float(), reduction="none").mean(dim=(1, 2))
-    if kind != "a2m2e":
-        return loss
-    bott = out["bottleneck"]
-    assert bott is not None
-    mask = batch["concept_mask"].bool().reshape(bott.shape[0], bott.shape[1])
-    sq = F.mse_loss(bott.float(), batch["concepts"].float(), reduction="none").mean(dim=2)
-    return emotion_weight * loss + (1.0 - emotion_weight) * _masked_mean(sq, mask)
-
-
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per row of ``(S, B)`` values, the mean over ``mask``; 0 (with zero gradient) for a row
-    with no selected entry, as ``compute_loss`` gives."""
-    n = mask.sum(dim=1)
-    picked = torch.where(mask, values, torch.zeros_like(values)).sum(dim=1)
-    return torch.where(n > 0, picked / n.clamp(min=1), values.sum(dim=1) * 0.0)
-
-
 def _end_epoch(st: _Seed, model: MERModel, opt: dict[str, Any], train_loss: float,
                gen: torch.Generator, epoch: int, seconds: float, val_set: Dataset,
                device: torch.device, model_config: dict[str, Any],
                data_description: dict[str, Any] | None, normaliser: dict[str, Any] | None,
-               scaler_state: dict[str, Any], callbacks: Iterable[SeedCallback]) -> None:
+               scaler_state: dict[str, Any], callbacks: Iterable[SeedCallback],
+               model_type: ModelType) -> None:
     """Validate one seed, update its early stopping and write its epoch as train_run does."""
     t0 = time.perf_counter()
     _store_generator(st.rng, gen, device)
     with _solo_cpu_rng(st.rng):  # evaluate_model's DataLoader draws from the global CPU RNG
         ev = evaluate_model(_rated_copy(model, st.tscale), val_set, device,
-                            batch_size=max(st.config.batch_size, 32))
+                            batch_size=max(st.config.batch_size, 32), model_type=model_type)
     if device.type == "cpu":
         gen.set_state(st.rng["torch_cpu"])
-    score = validation_score(model, ev)
+    score = validation_score(model_type, ev)
     improved = update_early_stopping(st.es, score, st.config.patience, epoch)
-    record = epoch_record(model.kind, epoch, train_loss, ev, score, st.es,
+    record = epoch_record(model_type, epoch, train_loss, ev, score, st.es,
                           seconds=seconds + time.perf_counter() - t0)
     st.history.append(record)
     st.model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

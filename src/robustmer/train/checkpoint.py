@@ -7,7 +7,7 @@ Each checkpoint folder is self-contained::
     rng.safetensors      torch CPU (and CUDA) RNG states as uint8 tensors
     rng.json             numpy and python RNG states
     state.json           epoch, early-stopping state
-    model_config.json    build_model(**config) rebuilds the network
+    model_config.json    robustmer.models.rebuild(config) rebuilds the network
     train_config.json    TrainConfig.to_dict()
     data.json            the caller's data description (e.g. PreparedData.to_dict())
     normaliser.json      the input standardiser (or null)
@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from robustmer import io
 from robustmer.errors import CheckpointError
-from robustmer.models import MERModel, build_model
+from robustmer.models.types import ModelType, for_config, rebuild
 from robustmer.train.config import TrainConfig
 
 LAST = "last"
@@ -199,9 +199,9 @@ def read_checkpoint(run_dir: str | Path, which: str = LAST, *,
 
 @dataclass
 class LoadedRun:
-    """A trained model (eval mode) and what it was trained with."""
+    """A trained model (eval mode), its type and what it was trained with."""
 
-    model: MERModel
+    model: torch.nn.Module
     model_config: dict[str, Any]
     train_config: TrainConfig
     data: dict[str, Any] | None
@@ -210,12 +210,33 @@ class LoadedRun:
     epoch: int
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)
+    model_type: ModelType | None = None
+
+    @property
+    def task(self) -> str:
+        """``regression`` or ``classification``."""
+        return (self.model_type or for_config(self.model_config)).task
+
+    def output_names(self) -> list[str]:
+        """The names of the model's outputs as recorded with its data: the targets, or the
+        classes for classification (indices where the run recorded none)."""
+        data = self.data or {}
+        key = "classes" if self.task == "classification" else "targets"
+        names = data.get(key)
+        n = int(self.model_config.get("n_classes") or self.model_config.get("n_outputs") or 0)
+        if names and (not n or len(names) == n):
+            return [str(v) for v in names]
+        if key == "targets" and n == 8:  # runs recorded before names came from the data
+            from robustmer import EMOTIONS
+
+            return list(EMOTIONS)
+        return [f"output{i}" for i in range(n)]
 
 
 def load_run(run_dir: str | Path, which: str = BEST, device: str = "cpu") -> LoadedRun:
     """Load checkpoint ``which`` (``best`` or ``last``) of a run; the model is in eval mode."""
     ckpt = read_checkpoint(run_dir, which)
-    model = build_model(**ckpt.model_config)
+    model = rebuild(ckpt.model_config)
     try:
         model.load_state_dict(ckpt.model_state)
     except RuntimeError as err:
@@ -229,4 +250,5 @@ def load_run(run_dir: str | Path, which: str = BEST, device: str = "cpu") -> Loa
     return LoadedRun(model=model, model_config=ckpt.model_config,
                      train_config=TrainConfig.from_dict(ckpt.train_config), data=ckpt.data,
                      normaliser=ckpt.normaliser, history=ckpt.history,
-                     epoch=int(ckpt.state["epoch"]), path=Path(run_dir) / which, meta=ckpt.meta)
+                     epoch=int(ckpt.state["epoch"]), path=Path(run_dir) / which, meta=ckpt.meta,
+                     model_type=for_config(ckpt.model_config))

@@ -46,7 +46,7 @@ def load_interpreter(folder: str | Path) -> tuple[Interpreter, dict[str, Any]]:
                            "history": c.history, "data": c.data}
 
 
-def train_interpreter(model: nn.Module, kind: str, x: torch.Tensor, X: torch.Tensor,
+def train_interpreter(model: nn.Module, task: str, x: torch.Tensor, X: torch.Tensor,
                       W: torch.Tensor, out_dir: str | Path, config: InterpreterConfig,
                       data_description: dict[str, Any] | None = None,
                       resume: bool = True, stop_after: int | None = None) -> Interpreter:
@@ -100,7 +100,7 @@ def train_interpreter(model: nn.Module, kind: str, x: torch.Tensor, X: torch.Ten
                 with torch.no_grad():
                     target = model(xb)
                 H, y = interp(hooks.features, frames)
-                fid = fidelity_loss(kind, y, target)
+                fid = fidelity_loss(task, y, target)
                 rec = ((Xb.transpose(1, 2) - W @ H) ** 2).mean()
                 spa = H.abs().mean()
                 loss = fw * fid + config.reconstruction_weight * rec + config.sparsity_weight * spa

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from robustmer import EMOTIONS, io
+from robustmer import io
 from robustmer.errors import ConfigError
 from robustmer.explain.l2i import (
     POOLINGS,
@@ -50,16 +50,16 @@ from robustmer.train.interpreter import load_interpreter, train_interpreter
 DICTIONARY_DIR = "dictionary"
 
 
-def output_names(kind: str, data: Any, n_outputs: int) -> list[str]:
-    """Names of the model's outputs: the emotions, or the dataset's classes (classifier)."""
-    if kind == "classifier":
-        classes = list(getattr(data.table, "classes", []))
-        return classes if len(classes) == n_outputs else [f"class_{i}" for i in range(n_outputs)]
-    return list(EMOTIONS)[:n_outputs] if n_outputs <= len(EMOTIONS) else [
-        f"output_{i}" for i in range(n_outputs)]
+def output_names(task: str, data: Any, n_outputs: int) -> list[str]:
+    """Names of the model's outputs: the data's targets, or its classes (classification);
+    indices where the data names a different number."""
+    table = data.table
+    names = list(table.classes if task == "classification" else table.target_names)
+    prefix = "class_" if task == "classification" else "output_"
+    return names if len(names) == n_outputs else [f"{prefix}{i}" for i in range(n_outputs)]
 
 
-def fit_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *, k: int = 100,
+def fit_l2i(model: nn.Module, task: str, data: Any, out_dir: str | Path, *, k: int = 100,
             mu: float = 1.0, nmf_iterations: int = 200, frames_per_clip: int = 64,
             seed: int = 0, poolings: tuple[str, ...] = POOLINGS,
             config: InterpreterConfig | None = None, max_clips: int | None = None,
@@ -89,7 +89,7 @@ def fit_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *, k: i
         cfg = dataclasses.replace(config, pooling=pooling)
         t0 = time.perf_counter()
         n = len(clips.ids) if max_clips is None else min(max_clips, len(clips.ids))
-        train_interpreter(model, kind, x[:n], X[:n], dictionary.W, out / f"interpreter_{pooling}",
+        train_interpreter(model, task, x[:n], X[:n], dictionary.W, out / f"interpreter_{pooling}",
                           cfg, data_description={"clips": io.stable_hash(clips.ids[:n]),
                                                  "n_clips": n})
         times[pooling] = time.perf_counter() - t0
@@ -100,7 +100,7 @@ def fit_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *, k: i
                "interpreter": config.to_dict(), "poolings": list(poolings),
                "interpreter_clips": len(clips.ids) if max_clips is None
                else min(max_clips, len(clips.ids)),
-               "interpreter_seconds_this_call": times, "kind": kind,
+               "interpreter_seconds_this_call": times, "task": task,
                "threads": torch.get_num_threads(), **io.run_meta()}
     io.write_json(out / "fit.json", summary)
     return summary
@@ -113,7 +113,7 @@ def _available(out: Path, poolings: tuple[str, ...]) -> list[str]:
     return have
 
 
-def evaluate_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *,
+def evaluate_l2i(model: nn.Module, task: str, data: Any, out_dir: str | Path, *,
                  split: str = "test", taus: tuple[float, ...] = TAUS,
                  poolings: tuple[str, ...] = POOLINGS, max_clips: int | None = None,
                  seed: int = 0, ff_poolings: tuple[str, ...] | None = None
@@ -133,11 +133,11 @@ def evaluate_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *,
     for pooling in _available(out, poolings):
         interp, _ = load_interpreter(out / f"interpreter_{pooling}")
         model_out, _, theta_out = interpret_batches(model, interp, x, X.shape[1])
-        names = output_names(kind, data, model_out.shape[1])
-        fid_rows.append(fidelity_table(kind, model_out, theta_out, names).assign(pooling=pooling))
+        names = output_names(task, data, model_out.shape[1])
+        fid_rows.append(fidelity_table(task, model_out, theta_out, names).assign(pooling=pooling))
         if ff_poolings is not None and pooling not in ff_poolings:
             continue
-        per_clip = faithfulness(model, interp, d.W, clips, fe, data.standardizer, kind, taus,
+        per_clip = faithfulness(model, interp, d.W, clips, fe, data.standardizer, task, taus,
                                 seed=seed)
         per_clip["target_name"] = [names[c] for c in per_clip["target"]]
         ff_clip_rows.append(per_clip.assign(pooling=pooling))
@@ -150,7 +150,7 @@ def evaluate_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *,
     io.write_csv(out / "faithfulness.csv", ff, index=False)
     io.write_csv(out / "faithfulness_clips.csv", ffc, index=False)
     io.write_yaml(out / "evaluate.yaml", {"split": split, "clips": len(clips.ids),
-                                          "taus": list(taus), "seed": seed, "kind": kind,
+                                          "taus": list(taus), "seed": seed, "task": task,
                                           "dictionary": d.settings,
                                           "ff": "f(x)_c - f(x without components)_c; classifier:"
                                                 " probability of the predicted class",
@@ -159,7 +159,7 @@ def evaluate_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, *,
     return fid, ff
 
 
-def explain_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, clip_id: str,
+def explain_l2i(model: nn.Module, task: str, data: Any, out_dir: str | Path, clip_id: str,
                 target: str, tau: float = 0.5, pooling: str = "att") -> Path:
     """Listenable interpretation of ``clip_id`` for output ``target`` (an emotion or class
     name; ``pred`` = the classifier's predicted class); returns the folder written."""
@@ -173,8 +173,8 @@ def explain_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, cli
     clips = excerpt_waves(data, part, None, frontend=fe)
     wave = clips.waves[clips.ids.index(clip_id)]
     n_out = int(interp.config["n_outputs"])
-    names = output_names(kind, data, n_out)
-    if target == "pred" and kind == "classifier":
+    names = output_names(task, data, n_out)
+    if target == "pred" and task == "classification":
         with torch.no_grad():
             x, _ = clip_tensors(type(clips)([clip_id], [wave]), fe, data.standardizer)
             c = int(model(x).argmax())
@@ -182,8 +182,8 @@ def explain_l2i(model: nn.Module, kind: str, data: Any, out_dir: str | Path, cli
         c = names.index(target)
     else:
         raise ConfigError(f"--target {target!r}: expected one of {names}"
-                          + (" or 'pred'" if kind == "classifier" else ""))
+                          + (" or 'pred'" if task == "classification" else ""))
     folder = out / "explain" / f"{clip_id}_{names[c].replace(' ', '_')}_tau{tau:g}_{pooling}"
-    explain_clip(model, interp, d.W, wave, fe, data.standardizer, c, tau, folder, kind,
+    explain_clip(model, interp, d.W, wave, fe, data.standardizer, c, tau, folder, task,
                  target_name=names[c])
     return folder

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from robustmer.models import MERModel
+from robustmer.errors import ConfigError
+from robustmer.models.types import ModelType
 from robustmer.train.config import TrainConfig
 
 ONECYCLE_WARMUP = 0.3
@@ -60,14 +61,15 @@ class TargetScaler:
     bias; on standardised targets every output starts centred and at the right scale.
     """
 
-    emotion_mean: tuple[float, ...]
-    emotion_std: tuple[float, ...]
+    target_mean: tuple[float, ...]
+    target_std: tuple[float, ...]
     concept_mean: tuple[float, ...] | None = None
     concept_std: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (stored in every checkpoint's ``state.json`` as ``target_scaler``)."""
-        return {"emotion_mean": list(self.emotion_mean), "emotion_std": list(self.emotion_std),
+        """JSON-able form (stored in every checkpoint's ``state.json`` as ``target_scaler``;
+        the keys ``emotion_mean`` / ``emotion_std`` are the ones runs have always recorded)."""
+        return {"emotion_mean": list(self.target_mean), "emotion_std": list(self.target_std),
                 "concept_mean": None if self.concept_mean is None else list(self.concept_mean),
                 "concept_std": None if self.concept_std is None else list(self.concept_std)}
 
@@ -80,10 +82,10 @@ class TargetScaler:
                    tup(d.get("concept_mean")), tup(d.get("concept_std")))
 
     def standardize(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of ``batch`` with ``emotions`` (and, when fitted, ``concepts``) standardised."""
+        """A copy of ``batch`` with ``targets`` (and, when fitted, ``concepts``) standardised."""
         out = dict(batch)
-        e = batch["emotions"]
-        out["emotions"] = (e - e.new_tensor(self.emotion_mean)) / e.new_tensor(self.emotion_std)
+        e = batch["targets"]
+        out["targets"] = (e - e.new_tensor(self.target_mean)) / e.new_tensor(self.target_std)
         if self.concept_mean is not None and self.concept_std is not None and "concepts" in batch:
             c = batch["concepts"]
             out["concepts"] = (c - c.new_tensor(self.concept_mean)) / c.new_tensor(
@@ -98,27 +100,41 @@ def _mean_std(values: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def fit_target_scaler(dataset: Dataset, kind: str) -> TargetScaler | None:
-    """Fit a :class:`TargetScaler` on the emotions of every training item (and, for A2M2E, the
-    concepts of items whose ``concept_mask`` is set); None for the classifier."""
-    if kind == "classifier":
+def fit_target_scaler(dataset: Dataset, model_type: ModelType,
+                      model: nn.Module | None = None) -> TargetScaler | None:
+    """Fit a :class:`TargetScaler` on the targets of every training item (and, for a
+    concept-trained bottleneck, the concepts of items whose ``concept_mask`` is set); None for
+    classification. ``model`` must be one :func:`fold_targets` can fold (a robustmer head)."""
+    if model_type.task == "classification":
         return None
-    emotions: list[np.ndarray] = []
+    if model is not None and not foldable(model):
+        raise ConfigError(f"TrainConfig.standardize_targets: model type {model_type.name} has no "
+                          "output layer robustmer can fold the scaling into (a robustmer head); "
+                          "train it on the targets as given (standardize_targets: false)")
+    targets: list[np.ndarray] = []
     concepts: list[np.ndarray] = []
     for i in range(len(dataset)):  # type: ignore[arg-type]
         item = dataset[i]
-        emotions.append(np.asarray(item["emotions"], dtype=np.float64))
-        if kind == "a2m2e" and bool(item.get("concept_mask", False)):
+        targets.append(np.asarray(item["targets"], dtype=np.float64))
+        if model_type.needs_concepts and bool(item.get("concept_mask", False)):
             concepts.append(np.asarray(item["concepts"], dtype=np.float64))
-    em, es = _mean_std(np.stack(emotions))
+    em, es = _mean_std(np.stack(targets))
     if len(concepts) < 2:
         return TargetScaler(em, es)
     cm, cs = _mean_std(np.stack(concepts))
     return TargetScaler(em, es, cm, cs)
 
 
+def foldable(model: nn.Module) -> bool:
+    """Whether :func:`fold_targets` can fold a scaling into ``model``: a robustmer head (a
+    linear ``head``, with a linear ``bottleneck`` or none)."""
+    bott = getattr(model, "bottleneck", None)
+    return isinstance(getattr(model, "head", None), nn.Linear) and (
+        bott is None or isinstance(bott, nn.Linear))
+
+
 @torch.no_grad()
-def fold_targets(model: MERModel, scaler: TargetScaler) -> MERModel:
+def fold_targets(model: nn.Module, scaler: TargetScaler) -> nn.Module:
     """Fold the target standardisation into the model's last linear layers, in place, so that
     ``model(x)`` gives ratings again (exact up to float rounding).
 
@@ -130,8 +146,8 @@ def fold_targets(model: MERModel, scaler: TargetScaler) -> MERModel:
     """
     head = model.head
     dev, dt = head.weight.device, head.weight.dtype
-    se = torch.tensor(scaler.emotion_std, device=dev, dtype=dt)
-    me = torch.tensor(scaler.emotion_mean, device=dev, dtype=dt)
+    se = torch.tensor(scaler.target_std, device=dev, dtype=dt)
+    me = torch.tensor(scaler.target_mean, device=dev, dtype=dt)
     if scaler.concept_mean is not None and scaler.concept_std is not None:
         bott = model.bottleneck
         assert bott is not None

@@ -21,16 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from robustmer import CONCEPTS, EMOTIONS, io
+from robustmer import io
 from robustmer.errors import CheckpointError, ConfigError
 from robustmer.evaluate.metrics import regression_metrics
 from robustmer.folders import settings_diff
-from robustmer.models import MERModel, build_model
-from robustmer.models.backbone import DROPOUT
+from robustmer.models.types import ModelType, for_config, get_type, rebuild
 from robustmer.train import checkpoint as ck
 from robustmer.train.config import RESUMABLE_CHANGES, TrainConfig
 from robustmer.train.options import (
@@ -91,61 +89,64 @@ def mixed_precision(device: torch.device, enabled: bool) -> tuple[
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
 
 
-def compute_loss(model: MERModel, out: Mapping[str, torch.Tensor | None],
-                 batch: Mapping[str, Any], emotion_weight: float = 0.5) -> torch.Tensor:
-    """The recipe's loss: MSE on emotions; A2M2E adds ``(1-w)·MSE`` on the concepts of samples
-    whose ``concept_mask`` is set (``w·MSE(emotions)`` then); the classifier uses cross-entropy on
-    ``label`` (entries ``-1`` are skipped)."""
-    if model.kind == "classifier":
-        logits = out["logits"]
-        assert logits is not None
-        labels = batch["label"].long()
-        keep = labels >= 0
-        if not bool(keep.any()):
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits[keep].float(), labels[keep])
-    emo = out["emotions"]
-    assert emo is not None
-    loss = F.mse_loss(emo.float(), batch["emotions"].float())
-    if model.kind != "a2m2e":
-        return loss
-    mask = batch["concept_mask"].bool().reshape(-1)
-    bott = out["bottleneck"]
-    assert bott is not None
-    concept = (F.mse_loss(bott[mask].float(), batch["concepts"][mask].float())
-               if bool(mask.any()) else bott.sum() * 0.0)
-    return emotion_weight * loss + (1.0 - emotion_weight) * concept
+def solo_loss(model_type: ModelType, out: Mapping[str, torch.Tensor | None],
+              batch: Mapping[str, Any], target_weight: float = 0.5) -> torch.Tensor:
+    """The training loss of one model: ``model_type.loss`` (written for S stacked seeds) with
+    S = 1, as a scalar."""
+    stacked = {k: None if v is None else v[None] for k, v in out.items()}
+    one = {k: v[None] for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    return model_type.loss(stacked, one, target_weight).sum()
 
 
-def _names(n: int, names: tuple[str, ...]) -> list[str] | None:
-    return list(names) if n == len(names) else None
+def dataset_names(data: Dataset | DataLoader) -> dict[str, tuple[str, ...] | None]:
+    """The target, concept and class names a dataset (or a loader's dataset) carries; None
+    where it does not say (a hand-made dataset: outputs are then named by index)."""
+    ds = data.dataset if isinstance(data, DataLoader) else data
+    return {key: (tuple(getattr(ds, key)) if getattr(ds, key, None) is not None else None)
+            for key in ("target_names", "concept_names", "classes")}
+
+
+def _names(given: tuple[str, ...] | None, n: int, what: str) -> list[str]:
+    if given is not None and len(given) == n:
+        return list(given)
+    return [f"{what}{i}" for i in range(n)]
 
 
 @torch.no_grad()
-def evaluate_model(model: MERModel, data: Dataset | DataLoader, device: str | torch.device = "cpu",
-                   batch_size: int = 32) -> dict[str, Any]:
-    """Predict a dataset (or loader) in eval mode and score it with ``regression_metrics``.
+def evaluate_model(model: torch.nn.Module, data: Dataset | DataLoader,
+                   device: str | torch.device = "cpu", batch_size: int = 32,
+                   model_type: ModelType | None = None) -> dict[str, Any]:
+    """Predict a dataset (or loader) in eval mode and score it.
 
-    Returns ``ids``, ``predictions`` / ``targets`` ``(N, 8)`` arrays and ``metrics`` (emotions);
-    for bottleneck models also ``bottleneck`` ``(N, 7)``, ``concept_targets``, ``concept_mask``
-    and ``concept_metrics`` over the masked clips (``None`` when fewer than 2 are annotated); for
-    the classifier ``logits``, ``labels`` and ``accuracy`` over labelled clips.
+    Returns ``ids``, ``predictions`` / ``targets`` ``(N, K)`` arrays and ``metrics``
+    (``regression_metrics`` with the dataset's target names); for bottleneck models also
+    ``bottleneck`` ``(N, C)``, ``concept_targets``, ``concept_mask`` and ``concept_metrics`` over
+    the annotated clips (``None`` when fewer than 2 are annotated); for classification
+    ``logits``, ``labels`` and ``accuracy`` over labelled clips. ``model_type`` (default: the
+    one its ``config`` records, else regression) decides the task.
     """
+    if model_type is None:
+        config = getattr(model, "config", None)
+        model_type = for_config(config) if isinstance(config, dict) else get_type("A2E")
     dev = torch.device(device)
     loader = data if isinstance(data, DataLoader) else DataLoader(
         data, batch_size=batch_size, shuffle=False, num_workers=0)
+    names = dataset_names(data)
     was_training = model.training
     model.eval()
     ids: list[str] = []
     cols: dict[str, list[np.ndarray]] = {}
+    classification = model_type.task == "classification"
     try:
         for batch in loader:
             b = _to_device(batch, dev)
-            out = model.forward_all(b["x"])
+            out = model_type.forward(model, b["x"])
             ids.extend(str(i) for i in batch["id"])
-            parts = {"targets": batch.get("emotions"), "predictions": out["emotions"],
+            parts = {"targets": None if classification else batch.get("targets"),
+                     "predictions": None if classification else out["output"],
                      "bottleneck": out["bottleneck"], "concept_targets": batch.get("concepts"),
-                     "concept_mask": batch.get("concept_mask"), "logits": out["logits"],
+                     "concept_mask": batch.get("concept_mask"),
+                     "logits": out["output"] if classification else None,
                      "labels": batch.get("label")}
             for key, val in parts.items():
                 if val is not None:
@@ -156,40 +157,38 @@ def evaluate_model(model: MERModel, data: Dataset | DataLoader, device: str | to
         model.train(was_training)
     res: dict[str, Any] = {"ids": ids}
     res.update({k: np.concatenate(v) for k, v in cols.items()})
-    if model.kind == "classifier":
+    if classification:
         labels = res["labels"].astype(np.int64)
         keep = labels >= 0
         pred = res["logits"].argmax(axis=1)
         res["accuracy"] = float((pred[keep] == labels[keep]).mean()) if keep.any() else math.nan
         return res
-    res["metrics"] = regression_metrics(res["targets"], res["predictions"],
-                                        _names(res["targets"].shape[1], EMOTIONS))
+    res["metrics"] = regression_metrics(
+        res["targets"], res["predictions"],
+        _names(names["target_names"], res["targets"].shape[1], "output"))
     if "bottleneck" in res:
         mask = res.get("concept_mask", np.zeros(len(ids), bool)).astype(bool).reshape(-1)
+        ct = res.get("concept_targets")
         res["concept_metrics"] = (
-            regression_metrics(res["concept_targets"][mask], res["bottleneck"][mask],
-                               _names(res["bottleneck"].shape[1], CONCEPTS))
-            if mask.sum() >= 2 else None)
+            regression_metrics(ct[mask], res["bottleneck"][mask],
+                               _names(names["concept_names"], res["bottleneck"].shape[1],
+                                      "concept"))
+            if mask.sum() >= 2 and ct is not None and ct.shape[1] == res["bottleneck"].shape[1]
+            else None)
     return res
 
 
-def validation_score(model: MERModel, ev: Mapping[str, Any]) -> float:
-    """The early-stopping score: emotion mean r (A2M2E: + concept mean r where concepts are
-    annotated in the validation set; classifier: accuracy). NaN (constant output) -> -inf."""
-    if model.kind == "classifier":
-        score = ev["accuracy"]
-    else:
-        score = ev["metrics"]["mean_r"]
-        if model.kind == "a2m2e" and ev.get("concept_metrics") is not None:
-            score += ev["concept_metrics"]["mean_r"]
-    return float(score) if math.isfinite(score) else -math.inf
+def validation_score(model_type: ModelType, ev: Mapping[str, Any]) -> float:
+    """The early-stopping score (``ModelType.score``): the targets' mean r (A2M2E: + concept
+    mean r), or accuracy for classification; NaN (constant output) -> -inf."""
+    return model_type.score(ev)
 
 
 @dataclass
 class TrainResult:
     """What :func:`train_run` returns; ``model`` holds the best checkpoint's weights (eval mode)."""
 
-    model: MERModel
+    model: torch.nn.Module
     run_dir: Path
     history: list[dict[str, Any]]
     best_epoch: int
@@ -233,20 +232,20 @@ each record, so the order is set here rather than taken from the records."""
 
 
 class _Rated(torch.nn.Module):
-    """A model trained on standardised targets, seen in rating units (emotions ``s·z + m``):
+    """A model trained on standardised targets, seen in rating units (outputs ``s·z + m``):
     what the attack of adversarial training must see, with gradients to the same weights."""
 
-    def __init__(self, model: MERModel, scaler: TargetScaler) -> None:
+    def __init__(self, model: torch.nn.Module, scaler: TargetScaler) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("std", torch.tensor(scaler.emotion_std))
-        self.register_buffer("mean", torch.tensor(scaler.emotion_mean))
+        self.register_buffer("std", torch.tensor(scaler.target_std))
+        self.register_buffer("mean", torch.tensor(scaler.target_mean))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x) * self.std.to(x.device) + self.mean.to(x.device)
 
 
-def _rated_copy(model: MERModel, scaler: TargetScaler | None) -> MERModel:
+def _rated_copy(model: torch.nn.Module, scaler: TargetScaler | None) -> torch.nn.Module:
     """The model in rating units: itself without a scaler, else a folded copy (for validation)."""
     return model if scaler is None else fold_targets(copy.deepcopy(model), scaler)
 
@@ -259,7 +258,7 @@ def _recalibrate_best(run: Path, train_set: Dataset, device: torch.device,
     best = ck.read_checkpoint(run, ck.BEST)
     if best.state.get("bn_recalibrated"):
         return
-    model = build_model(**best.model_config)
+    model = rebuild(best.model_config)
     model.load_state_dict(best.model_state)
     model.to(device)
     if hasattr(train_set, "set_epoch"):
@@ -316,7 +315,7 @@ def load_last(run: Path, model_config: dict[str, Any], config: TrainConfig,
     return last
 
 
-def _write_run_files(run: Path, meta: dict[str, Any], model_config: dict[str, Any],
+def write_run_files(run: Path, meta: dict[str, Any], model_config: dict[str, Any],
                      config: TrainConfig, data_description: dict[str, Any] | None,
                      extra_config: dict[str, Any] | None, attack_record: Any = None) -> None:
     """A fresh run folder's ``config.yaml`` (what was asked) and ``meta.json``."""
@@ -340,17 +339,47 @@ def update_early_stopping(es: dict[str, Any], score: float, patience: int, epoch
     return bool(improved)
 
 
-def epoch_record(kind: str, epoch: int, train_loss: float, ev: Mapping[str, Any], score: float,
-                 es: Mapping[str, Any], *, adv_loss: float | None = None,
+def output_sizes(model_type: ModelType, dataset: Dataset) -> tuple[int, int]:
+    """``(n_outputs, n_concepts)`` a model of ``model_type`` needs for ``dataset``: its classes
+    (classification) or target names, and its concept names; counted from the first item where
+    the dataset does not name them."""
+    names = dataset_names(dataset)
+    first = dataset[0] if len(dataset) else {}  # type: ignore[arg-type]
+    if model_type.task == "classification":
+        classes = names["classes"]
+        if classes is None:
+            labels = [int(dataset[i]["label"]) for i in range(len(dataset))]  # type: ignore[arg-type]
+            classes = tuple(str(i) for i in range(max(labels) + 1))
+        if len(classes) < 2:
+            raise ConfigError(f"model type {model_type.name} classifies: the data needs a class "
+                              f"label column with at least 2 classes, found {list(classes)}")
+        n_out = len(classes)
+    else:
+        targets = names["target_names"]
+        n_out = len(targets) if targets is not None else int(first["targets"].shape[0])
+        if n_out < 1:
+            raise ConfigError(f"model type {model_type.name} regresses: the data has no target "
+                              f"column")
+    concepts = names["concept_names"]
+    n_con = (len(concepts) if concepts is not None
+             else int(first["concepts"].shape[0]) if "concepts" in first else 0)
+    if model_type.needs_concepts and n_con < 1:
+        raise ConfigError(f"model type {model_type.name} learns concepts through its "
+                          f"bottleneck: the data has no concept columns")
+    return n_out, n_con
+
+
+def attack_reference(model_type: ModelType, batch: Mapping[str, Any]) -> torch.Tensor:
+    """What an attack is measured against: the class labels (classification) or the targets."""
+    return batch["label"] if model_type.task == "classification" else batch["targets"]
+
+
+def epoch_record(model_type: ModelType, epoch: int, train_loss: float, ev: Mapping[str, Any],
+                 score: float, es: Mapping[str, Any], *, adv_loss: float | None = None,
                  attack_time: float = 0.0, seconds: float = 0.0) -> dict[str, Any]:
     """One ``history`` row (see :data:`HISTORY_COLUMNS`) from an epoch's validation result."""
     record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-    if kind == "classifier":
-        record["val_accuracy"] = ev["accuracy"]
-    else:
-        record.update(val_mean_r=ev["metrics"]["mean_r"], val_mae=ev["metrics"]["mae"])
-        if ev.get("concept_metrics") is not None:
-            record["val_concept_mean_r"] = ev["concept_metrics"]["mean_r"]
+    record.update(model_type.history(ev))
     record.update(val_score=score, best_epoch=es["best_epoch"], adv_loss=adv_loss,
                   attack_time_s=attack_time, time_s=seconds)
     return record
@@ -370,14 +399,19 @@ def save_epoch(run: Path, ckpt: ck.Checkpoint, improved: bool, writer: Any = Non
                 writer.add_scalar(key, val, int(record["epoch"]))
 
 
-def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind: str,
-              width: float = 1.0, n_classes: int | None = None, dropout: float = DROPOUT,
+def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *,
+              model_type: ModelType | str, model_settings: Mapping[str, Any] | None = None,
               config: TrainConfig | None = None, data_description: dict[str, Any] | None = None,
               normaliser: dict[str, Any] | None = None, attack: Attack | None = None,
               resume: bool = False, progress: bool = True,
               callbacks: Iterable[EpochCallback] = (),
               extra_config: dict[str, Any] | None = None) -> TrainResult:
     """Train one model with the recipe in ``config`` and keep ``last/`` + ``best/`` in ``run_dir``.
+
+    The model is ``model_type`` (a registered name or a :class:`ModelType`) built with
+    ``model_settings`` (e.g. ``{"width": 0.125, "dropout": 0.0}``) for the datasets' outputs
+    (their target names, or classes for classification); the checkpoints record how to
+    rebuild it, so ``load_run`` rebuilds a user's factory model as it rebuilds A2E.
 
     With ``resume=True`` a run continues from ``last/`` (or starts fresh if there is none) and
     ends with bit-identical weights to an uninterrupted run (CPU). ``callbacks`` are called as
@@ -387,19 +421,21 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     the batch is attacked (model in eval mode) and a second step is taken on the result.
     """
     config = config or TrainConfig()
+    mtype = get_type(model_type) if isinstance(model_type, str) else model_type
     run = Path(run_dir)
     if config.adversarial_every > 0 and attack is None:
         raise ConfigError("TrainConfig.adversarial_every > 0 needs an attack callable")
-    if config.adversarial_every > 0 and kind == "classifier":
-        raise ConfigError("adversarial training is for the emotion regressors, not 'classifier'")
+    if not mtype.trainable:
+        raise ConfigError(f"model type {mtype.name} is pretrained (train: false); write its run "
+                          f"folder with robustmer.train.write_pretrained instead")
     device = _device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
 
+    n_outputs, n_concepts = output_sizes(mtype, train_set)
     seed_everything(config.seed)
-    model = build_model(kind, width=width, n_classes=n_classes, dropout=dropout)
-    model_config = dict(model.config)
+    model, model_config = mtype.create(n_outputs, n_concepts, model_settings)
     ck.recover(run)
     resuming = (run / ck.LAST).is_dir()
     if resuming and not resume:
@@ -432,9 +468,9 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         meta = last.meta
     else:
         if config.standardize_targets:
-            tscale = fit_target_scaler(train_set, kind)
+            tscale = fit_target_scaler(train_set, mtype, model)
         meta = io.run_meta(seed=config.seed, model=model_config)
-        _write_run_files(run, meta, model_config, config, data_description, extra_config,
+        write_run_files(run, meta, model_config, config, data_description, extra_config,
                          _attack_record(attack))
     if history:
         _write_history(run, history)
@@ -448,7 +484,7 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         with autocast():
-            loss = compute_loss(model, model.forward_all(x), batch, config.emotion_weight)
+            loss = solo_loss(mtype, mtype.forward(model, x), batch, config.emotion_weight)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -479,7 +515,7 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
                 model.eval()
                 ta = time.perf_counter()
                 seen = model if tscale is None else _Rated(model, tscale)
-                x_adv = attack(seen, batch["x"], batch["emotions"]).x_adv.detach()
+                x_adv = attack(seen, batch["x"], attack_reference(mtype, batch)).x_adv.detach()
                 attack_time += time.perf_counter() - ta
                 model.train()
                 adv_total += step(target, x_adv, lr)
@@ -487,10 +523,10 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
         bar.close()
 
         ev = evaluate_model(_rated_copy(model, tscale), val_set, device,
-                            batch_size=max(config.batch_size, 32))
-        score = validation_score(model, ev)
+                            batch_size=max(config.batch_size, 32), model_type=mtype)
+        score = validation_score(mtype, ev)
         improved = update_early_stopping(es, score, config.patience, epoch)
-        record = epoch_record(model.kind, epoch, total / max(n_batches, 1), ev, score, es,
+        record = epoch_record(mtype, epoch, total / max(n_batches, 1), ev, score, es,
                               adv_loss=adv_total / n_batches if adversarial and n_batches
                               else None, attack_time=attack_time,
                               seconds=time.perf_counter() - t0)
@@ -513,11 +549,12 @@ def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *, kind
     if writer is not None:
         writer.close()
 
-    return finish_run(run, config, train_set, device, history, es)
+    return finish_run(run, config, train_set, device, history, es, mtype)
 
 
 def finish_run(run: Path, config: TrainConfig, train_set: Dataset, device: torch.device,
-               history: list[dict[str, Any]], es: Mapping[str, Any]) -> TrainResult:
+               history: list[dict[str, Any]], es: Mapping[str, Any],
+               model_type: ModelType | None = None) -> TrainResult:
     """The end of a run: refuse one without a best checkpoint, recalibrate ``best/``'s
     BatchNorm when asked, and load it into a :class:`TrainResult`."""
     if not (run / ck.BEST).is_dir():

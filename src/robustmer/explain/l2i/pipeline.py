@@ -126,14 +126,14 @@ def sample_frames(X: torch.Tensor, per_clip: int, seed: int) -> torch.Tensor:
     return torch.cat(cols).T.contiguous()
 
 
-def model_targets(kind: str, out: torch.Tensor) -> torch.Tensor:
+def model_targets(task: str, out: torch.Tensor) -> torch.Tensor:
     """What Θ imitates: the class distribution (softmax) for a classifier, else the outputs."""
-    return torch.softmax(out, dim=-1) if kind == "classifier" else out
+    return torch.softmax(out, dim=-1) if task == "classification" else out
 
 
-def fidelity_loss(kind: str, theta_out: torch.Tensor, model_out: torch.Tensor) -> torch.Tensor:
+def fidelity_loss(task: str, theta_out: torch.Tensor, model_out: torch.Tensor) -> torch.Tensor:
     """Cross-entropy to the classifier's distribution, or MSE to the regressor's outputs."""
-    if kind == "classifier":
+    if task == "classification":
         return F.cross_entropy(theta_out, torch.softmax(model_out, dim=-1))
     return F.mse_loss(theta_out, model_out)
 
@@ -154,12 +154,12 @@ def interpret_batches(model: nn.Module, interpreter: Interpreter, x: torch.Tenso
     return torch.cat(outs), torch.cat(Hs), torch.cat(ys)
 
 
-def fidelity_table(kind: str, model_out: torch.Tensor, theta_out: torch.Tensor,
+def fidelity_table(task: str, model_out: torch.Tensor, theta_out: torch.Tensor,
                    names: list[str]) -> pd.DataFrame:
     """Tidy ``metric, output, value`` rows: top-1/3/5 agreement (classifier: is the model's
     top class among Θ's top k) or Pearson r / MAE per output and their mean (regressor)."""
     rows: list[dict[str, Any]] = []
-    if kind == "classifier":
+    if task == "classification":
         top = model_out.argmax(-1)
         for k in (1, 3, 5):
             kk = min(k, theta_out.shape[-1])
@@ -174,12 +174,12 @@ def fidelity_table(kind: str, model_out: torch.Tensor, theta_out: torch.Tensor,
     return pd.DataFrame(rows)
 
 
-def _target_value(kind: str, out: torch.Tensor, c: int) -> float:
-    return float(model_targets(kind, out)[0, c])
+def _target_value(task: str, out: torch.Tensor, c: int) -> float:
+    return float(model_targets(task, out)[0, c])
 
 
 def faithfulness(model: nn.Module, interpreter: Interpreter, W: torch.Tensor, clips: Clips,
-                 frontend: LogFilteredSpectrogram, standardizer: Any, kind: str,
+                 frontend: LogFilteredSpectrogram, standardizer: Any, task: str,
                  taus: tuple[float, ...] = TAUS, targets: list[int] | None = None,
                  seed: int = 0) -> pd.DataFrame:
     """Per clip, target and τ: remove the selected components, resynthesise, and measure the
@@ -196,9 +196,10 @@ def faithfulness(model: nn.Module, interpreter: Interpreter, W: torch.Tensor, cl
         parts = soft_masks(X.float(), W, H[0])
         r = relevance(interpreter.theta, H)[0]  # (C, K)
         cs = targets if targets is not None else (
-            [int(model_out.argmax())] if kind == "classifier" else list(range(model_out.shape[1])))
+            [int(model_out.argmax())] if task == "classification"
+            else list(range(model_out.shape[1])))
         for c in cs:
-            base = _target_value(kind, model_out, c)
+            base = _target_value(task, model_out, c)
             for tau in taus:
                 chosen = select(r[c], tau)
                 n = int(chosen.sum())
@@ -213,7 +214,7 @@ def faithfulness(model: nn.Module, interpreter: Interpreter, W: torch.Tensor, cl
                     wave_rm = resynthesize(X_rm.to(X.dtype), spec, len(wave), frontend)
                     with torch.no_grad():
                         out = model(model_input(frontend, standardizer, wave_rm.float()))
-                    vals.append(base - _target_value(kind, out, c))
+                    vals.append(base - _target_value(task, out, c))
                 rows.append({"clip_id": clip_id, "target": c, "tau": tau, "n_selected": n,
                              "ff": vals[0], "ff_random": vals[1]})
     return pd.DataFrame(rows)
@@ -236,7 +237,7 @@ def faithfulness_summary(per_clip: pd.DataFrame) -> pd.DataFrame:
 
 def explain_clip(model: nn.Module, interpreter: Interpreter, W: torch.Tensor,
                  wave: torch.Tensor, frontend: LogFilteredSpectrogram, standardizer: Any,
-                 target: int, tau: float, out_dir: str | Path, kind: str,
+                 target: int, tau: float, out_dir: str | Path, task: str,
                  target_name: str = "", max_components: int = 8) -> dict[str, Any]:
     """Listenable interpretation of one clip for output ``target``: writes ``input.wav``,
     ``interpretation.wav`` (the selected components together), ``component_<k>.wav`` (each of
@@ -265,8 +266,8 @@ def explain_clip(model: nn.Module, interpreter: Interpreter, W: torch.Tensor,
                   resynthesize(parts[kk].to(X.dtype), spec, n, frontend), sr)
     _figure(X, parts, comps, r, tau, out / "figure.png", target_name)
     payload = {"target": target, "target_name": target_name, "tau": tau,
-               "model_output": float(model_targets(kind, model_out)[0, target]),
-               "interpreter_output": float(model_targets(kind, theta_out)[0, target]),
+               "model_output": float(model_targets(task, model_out)[0, target]),
+               "interpreter_output": float(model_targets(task, theta_out)[0, target]),
                "selected": [int(k) for k in chosen],
                "relevance": {int(k): float(r[k]) for k in chosen},
                "component_files": {kk: f"component_{kk}.wav" for kk in comps}}
