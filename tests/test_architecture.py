@@ -55,3 +55,26 @@ def test_shared_modules_import_no_stage() -> None:
     shared = {"errors", "io", "folders"}  # the shared modules may use each other
     for name in ("errors.py", "io.py", "folders.py", "__init__.py"):
         assert not _imported_stages(PKG / name) - shared, name
+
+
+def _is_pytest_mark(decorator: ast.expr) -> bool:
+    node = decorator.func if isinstance(decorator, ast.Call) else decorator
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return isinstance(node, ast.Name) and [node.id, *reversed(parts)][:2] == ["pytest", "mark"]
+
+
+def test_pytest_marks_sit_on_tests() -> None:
+    """A mark (``slow``, ``realdata``, ``skipif``...) on a helper does nothing: the test that
+    calls the helper runs unmarked (``-m "not slow"`` ran a slow test that way)."""
+    tests = Path(__file__).resolve().parent
+    bad = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and not node.name.startswith("test")
+                    and any(_is_pytest_mark(d) for d in node.decorator_list)):
+                bad.append(f"{path.name}:{node.lineno} {node.name}")
+    assert not bad, f"pytest marks on functions that are not tests: {bad}"

@@ -445,8 +445,11 @@ def test_batched_seeds_on_cuda_are_the_solo_runs(tmp_path: Path) -> None:
 
 def test_seed_interleaved_attacks_several_models_at_once() -> None:
     """Issue 13: several models' attacks at once. The interleaved view gives each row its own
-    seed's output and input gradient, so a per-row attack (BIM) of S models in one batch equals
-    attacking each model alone, up to float rounding."""
+    seed's output and input gradient (to rounding: measured within 1e-6 and 1e-7), so a per-row
+    attack (BIM) of S models in one batch gives each model's solo perturbation exactly, as
+    docs/training.md says: a sign step only changes where a gradient entry lies within that
+    rounding of 0, and none does here (measured: equal at 1 and 2 threads, widths 0.0625 and
+    0.25, 3 and 20 iterations)."""
     from robustmer.attacks import BIM
     from robustmer.models.stacked import SeedInterleaved
 
@@ -468,9 +471,7 @@ def test_seed_interleaved_attacks_several_models_at_once() -> None:
     together = attack(view, xr.detach(), yr)
     for s, m in enumerate(models):
         alone = attack(m, x, y)
-        # equal here (max difference 0 on this CPU); a sign step can flip where a gradient
-        # entry is at the rounding level, so allow a few entries to differ
-        differ = (together.x_adv[s::3] - alone.x_adv).abs() > 1e-6
-        assert differ.float().mean() < 0.01
+        assert torch.equal(together.x_adv[s::3], alone.x_adv), s
+        assert torch.equal(together.iterations[s::3], alone.iterations), s
     with pytest.raises(ValueError, match="whole groups"):
         view(torch.randn(4, 1, 48, 40))

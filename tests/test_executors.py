@@ -82,7 +82,6 @@ def test_two_jobs_give_the_sequential_store(reference: tuple[Path, Path],
     assert_same_store(seq, tmp_path / "jobs")
 
 
-@pytest.mark.slow
 def start_study(config: Path) -> subprocess.Popen:
     """``robustmer study CONFIG --jobs 2`` as its own process group (stderr piped)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -100,6 +99,7 @@ def wait_for_an_epoch(proc: subprocess.Popen, out: Path) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_killed_concurrent_study_resumes(reference: tuple[Path, Path], tmp_path: Path) -> None:
     seq, cache = reference
     out = tmp_path / "killed"

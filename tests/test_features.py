@@ -124,7 +124,10 @@ def test_spectrogram_matches_madmom(madmom_dir: Path, manifest: dict, name: str,
     err = float(np.abs(spec.numpy() - ref).max())
     print(f"{name} [{dtype}]: spec max|err| {err:.2e}")
     record_property(f"max_abs_err_{name}_{str(dtype).split('.')[-1]}", err)
-    assert err <= (1e-4 if dtype == torch.float32 else 1e-6)
+    # float32: README's "within 6e-6 of madmom's own output" (measured: sine440 5.83e-6, the
+    # worst fixture, the same with MKL_ENABLE_INSTRUCTIONS=AVX2 or SSE4_2 and with
+    # ATEN_CPU_CAPABILITY=avx2 or default); float64: measured at most 3.4e-7
+    assert err <= (6e-6 if dtype == torch.float32 else 1e-6)
 
 
 @pytest.mark.realdata
@@ -258,14 +261,15 @@ def test_buffers_follow_to_but_stay_out_of_checkpoints() -> None:
     assert meta.window.device.type == meta.filterbank.device.type == "meta"
 
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_runs_on_every_available_device(device: str) -> None:
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="compares the front end on CUDA with the CPU: needs a CUDA GPU (on a "
+                           "CPU-only machine it could only compare the CPU with itself)")
+def test_front_end_on_cuda_agrees_with_the_cpu() -> None:
+    """The front end on CUDA agrees with the CPU to 1e-5 (a GPU machine's check, as
+    ``tests/test_cuda.py``; every other test here runs it on the CPU)."""
     x = torch.from_numpy(np.random.default_rng(2).uniform(-1, 1, 4000).astype(np.float32))
     ref = LogFilteredSpectrogram()(x).detach()
-    out = LogFilteredSpectrogram().to(device)(x.to(device)).detach().cpu()
+    out = LogFilteredSpectrogram().to("cuda")(x.to("cuda")).detach().cpu()
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
 
 

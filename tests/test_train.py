@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,9 +249,39 @@ def test_evaluate_model_scores_with_regression_metrics() -> None:
     assert ev["concept_metrics"]["mae"] == pytest.approx(expected["mae"])
 
 
-def test_classifier_trains_and_reports_accuracy(tmp_path: Path) -> None:
-    res = run(tmp_path, kind="classifier", config=cfg(max_epochs=1))
-    ev = evaluate_model(res.model, ToyDataset(n=10))
-    assert ev["logits"].shape == (10, 3)
-    assert 0.0 <= ev["accuracy"] <= 1.0 and not math.isnan(ev["accuracy"])
-    assert "val_accuracy" in res.history[0]
+class LevelClasses(ToyDataset):
+    """An easy 3-class task: class c is unit Gaussian noise around the level c - 1 (the
+    ToyDataset's labels follow the index, not x, so they cannot be learnt); every fifth clip is
+    unlabelled (-1), as in ToyDataset."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        super().__init__(n=n, seed=seed)
+        self.level = np.random.default_rng([seed, 7]).integers(0, 3, n)
+        self.labels = np.where(np.arange(n) % 5 == 4, -1, self.level)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = super().__getitem__(i)
+        noise = np.random.default_rng([self.seed, self.epoch, i, 1]).normal(size=(1, T, F))
+        item["x"] = torch.tensor(noise + float(self.level[i]) - 1.0, dtype=torch.float32)
+        return item
+
+
+def test_classifier_learns_an_easy_task_and_reports_accuracy(tmp_path: Path) -> None:
+    """Cross-entropy on the labelled clips learns: 5 epochs (60 steps) reach a held-out
+    accuracy well above chance (1/3). Measured: 0.875-1.0 over training seeds 0-4."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is much faster on a loaded machine
+    try:
+        res = train_run(LevelClasses(96, seed=0), LevelClasses(30, seed=1), tmp_path,
+                        model_type="classifier",
+                        model_settings={"width": WIDTH, "dropout": 0.0},
+                        config=cfg(max_epochs=5, lr=3e-3), progress=False)
+        ev = evaluate_model(res.model, LevelClasses(60, seed=2))
+    finally:
+        torch.set_num_threads(threads)
+    print(f"held-out accuracy {ev['accuracy']:.3f}, validation "
+          f"{[round(h['val_accuracy'], 2) for h in res.history]}")
+    assert ev["logits"].shape == (60, 3)
+    assert ev["accuracy"] >= 0.7, ev["accuracy"]
+    assert all(0.0 <= h["val_accuracy"] <= 1.0 for h in res.history)
+    assert max(h["val_accuracy"] for h in res.history) >= 0.7
