@@ -362,7 +362,7 @@ def test_cli_explainer_eval_on_tiny_runs(tmp_path: Path) -> None:
             "--attack-iters", 30, "--eps", 0.5, "--eta", 0.05, "--grid", "2x3", "--out", out,
             "--no-progress")
     text = invoke(*args)
-    assert "clips of train gave a successful adversarial example (classifier)" in text
+    assert "clips of train gave a successful adversarial example (classification)" in text
     adv = pd.read_csv(out / "adversarial.csv", dtype={"clip_id": str})
     assert len(adv) == 3
     n_ok = int(adv["success"].sum())
@@ -390,7 +390,7 @@ def test_cli_explainer_eval_on_tiny_runs(tmp_path: Path) -> None:
                   "--attack-iters", 10, "--eps", 0.05, "--eta", 0.01, "--stop", "none",
                   "--grid", "2x3",
                   "--out", out, "--no-progress")
-    assert "(regressor)" in text
+    assert "(regression)" in text
     adv = pd.read_csv(out / "adversarial.csv", dtype={"clip_id": str})
     assert (adv["target_class"] == -1).all() and adv["explained"].between(0, 7).all()
     assert adv["success"].all() and (adv["mse_adv"] > adv["mse_clean"]).all()

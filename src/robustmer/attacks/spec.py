@@ -31,6 +31,9 @@ TASK_ALIASES: dict[str, str] = {"classifier": "classification", "regressor": "re
 """Older spellings of the tasks (explainer-eval folders written before record them)."""
 
 ALIASES: dict[str, str] = {"iters": "max_iters"}
+PAPER_TARGET_RANGE = 0.8
+"""The span of the paper's targets (ratings 1-9 divided by 10), which the MSE rule's default
+thresholds were chosen for."""
 """Accepted alternative spellings of settings (the study's YAML has always said ``iters``)."""
 
 
@@ -149,14 +152,19 @@ class AttackSpec:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | str, where: str = "attack",
-                  n_outputs: int | None = None) -> AttackSpec:
+                  n_outputs: int | None = None,
+                  target_range: float | None = None) -> AttackSpec:
         """Validate ``{"name": ..., <setting>: value, ...}`` (or just a name). Unknown keys, wrong
         types, values the attack refuses and changes to a preset's fixed settings raise
         ``ConfigError`` naming ``where`` and the key.
 
         ``n_outputs``: the attacked model's number of outputs, where known. With fewer than 3,
         a stopping rule left to its default becomes ``mse`` (the correlation rule's per-clip r
-        over 2 values is always ±1), and an explicit ``stop: corr`` is refused."""
+        over 2 values is always ±1), and an explicit ``stop: corr`` is refused. The MSE rule's
+        thresholds (``threshold_step`` 0.1 up to ``mse_limit`` 1.0) are meant for targets
+        spanning the paper's 0.8 (ratings / 10); with the data's ``target_range`` given, the
+        ones left to their defaults are scaled by ``(target_range / 0.8)**2``, so they mean the
+        same share of the targets' range on any scale."""
         if isinstance(raw, str):
             raw = {"name": raw}
         if not isinstance(raw, Mapping):
@@ -188,6 +196,12 @@ class AttackSpec:
                                   + (f" (the {name!r} preset fixes stop: corr; use 'bim')"
                                      if "stop" in e.fixed else ""))
             settings["stop"] = "mse"
+        if (target_range is not None and target_range > 0 and settings.get("stop") == "mse"
+                and "mse_limit" in params):
+            factor = (float(target_range) / PAPER_TARGET_RANGE) ** 2
+            for key in ("threshold_step", "mse_limit"):
+                if key not in raw and key not in e.fixed:
+                    settings[key] = float(params[key]) * factor
         spec = cls(name, settings)
         try:
             spec.build()

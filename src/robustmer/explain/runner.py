@@ -106,7 +106,8 @@ def explain_clip(model: nn.Module, data: Any, clip_id: str, method: str, out_dir
     explainer = make_explainer(method, **(params or {}))
     part, x = find_clip(data, str(clip_id))
     x = x.to(device)
-    module, targets, names = resolve_targets(model, x, target, task=task, names=names,
+    outputs = names
+    module, targets, names = resolve_targets(model, x, target, task=task, names=outputs,
                                              concepts=concepts)
     seg = grid_segments(tuple(x.shape[-2:]), *grid)  # type: ignore[arg-type]
     xb = x.expand(len(targets), *x.shape[1:]).contiguous()
@@ -138,7 +139,7 @@ def explain_clip(model: nn.Module, data: Any, clip_id: str, method: str, out_dir
         "segment_ids": "time block i, frequency band j -> i * n_freq + j",
         "explainer": explainer.config(), "targets": rows}
     if concepts and getattr(model, "has_bottleneck", False) and task == "regression":
-        table = concept_mod.concept_table(model, x, [str(clip_id)], emotions=names,
+        table = concept_mod.concept_table(model, x, [str(clip_id)], emotions=outputs,
                                           concepts=concepts)
         write_csv(out / "concepts.csv", table, index=False)
         _save_figure(concept_figure(table, str(clip_id)), out / "concepts.png")

@@ -17,12 +17,9 @@ named by the user; robustmer never unpickles anything.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import inspect
-import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,82 +29,18 @@ from torch import nn
 
 from robustmer.errors import ConfigError
 from robustmer.models.types import INPUT_KINDS, ModelType
+from robustmer.userfiles import (
+    callable_source,
+    load_callable,
+    resolve_callable,
+    sha256_of,
+    split_callable,
+)
 
-_LOADED: dict[tuple[str, str], Any] = {}
+resolve_factory = resolve_callable
+"""A factory reference with its file path made absolute (``robustmer.userfiles``)."""
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def split_factory(factory: str, where: str = "factory") -> tuple[str, str]:
-    """``"file.py:func"`` or ``"package.module:func"`` -> (module part, function name)."""
-    module, sep, func = str(factory).rpartition(":")
-    if not sep or not module or not func.isidentifier():
-        raise ConfigError(f"{where}: expected 'my_models.py:build' or 'package.module:build' "
-                          f"(a file or import path, a colon, a function name), found "
-                          f"{factory!r}")
-    return module, func
-
-
-def resolve_factory(factory: str, where: str = "factory") -> str:
-    """The factory with a file path made absolute (relative paths resolve against the current
-    directory, as data paths do), so that worker processes find the same file."""
-    module, func = split_factory(factory, where)
-    if module.endswith(".py"):
-        path = Path(module).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"{where}: file not found: {path} (resolved against "
-                              f"{Path.cwd()})")
-        return f"{path.resolve()}:{func}"
-    return f"{module}:{func}"
-
-
-def factory_source(factory: str) -> dict[str, Any]:
-    """What a run records of the factory's code: the file and its SHA-256 (import paths: the
-    module's file when it has one)."""
-    module, _ = split_factory(factory)
-    if module.endswith(".py"):
-        path = Path(module)
-        return {"file": str(path), "sha256": _sha256(path)}
-    spec = importlib.util.find_spec(module)
-    origin = getattr(spec, "origin", None) if spec is not None else None
-    if origin and Path(origin).is_file():
-        return {"file": origin, "sha256": _sha256(Path(origin))}
-    return {"file": None, "sha256": None}
-
-
-def load_factory(factory: str, where: str = "factory") -> Callable[..., Any]:
-    """Import the factory function (a file is imported once per content hash)."""
-    module, func = split_factory(factory, where)
-    try:
-        if module.endswith(".py"):
-            path = Path(module)
-            if not path.is_file():
-                raise ConfigError(f"{where}: file not found: {path}")
-            key = (str(path.resolve()), _sha256(path))
-            mod = _LOADED.get(key)
-            if mod is None:
-                name = f"robustmer_user_{key[1][:16]}"
-                spec = importlib.util.spec_from_file_location(name, path)
-                if spec is None or spec.loader is None:
-                    raise ConfigError(f"{where}: cannot import {path}")
-                mod = importlib.util.module_from_spec(spec)
-                sys.modules[name] = mod  # dataclasses and pickling look classes up here
-                spec.loader.exec_module(mod)
-                _LOADED[key] = mod
-        else:
-            mod = importlib.import_module(module)
-    except ConfigError:
-        raise
-    except Exception as err:  # the user's module failed to import: say where
-        raise ConfigError(f"{where}: importing {module} failed: {type(err).__name__}: "
-                          f"{err}") from err
-    fn = getattr(mod, func, None)
-    if not callable(fn):
-        raise ConfigError(f"{where}: {module} has no function {func!r}")
-    return fn  # type: ignore[no-any-return]
-
+__all__ = ["FactoryType", "check_output", "rebuild_factory", "resolve_factory", "weights_sha256"]
 
 def weights_sha256(model: nn.Module) -> str:
     """SHA-256 of a model's state (names, dtypes, shapes and bytes, in name order)."""
@@ -133,7 +66,7 @@ class FactoryType(ModelType):
     def __post_init__(self) -> None:
         super().__post_init__()
         where = f"model type {self.name}"
-        split_factory(self.factory, f"{where}: factory")
+        split_callable(self.factory, f"{where}: factory")
         if self.input not in INPUT_KINDS:
             raise ConfigError(f"{where}: input must be one of {list(INPUT_KINDS)}, found "
                               f"{self.input!r}")
@@ -168,7 +101,7 @@ class FactoryType(ModelType):
         """``factory(n_outputs=K, [n_concepts=C,] **settings)``, checked to be an
         ``nn.Module`` whose output on a zero input of the declared shape is ``(1, K)``."""
         where = f"model type {self.name} ({self.factory})"
-        fn = load_factory(self.factory, where)
+        fn = load_callable(self.factory, where)
         kwargs = {**dict(self.settings), **dict(settings or {}), "n_outputs": int(n_outputs)}
         params = inspect.signature(fn).parameters
         if "n_concepts" in params:
@@ -188,7 +121,7 @@ class FactoryType(ModelType):
                settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The JSON-able record :func:`rebuild_factory` rebuilds the model from."""
         out: dict[str, Any] = {
-            "factory": self.factory, "source": factory_source(self.factory),
+            "factory": self.factory, "source": callable_source(self.factory),
             "type": self.name, "task": self.task, "needs_concepts": self.needs_concepts,
             "trainable": self.trainable, "input": self.input_spec(),
             "n_outputs": int(n_outputs), "n_concepts": int(n_concepts),
@@ -242,7 +175,7 @@ def rebuild_factory(config: Mapping[str, Any]) -> nn.Module:
     the run was made; the checkpoint's weights are loaded next and must fit)."""
     source = config.get("source") or {}
     recorded, path = source.get("sha256"), source.get("file")
-    if recorded and path and Path(path).is_file() and _sha256(Path(path)) != recorded:
+    if recorded and path and Path(path).is_file() and sha256_of(Path(path)) != recorded:
         warnings.warn(f"{path} changed since this run was made (SHA-256 {recorded[:12]}... "
                       f"recorded); the model is rebuilt from the file as it is now",
                       stacklevel=2)

@@ -277,8 +277,8 @@ def render_explain_html(folder: str | os.PathLike[str],
         show_k.append(ks_all[-1])
     task = config.get("task", "?")
     attack = config.get("attack", {})
-    rule = ("the prediction becomes the adversarial class" if task in ("classification",
-                                                                        "classifier") else
+    rule = ("the prediction becomes the adversarial class"
+            if task not in ("regression", "regressor") else
             f"the partial perturbation reproduces at least {config.get('fraction', 0.5)} of the "
             f"full perturbation's rise in MSE")
     return f"""<!DOCTYPE html>

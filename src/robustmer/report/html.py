@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate import stats
 from robustmer.evaluate.store import (
@@ -98,6 +99,8 @@ class SourceResults:
     curves: list[stats.Curve] = field(default_factory=list)
     curve_points: pd.DataFrame = field(default_factory=pd.DataFrame)
     curve_figure: bytes = b""
+    outputs: list[str] = field(default_factory=list)
+    units: str = ""
 
     @property
     def settings(self) -> list[Setting]:
@@ -244,6 +247,9 @@ def analyse_store(
     first = parts[0]
     res = SourceResults(
         name=name, slug=slug, store=store, per_run=per_run, clips=done_clips,
+        outputs=list(outputs), units=str((config.get("target_info") or {}).get("units") or (
+            # stores written before units were recorded: the paper's layout, ratings / 10
+            "ratings divided by 10" if outputs == list(EMOTIONS) else "")),
         table1=first.table1, ttests=first.ttests, snr=first.snr, config=config, meta=meta,
         figure3=first.figure3, figure4=first.figure4, parts=parts,
         curves=stats.robustness_curves(runs, clips, comparisons, alpha=alpha),
@@ -372,7 +378,10 @@ def _source_html(r: SourceResults, alpha: float) -> str:
 <section id="source-{s}">
 <h2>{esc(r.name)}</h2>
 <p class="caption">Results store: {esc(r.store.path.resolve())}; {r.per_run["run_id"].nunique()}
-runs, {len(r.clips)} clip rows of finished runs.</p>
+runs, {len(r.clips)} clip rows of finished runs. Outputs ({len(r.outputs)}):
+{esc(", ".join(r.outputs))}{"; " + esc(r.units) if r.units else ""}.</p>
+<h3 id="{s}-outputs">Clean accuracy per output</h3>
+{tables.outputs_html(r.per_run, r.outputs, r.units)}
 {body}
 {r.checks}
 <h3 id="{s}-media">Listen: clean and adversarial clips</h3>
@@ -391,16 +400,18 @@ with the page (keeping their relative places) if you move it.</p>
 
 GLOSSARY: tuple[tuple[str, str], ...] = (
     ("y_*, pred_*, adv_*", "target, clean prediction and prediction on the attacked input of "
-     "each emotion, as ratings divided by 10 (the 1-9 scale becomes 0.1-0.9)"),
-    ("mae_clean, mae_adv, ΔMAE", "mean absolute error over the 8 emotions of one clip before "
-     "and after the attack (same units); ΔMAE = attacked − clean"),
+     "each output, in the data's units (Soundtracks: ratings divided by 10, the 1-9 scale "
+     "becomes 0.1-0.9); for a classifier the one-hot label and the class probabilities"),
+    ("mae_clean, mae_adv, ΔMAE", "mean absolute error over the outputs of one clip before "
+     "and after the attack (same units; a classifier's is 2(1 − p(label))/classes); "
+     "ΔMAE = attacked − clean"),
     ("iterations", "update steps the attack took on the clip"),
     ("converged", "the attack passed its final threshold (correlation −1, or the MSE limit)"),
     ("final_threshold", "the stepped threshold the attack was working towards when it stopped "
      "(the final one if converged)"),
     ("last_passed", "the last threshold the attack passed (empty if none): the returned δ is "
      "the one recorded there"),
-    ("score", "the stopping metric at the returned δ: per-clip Pearson r between the 8 "
+    ("score", "the stopping metric at the returned δ: per-clip Pearson r between the clip's "
      "predictions and targets (corr rule) or their MSE (mse rule)"),
     ("delta_linf, delta_l2", "L∞ and L2 norm of the returned perturbation δ (standardised "
      "spectrogram units, or audio samples in the waveform domain)"),

@@ -279,3 +279,28 @@ def runs_html(per_run: pd.DataFrame) -> str:
                      _td(fmt(rec["mean_snr_db"], 2)),
                      _td(fmt(rec.get("clean_concept_mean_r"))), _td(esc(rec["message"]), False)])
     return _table(head, rows, "runs")
+
+
+def outputs_html(per_run: pd.DataFrame, outputs: Sequence[str], units: str = "") -> str:
+    """Clean test Pearson r per output (the data's targets, named as in the data), per model
+    type: mean ± s.d. over its done runs, N runs. An output whose r is undefined in a run (a
+    constant target or prediction) is counted apart, not averaged in."""
+    done = per_run[per_run["status"] == "done"].drop_duplicates(subset=["run_id"])
+    head = ["<tr><th>model type</th><th>runs (N)</th>"
+            + "".join(f"<th>r {esc(o)}</th>" for o in outputs) + "</tr>"]
+    rows = []
+    for t in order_model_types(done["model_type"]):
+        sel = done[done["model_type"] == t]
+        cells = [_td(esc(t), False), _td(str(len(sel)))]
+        for o in outputs:
+            vals = sel[f"r_{o}"].to_numpy(dtype=float) if f"r_{o}" in sel else np.array([])
+            ok = vals[np.isfinite(vals)]
+            text = mean_std(float(ok.mean()), float(ok.std(ddof=1)) if len(ok) > 1
+                            else float("nan")) if len(ok) else "undefined"
+            if 0 < len(ok) < len(vals):
+                text += f" ({len(vals) - len(ok)} undefined)"
+            cells.append(_td(text))
+        rows.append(cells)
+    caption = (f'<p class="caption">Clean test Pearson r per output, mean ± s.d. over runs'
+               f'{"; targets " + esc(units) if units else ""}.</p>')
+    return caption + _table(head, rows, "outputs")

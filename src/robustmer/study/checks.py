@@ -84,7 +84,7 @@ def test_clips(data: PreparedData, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     if len(items) < 2:
         raise ConfigError(f"checks need at least 2 test clips, the split has {len(ds)}")
     x = torch.stack([torch.as_tensor(it["x"]) for it in items]).float()
-    y = torch.stack([torch.as_tensor(it["emotions"]) for it in items]).float()
+    y = torch.stack([torch.as_tensor(it["targets"]) for it in items]).float()
     return x, y
 
 

@@ -22,6 +22,7 @@ from robustmer.models.factory import FactoryType, resolve_factory
 from robustmer.study.checkspec import CheckSpec, parse_checks
 from robustmer.study.executor import RayOptions
 from robustmer.train.config import LR_SCHEDULES
+from robustmer.userfiles import resolve_callable
 
 DEFAULT_MODELS: tuple[str, ...] = tuple(mtypes.names("regression"))
 """The study's default model list: every registered regression type (the paper's five)."""
@@ -90,10 +91,16 @@ def parse_model(raw: Any, where: str) -> mtypes.ModelType:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the clips come from. ``root: null`` means the embedded synthetic dataset;
-    ``pack`` a feature pack (``robustmer data features ROOT --pack FILE``) instead of audio."""
+    """Where the clips come from. ``root``: a dataset (a manifest CSV, a ``dataset.yaml``, a
+    folder holding one, or a Soundtracks folder); ``null`` means the embedded synthetic
+    dataset, or with ``make`` the dataset ``make`` writes; ``pack`` a feature pack (``robustmer
+    data features ROOT --pack FILE``) instead of audio. ``make``: ``"FILE.py:function"``, the
+    user's generator, called as ``function(folder)`` to write the dataset when ``root`` does not
+    exist yet (``root``'s folder, or ``OUTPUT/data`` without ``root``); it returns the dataset's
+    path (or None: the folder)."""
 
     root: str | None = None
+    make: str | None = None
     pack: str | None = None
     midlevel: str | None = None
     cache: str | None = None
@@ -192,7 +199,8 @@ class StudyAttack:
 
 
 def _parse_attack(raw: Any, where: str, task: str = "regression",
-                  n_outputs: int | None = None) -> StudyAttack:
+                  n_outputs: int | None = None,
+                  target_range: float | None = None) -> StudyAttack:
     """Validate the ``attack:`` block into its settings (errors name ``where`` and the key);
     ``task``: the study's, which the attacks must attack (default name: ``DEFAULT_ATTACK``)."""
     raw = {} if raw is None else raw
@@ -224,7 +232,7 @@ def _parse_attack(raw: Any, where: str, task: str = "regression",
                 raise ConfigError(f"{where}.{at_key}: expected a positive number, found {val!r}")
         at = f"{where}.eps[{k}]" if isinstance(eps, list) else where
         spec = AttackSpec.from_dict({"name": name, **base, "eps": e, "eta": h}, where=at,
-                                    n_outputs=n_outputs)
+                                    n_outputs=n_outputs, target_range=target_range)
         settings.append(AttackSetting(spec, domain))
     presets = raw.get("presets", [])
     if not isinstance(presets, list):
@@ -238,7 +246,8 @@ def _parse_attack(raw: Any, where: str, task: str = "regression",
         p_domain = item.pop("domain", domain)
         if p_domain not in DOMAINS:
             raise ConfigError(f"{at}.domain must be one of {list(DOMAINS)}, found {p_domain!r}")
-        settings.append(AttackSetting(AttackSpec.from_dict(item, where=at, n_outputs=n_outputs),
+        settings.append(AttackSetting(AttackSpec.from_dict(item, where=at, n_outputs=n_outputs,
+                                                           target_range=target_range),
                                       p_domain))
     for k, st in enumerate(settings):
         if st.spec.task != task:
@@ -253,11 +262,13 @@ def _parse_attack(raw: Any, where: str, task: str = "regression",
     return StudyAttack(tuple(settings), batch_size, block, dict(raw))
 
 
-def for_outputs(config: StudyConfig, n_outputs: int, where: str = "attack") -> StudyConfig:
-    """The study with its attack settings resolved for models of ``n_outputs`` outputs (known
-    once the data is read): with fewer than 3, a stopping rule left to its default is ``mse``
-    and an explicit ``corr`` is refused (``AttackSpec.from_dict``)."""
-    attack = _parse_attack(config.attack.raw, where, config.task, n_outputs)
+def for_outputs(config: StudyConfig, n_outputs: int, where: str = "attack",
+                target_range: float | None = None) -> StudyConfig:
+    """The study with its attack settings resolved for models of ``n_outputs`` outputs whose
+    targets span ``target_range`` (known once the data is read): with fewer than 3 outputs, a
+    stopping rule left to its default is ``mse`` with thresholds scaled to the range, and an
+    explicit ``corr`` is refused (``AttackSpec.from_dict``)."""
+    attack = _parse_attack(config.attack.raw, where, config.task, n_outputs, target_range)
     return dataclasses.replace(config, attack=attack)
 
 
@@ -382,6 +393,11 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     if data.pack is not None and waveform:
         raise ConfigError(f"{source}: data.pack holds spectrograms only; model type(s) "
                           f"{waveform} read audio: use data.root")
+    if data.make is not None:
+        if data.pack is not None:
+            raise ConfigError(f"{source}: data.make writes an audio dataset; data.pack is a "
+                              f"feature pack: give one")
+        resolve_callable(data.make, f"{source}: data.make")
     if data.pack is not None:
         if not isinstance(data.pack, str) or not data.pack:
             raise ConfigError(f"{source}: data.pack must be the path of a feature pack file, "
@@ -436,12 +452,6 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         if odd:
             raise ConfigError(f"{source}: checks: the checks attack spectrogram regressors; "
                               f"model type(s) {odd} are not (remove them or the checks block)")
-    if train.standardize_targets:
-        odd = [t.name for t in types if isinstance(t, FactoryType)]
-        if odd:
-            raise ConfigError(f"{source}: train.standardize_targets folds the scaling into "
-                              f"robustmer's own output layer; user model(s) {odd} have none "
-                              f"(set it to false)")
     if train.batch_seeds and any(isinstance(t, FactoryType) for t in types):
         raise ConfigError(f"{source}: train.batch_seeds stacks robustmer's own networks; the "
                           f"user models train one by one (set it to false)")

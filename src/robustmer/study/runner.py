@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -38,6 +39,7 @@ from robustmer.study.config import AttackSetting, StudyConfig, for_outputs, trai
 from robustmer.study.executor import RayOptions, SequentialExecutor, make_executor
 from robustmer.train import TrainConfig, evaluate_model, load_run, train_run, write_pretrained
 from robustmer.train.batched import train_runs_batched
+from robustmer.userfiles import callable_source, load_callable, resolve_callable
 
 Log = Callable[[str], None]
 DONE = "DONE"
@@ -62,6 +64,8 @@ def run_id_of(model_type: str, seed: int) -> str:
 def _dataset_root(config: StudyConfig, out: Path, log: Log) -> Path:
     if config.data.pack is not None:
         return Path(config.data.pack)  # a feature pack; checked by run_study
+    if config.data.make is not None:
+        return make_dataset(config, out, log)
     if config.data.root is not None:
         return Path(config.data.root)  # checked by run_study before the folder is claimed
     from robustmer.data.synth import synthesize  # only the demo path needs the synthesiser
@@ -70,6 +74,28 @@ def _dataset_root(config: StudyConfig, out: Path, log: Log) -> Path:
                       duration=config.data.synth_duration, version=config.data.synth_format)
     log(f"embedded concept dataset: {info.clips} clips in {info.root}")
     return Path(info.root)
+
+
+def make_dataset(config: StudyConfig, out: Path, log: Log) -> Path:
+    """``data.make``: the user's generator writes the dataset when it is not there yet (into
+    ``data.root``'s folder, or ``OUTPUT/data``); returns the dataset's path."""
+    assert config.data.make is not None
+    target = Path(config.data.root) if config.data.root is not None else out / "data"
+    folder = target if target.suffix.lower() not in (".csv", ".yaml", ".yml") else target.parent
+    marker = folder / ".robustmer-made"
+    if target.exists() and (config.data.root is not None or marker.is_file()):
+        return target
+    make = load_callable(resolve_callable(config.data.make, "data.make"), "data.make")
+    t0 = time.perf_counter()
+    made = make(folder)
+    io.write_json(marker, {"make": config.data.make, "source": callable_source(
+        resolve_callable(config.data.make, "data.make"))})
+    path = Path(made) if made is not None else target
+    if not path.exists():
+        raise ConfigError(f"data.make {config.data.make}: returned {path}, which does not "
+                          f"exist")
+    log(f"data.make {config.data.make}: wrote {path} in {time.perf_counter() - t0:.1f} s")
+    return path
 
 
 def has_concepts(data: PreparedData) -> bool:
@@ -366,6 +392,18 @@ def _summary_line(row: dict[str, Any]) -> str:
     return text
 
 
+def target_range(config: StudyConfig, data: PreparedData) -> float | None:
+    """The span of the training targets (largest over outputs; the declared rating scale
+    when the data names one); None for classification."""
+    if config.task != "regression" or not len(data.table.targets.columns):
+        return None
+    scale = data.table.target_info.get("scale")
+    if scale:
+        return float(scale[1] - scale[0]) / float(data.table.target_info.get("divisor", 1.0))
+    train = data.table.targets.loc[list(data.split.train)].to_numpy(dtype=float)
+    return float(np.nanmax(np.nanmax(train, axis=0) - np.nanmin(train, axis=0)))
+
+
 def check_outputs(config: StudyConfig, data: PreparedData, names: list[str]) -> None:
     """Refuse a study whose data cannot feed its models: no targets for a regression study,
     fewer than 2 classes for a classification one; warn (in the store's log) otherwise."""
@@ -389,8 +427,10 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
     the results store, whatever the executor."""
     t0 = time.perf_counter()
     out = Path(config.output)
-    if config.data.root is not None and not Path(config.data.root).is_dir():
-        raise ConfigError(f"data.root: dataset folder not found: {config.data.root}")
+    if (config.data.root is not None and config.data.make is None
+            and not Path(config.data.root).exists()):
+        raise ConfigError(f"data.root: dataset not found: {config.data.root} (a manifest CSV, a "
+                          f"dataset.yaml, a folder holding one, or a Soundtracks folder)")
     if config.data.pack is not None and not Path(config.data.pack).is_file():
         raise ConfigError(f"data.pack: feature pack not found: {config.data.pack}")
     refuse_if_locked(out, "output folder")  # --overwrite must not remove a running study
@@ -407,7 +447,8 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
             data.require_audio("attack.domain waveform")  # a feature pack has no audio
         names = output_names(config, data)
         check_outputs(config, data, names)
-        config = for_outputs(config, len(names), f"{config.name}: attack")
+        config = for_outputs(config, len(names), f"{config.name}: attack",
+                             target_range(config, data))
         # Recorded only now that the data is there: a study that failed before it really started
         # leaves no config behind to refuse the corrected one.
         store.write_config({**config.to_dict(), "outputs": names,

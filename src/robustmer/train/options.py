@@ -104,13 +104,13 @@ def fit_target_scaler(dataset: Dataset, model_type: ModelType,
                       model: nn.Module | None = None) -> TargetScaler | None:
     """Fit a :class:`TargetScaler` on the targets of every training item (and, for a
     concept-trained bottleneck, the concepts of items whose ``concept_mask`` is set); None for
-    classification. ``model`` must be one :func:`fold_targets` can fold (a robustmer head)."""
+    classification. A concept scaling needs a model :func:`fold_targets` can fold."""
     if model_type.task == "classification":
         return None
-    if model is not None and not foldable(model):
-        raise ConfigError(f"TrainConfig.standardize_targets: model type {model_type.name} has no "
-                          "output layer robustmer can fold the scaling into (a robustmer head); "
-                          "train it on the targets as given (standardize_targets: false)")
+    if model is not None and model_type.needs_concepts and not foldable(model):
+        raise ConfigError(f"TrainConfig.standardize_targets: model type {model_type.name} learns "
+                          "concepts, but its bottleneck is not a robustmer head to fold the "
+                          "concept scaling into; train it with standardize_targets: false")
     targets: list[np.ndarray] = []
     concepts: list[np.ndarray] = []
     for i in range(len(dataset)):  # type: ignore[arg-type]
@@ -133,6 +133,20 @@ def foldable(model: nn.Module) -> bool:
         bott is None or isinstance(bott, nn.Linear))
 
 
+class OutputScaling:
+    """A forward hook that maps a model's standardised outputs back into target units,
+    ``y = s·z + m``: how :func:`fold_targets` applies a :class:`TargetScaler` to a model whose
+    last layer it cannot fold into (a user's own model). The model keeps its class, weights and
+    module names (so L2I's layer names and captum see the model as written)."""
+
+    def __init__(self, scaler: TargetScaler) -> None:
+        self.std = torch.tensor(scaler.target_std)
+        self.mean = torch.tensor(scaler.target_mean)
+
+    def __call__(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        return output * self.std.to(output) + self.mean.to(output)
+
+
 @torch.no_grad()
 def fold_targets(model: nn.Module, scaler: TargetScaler) -> nn.Module:
     """Fold the target standardisation into the model's last linear layers, in place, so that
@@ -143,7 +157,15 @@ def fold_targets(model: nn.Module, scaler: TargetScaler) -> nn.Module:
     ``b <- s_c b + m_c``, and the head, which now reads concepts in rating units,
     ``W <- s_e W / s_c``, ``b <- s_e (b - W (m_c / s_c)) + m_e``. The folded network is the
     plain architecture, so explanations (``concept_contributions``) need nothing special.
+
+    A model without a robustmer head (a user's own) gets an :class:`OutputScaling` forward
+    hook instead (outputs only; a concept scaling needs a head).
     """
+    if not foldable(model):
+        if scaler.concept_mean is not None:
+            raise ConfigError("fold_targets: a concept scaling needs a robustmer head")
+        model.register_forward_hook(OutputScaling(scaler))
+        return model
     head = model.head
     dev, dt = head.weight.device, head.weight.dtype
     se = torch.tensor(scaler.target_std, device=dev, dtype=dt)

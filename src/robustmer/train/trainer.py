@@ -127,7 +127,7 @@ def evaluate_model(model: torch.nn.Module, data: Dataset | DataLoader,
     """
     if model_type is None:
         config = getattr(model, "config", None)
-        model_type = for_config(config) if isinstance(config, dict) else get_type("A2E")
+        model_type = for_config(config) if isinstance(config, dict) else ModelType("model")
     dev = torch.device(device)
     loader = data if isinstance(data, DataLoader) else DataLoader(
         data, batch_size=batch_size, shuffle=False, num_workers=0)
