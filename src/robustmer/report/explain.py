@@ -22,6 +22,7 @@ from scipy import stats as sps
 
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, read_results
+from robustmer.explain.plots import ColourScale, colour_scale, colourbar
 from robustmer.io import versions, write_text
 from robustmer.report import figures
 from robustmer.report.html import _CSS, FIGURES_DIR, REPORT_FILE, _data_uri, _dump
@@ -160,45 +161,52 @@ def _edges(ax: Any, seg: np.ndarray) -> None:
 
 def map_png(path_npz: Path, methods: Sequence[str], out: str | os.PathLike[str] | None = None,
             top: int = 3) -> bytes:
-    """One clip: the clean input, δ, and each method's attribution (its top segments listed)."""
+    """One clip: the clean input, δ, and each method's attribution (its top segments listed).
+    δ is signed: diverging colours over its full range. Each attribution is coloured by
+    ``explain.plots.colour_scale``: the magnitude baseline's δ² (non-negative) sequential from
+    0, a signed map diverging around 0, both scaled to the 99th percentile of |map| (said in
+    the colour-bar label) so a saliency map is not left blank by a few extreme pixels."""
     try:
         with np.load(path_npz, allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k]) for k in z.files}
     except (OSError, ValueError) as err:
         raise DatasetError(f"{path_npz}: not a readable map file ({err})") from err
     x, d, seg = arrays["x"].squeeze(), arrays["delta"].squeeze(), arrays["segments"]
-    panels: list[tuple[str, np.ndarray, str]] = [("clean input x", x, "viridis"),
-                                                 ("perturbation δ", d, "coolwarm")]
+    dlim = float(np.nanmax(np.abs(d))) or 1.0
+    panels: list[tuple[str, np.ndarray, ColourScale]] = [
+        ("clean input x", x, ColourScale("viridis", float(np.nanmin(x)), float(np.nanmax(x)),
+                                         "standardised value", False)),
+        ("perturbation δ", d, ColourScale("RdBu_r", -dlim, dlim, "δ, 0 = white", True))]
     for m in methods:
         rank = arrays.get(f"rank_{m}")
         label = f"{m}: top {top} = {list(map(int, rank[:top]))}" if rank is not None else m
         if f"attr_{m}" in arrays:
-            panels.append((label, arrays[f"attr_{m}"].squeeze(), "coolwarm"))
+            a = arrays[f"attr_{m}"].squeeze()
+            panels.append((label, a, colour_scale(a, "δ²" if m == "magnitude" else m)))
     n = len(panels)
     cols = min(4, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 2.8 * rows), squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    for ax, (title, a, cmap) in zip(axes.ravel(), panels, strict=False):
+    for ax, (title, a, scale) in zip(axes.ravel(), panels, strict=False):
         a = np.asarray(a, dtype=np.float64)
-        if cmap == "coolwarm":
-            lim = float(np.nanmax(np.abs(a))) or 1.0
-            im = ax.imshow(a.T, origin="lower", aspect="auto", cmap=cmap, vmin=-lim, vmax=lim,
-                           interpolation="nearest")
-        else:
-            im = ax.imshow(a.T, origin="lower", aspect="auto", cmap=cmap,
-                           interpolation="nearest")
+        im = ax.imshow(a.T, origin="lower", aspect="auto", cmap=scale.cmap, vmin=scale.vmin,
+                       vmax=scale.vmax, interpolation="nearest")
         _edges(ax, seg)
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("frame", fontsize=7)
         ax.set_ylabel("band", fontsize=7)
-        ax.tick_params(labelsize=6)
-        fig.colorbar(im, ax=ax)
+        ax.tick_params(labelsize=7)
+        cb = colourbar(fig, im, ax, scale)
+        cb.ax.tick_params(labelsize=7)  # type: ignore[attr-defined]
+        cb.set_label(scale.label, fontsize=7)  # type: ignore[attr-defined]
     clip = str(arrays.get("clip_id", path_npz.stem))
     fig.suptitle(f"clip {clip}", fontsize=9)
     fig.tight_layout()
-    return figures._finish(fig, out)
+    alt = (f"Clip {clip}: the clean input, the perturbation δ and the attribution maps of "
+           f"{', '.join(methods) if methods else 'no method'}.")
+    return figures._finish(fig, out, alt)
 
 
 def _head(names: Sequence[str]) -> list[str]:

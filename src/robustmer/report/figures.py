@@ -1,15 +1,25 @@
 """The report's figures, drawn with matplotlib's Agg backend from results-store tables only.
 
 Each function takes tables, draws one figure and returns its PNG bytes (written atomically to
-``path`` as well when one is given), so the HTML page can embed it as a data URI.
+``path`` as well when one is given), so the HTML page can embed it as a data URI. The bytes are a
+``FigurePNG``: ``bytes`` with an ``alt`` attribute, a one-sentence description of the figure for
+the page's ``<img alt=...>`` (``alt_text(png)``); every function takes ``alt=`` to set it and
+writes a description from its data otherwise.
+
+Rules every figure here follows (issue 22): an ε axis has plain decimal tick labels at the
+budgets actually present, thinned or rotated until none overlaps; a curve joins points only over
+three or more budgets (fewer: points with error bars); a box plot only for five or more values
+(fewer: the points themselves, with n under the label).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -17,23 +27,56 @@ matplotlib.use("Agg")  # headless, deterministic raster output; must precede pyp
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullFormatter
 
 from robustmer.errors import ConfigError
 from robustmer.evaluate.store import order_model_types, setting_key, setting_label
 from robustmer.io import atomic_open
 
-FIG4_MODEL_TYPES: tuple[str, ...] = ("A2B2E", "A2M2E", "aA2B2E")
-"""The model types Figure 4 shows (whichever exist)."""
-
 FIG4_EMOTIONS: tuple[str, ...] = ("tension", "tender")
-"""Figure 4's default emotions."""
+"""The paper's Figure 4 emotions (``prediction_scatter`` shows every output found unless the
+caller passes a selection such as this one)."""
+
+MIN_CURVE_BUDGETS = 3
+"""Fewer budgets than this: points with error bars, no connecting line and no band."""
+
+MIN_BOX_VALUES = 5
+"""Fewer values than this per group: the points alone, no box."""
 
 _DPI = 100
 
 
-def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> bytes:
+class FigurePNG(bytes):
+    """PNG bytes with ``alt``: a one-sentence description of the figure for ``<img alt>``.
+    Behaves as ``bytes`` everywhere else (base64, writing, comparison)."""
+
+    alt: str
+
+    def __new__(cls, data: bytes, alt: str = "") -> FigurePNG:
+        obj = super().__new__(cls, data)
+        obj.alt = alt
+        return obj
+
+
+def alt_text(png: bytes, default: str = "figure") -> str:
+    """The alt text of a figure returned here (``FigurePNG.alt``), else ``default``."""
+    return getattr(png, "alt", "") or default
+
+
+def _auto_alt(fig: Figure) -> str:
+    """A description from the figure's titles, for figures drawn without an explicit alt."""
+    sup = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    text = sup or "; ".join(dict.fromkeys(titles))
+    return f"Figure: {text}." if text else "Figure."
+
+
+def _finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = None
+            ) -> FigurePNG:
     buf = io.BytesIO()
+    description = alt or _auto_alt(fig)
     # metadata without the Software/date keys keeps the bytes reproducible for a given input
     fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight",
                 metadata={"Software": None})
@@ -42,85 +85,199 @@ def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> bytes:
     if path is not None:
         with atomic_open(path, "wb") as fh:
             fh.write(data)
-    return data
+    return FigurePNG(data, description)
 
 
-def placeholder_png(text: str, path: str | os.PathLike[str] | None = None) -> bytes:
+def eps_label(eps: float) -> str:
+    """A budget as a plain decimal (``0.003``, ``0.0001``), never ``3×10⁻³`` or ``1e-04``."""
+    return np.format_float_positional(float(eps), trim="-")
+
+
+def _overlaps(boxes: Sequence[Any], pad: float = 2.0) -> bool:
+    """True when two of the (display-coordinate) boxes, each grown by ``pad`` pixels, meet."""
+    return any(b.x0 - pad < a.x1 + pad and a.x0 - pad < b.x1 + pad
+               and a.y0 - pad < b.y1 + pad and b.y0 - pad < a.y1 + pad
+               for a, b in itertools.combinations(boxes, 2))
+
+
+def visible_tick_boxes(fig: Figure, ax: Axes, axis: str = "x") -> list[Any]:
+    """The display-coordinate boxes of the non-empty, visible major tick labels of ``ax``."""
+    if not hasattr(fig.canvas, "get_renderer"):  # e.g. after plt.close: attach Agg again
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+        fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+    return [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+
+
+def eps_axis(ax: Axes, budgets: Sequence[float], margin: float = 0.08) -> None:
+    """A log ε axis with one major tick per budget present, labelled as a plain decimal, and no
+    minor tick labels (they are where ``3×10⁻³`` and ``4×10⁻³`` collided), and ``margin`` x the
+    decades spanned as room either side. Call
+    ``declutter_ticks`` after the layout is final to rotate or thin the labels if they meet."""
+    bud = sorted({float(e) for e in budgets if np.isfinite(e) and e > 0})
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(bud))
+    ax.set_xticks(bud, [eps_label(e) for e in bud])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if len(bud) >= 2:  # room either side: ``margin`` x the decades spanned
+        lo, hi = np.log10(bud[0]), np.log10(bud[-1])
+        pad = margin * (hi - lo)
+        ax.set_xlim(10 ** (lo - pad), 10 ** (hi + pad))
+
+
+def _rotate(ax: Axes) -> None:
+    for t in ax.get_xticklabels():
+        t.set_rotation(45)
+        t.set_ha("right")
+        t.set_rotation_mode("anchor")
+
+
+def declutter_ticks(fig: Figure, axes: Axes | Sequence[Axes]) -> None:
+    """Rotate the x tick labels of each of ``axes`` by 45° if any two overlap, then blank every
+    second, third, ... label (the first and the last kept) until none does. Needs the final
+    layout; draws the figure once, and again only for axes that needed a change."""
+    todo = [axes] if isinstance(axes, Axes) else list(axes)
+    fig.canvas.draw()
+    todo = [ax for ax in todo if _overlaps(visible_tick_boxes(fig, ax))]
+    for ax in todo:
+        _rotate(ax)
+    texts = {id(ax): [t.get_text() for t in ax.get_xticklabels()] for ax in todo}
+    step = 1
+    while todo:
+        fig.canvas.draw()
+        todo = [ax for ax in todo if _overlaps(visible_tick_boxes(fig, ax))]
+        step += 1
+        for ax in todo:
+            labels = texts[id(ax)]
+            if step >= len(labels):  # even two labels do not fit: keep the first
+                keep = {0}
+            else:
+                keep = {i for i in range(len(labels)) if i % step == 0} | {len(labels) - 1}
+            ax.set_xticks(ax.get_xticks(),
+                          [x if i in keep else "" for i, x in enumerate(labels)])
+            _rotate(ax)
+        todo = [ax for ax in todo if step < len(texts[id(ax)])]
+
+
+def placeholder_png(text: str, path: str | os.PathLike[str] | None = None) -> FigurePNG:
     """A small figure that states why a real one could not be drawn (e.g. no runs)."""
     fig, ax = plt.subplots(figsize=(5, 1.2))
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    return _finish(fig, path)
+    return _finish(fig, path, f"No figure: {text}.")
 
 
 def delta_mae_boxplot(per_run: pd.DataFrame, path: str | os.PathLike[str] | None = None,
-                      title: str = "") -> bytes:
-    """Figure 3: box plot of ΔMAE (MAE after − before attack) per model type over seeds, one
-    point per run (``per_run`` has ``model_type`` and ``delta_mae``, one row per run)."""
+                      title: str = "", alt: str | None = None) -> FigurePNG:
+    """Figure 3: ΔMAE (MAE after − before attack) per model type over seeds, one point per run
+    (``per_run`` has ``model_type`` and ``delta_mae``, one row per run); a box only where a type
+    has at least ``MIN_BOX_VALUES`` runs (a box of 3 values draws quartiles that are not
+    there), the points always, and n under each type's name."""
     df = per_run[np.isfinite(per_run["delta_mae"].to_numpy(np.float64))]
     if len(df) == 0:
         return placeholder_png("Figure 3: no finished runs with ΔMAE", path)
     types = order_model_types(df["model_type"])
     data = [df.loc[df["model_type"] == t, "delta_mae"].to_numpy(np.float64) for t in types]
     fig, ax = plt.subplots(figsize=(1.3 * len(types) + 2.5, 4))
-    ax.boxplot(data, tick_labels=types, showfliers=False)
+    boxed = [i for i, v in enumerate(data) if len(v) >= MIN_BOX_VALUES]
+    if boxed:
+        ax.boxplot([data[i] for i in boxed], positions=[i + 1 for i in boxed], widths=0.5,
+                   showfliers=False, manage_ticks=False)
     rng = np.random.default_rng(0)  # fixed jitter: the figure is reproducible
     for i, vals in enumerate(data, start=1):
-        ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, s=14, alpha=0.7,
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(vals)), vals, s=16, alpha=0.75,
                    color="tab:blue", zorder=3)
+    ax.set_xticks(range(1, len(types) + 1),
+                  [f"{t}\n(n = {len(v)})" for t, v in zip(types, data, strict=True)])
+    ax.set_xlim(0.4, len(types) + 0.6)
     ax.set_ylabel("ΔMAE (after − before attack)")
-    ax.set_xlabel("model type")
+    ax.set_xlabel("model type (n = runs)")
     ax.set_title(title or "ΔMAE per model type (one point per seed)")
     ax.grid(axis="y", alpha=0.3)
-    return _finish(fig, path)
+    if alt is None:
+        alt = (f"ΔMAE after minus before the attack for {len(types)} model types "
+               f"({', '.join(f'{t}: {len(v)} runs' for t, v in zip(types, data, strict=True))}),"
+               " one point per run" + (f", boxes for the types with at least {MIN_BOX_VALUES}"
+                                      if boxed else "") + ".")
+    return _finish(fig, path, alt)
+
+
+def outputs_in(clips: pd.DataFrame) -> list[str]:
+    """The outputs of a clips table: every ``NAME`` with ``y_NAME``, ``pred_NAME`` and
+    ``adv_NAME`` columns, in column order."""
+    cols = set(clips.columns)
+    return [c[2:] for c in clips.columns
+            if c.startswith("y_") and f"pred_{c[2:]}" in cols and f"adv_{c[2:]}" in cols]
 
 
 def prediction_scatter(
     clips: pd.DataFrame,
-    emotions: Sequence[str] = FIG4_EMOTIONS,
-    model_types: Sequence[str] = FIG4_MODEL_TYPES,
+    emotions: Sequence[str] | None = None,
+    model_types: Sequence[str] | None = None,
     path: str | os.PathLike[str] | None = None,
     title: str = "",
-) -> bytes:
-    """Figure 4: true annotation (x axis) vs prediction (y axis) per emotion (rows) and model
-    type (columns), clean as ``x`` and adversarial as ``o``, with an inset zoomed to [0, 1]."""
-    for e in emotions:
-        if f"y_{e}" not in clips.columns:
-            raise ConfigError(f"emotion {e!r}: no column y_{e} in clips.csv")
-    present = set(clips["model_type"]) if len(clips) else set()
-    types = [t for t in model_types if t in present]
-    if not types or not emotions:
-        return placeholder_png(
-            f"Figure 4: none of {', '.join(model_types)} in the results", path)
-    nr, nc = len(emotions), len(types)
-    fig, axes = plt.subplots(nr, nc, figsize=(4.2 * nc, 3.8 * nr), squeeze=False)
-    for i, e in enumerate(emotions):
+    alt: str | None = None,
+) -> FigurePNG:
+    """Figure 4: true annotation (x axis) vs prediction (y axis) per output (rows) and model
+    type (columns), clean as ``x`` and adversarial as ``o``, with the identity line. Every
+    panel of a row shares its axes (the same output on the same scale). ``emotions``: the
+    outputs to show (default: every output of ``clips``, ``outputs_in``); ``model_types``: the
+    types to show, those absent from ``clips`` skipped (default: every type present, in
+    reporting order)."""
+    outputs = outputs_in(clips) if emotions is None else list(emotions)
+    for e in outputs:
+        for c in (f"y_{e}", f"pred_{e}", f"adv_{e}"):
+            if c not in clips.columns:
+                raise ConfigError(f"output {e!r}: no column {c} in clips.csv")
+    present = order_model_types(clips["model_type"]) if len(clips) else []
+    types = present if model_types is None else [t for t in model_types if t in present]
+    if not types or not outputs:
+        wanted = ", ".join(model_types) if model_types is not None else "any model type"
+        return placeholder_png(f"Figure 4: none of {wanted} in the results"
+                               if not types else "Figure 4: no outputs to show", path)
+    nr, nc = len(outputs), len(types)
+    side = 3.6 if nr * nc <= 6 else 2.8
+    fig, axes = plt.subplots(nr, nc, figsize=(side * nc + 0.6, side * nr), squeeze=False,
+                             sharex="row", sharey="row")
+    for i, e in enumerate(outputs):
+        lo, hi = np.inf, -np.inf
         for j, t in enumerate(types):
             ax = axes[i][j]
             sel = clips[clips["model_type"] == t]
             y = sel[f"y_{e}"].to_numpy(np.float64)
             clean = sel[f"pred_{e}"].to_numpy(np.float64)
             adv = sel[f"adv_{e}"].to_numpy(np.float64)
-            inset = ax.inset_axes((0.58, 0.05, 0.4, 0.4))
-            for target in (ax, inset):
-                target.scatter(y, adv, marker="o", s=10, facecolors="none",
-                               edgecolors="tab:red", alpha=0.6, label="adversarial")
-                target.scatter(y, clean, marker="x", s=10, color="tab:blue", alpha=0.7,
-                               label="clean")
-                target.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-            inset.set_xlim(0, 1)
-            inset.set_ylim(0, 1)
-            inset.tick_params(labelsize=6)
-            inset.set_title("zoom [0, 1]", fontsize=7)
-            ax.set_title(f"{t}: {e}")
+            ax.scatter(y, adv, marker="o", s=12, facecolors="none", edgecolors="tab:red",
+                       alpha=0.6, label="adversarial")
+            ax.scatter(y, clean, marker="x", s=12, color="tab:blue", alpha=0.7, label="clean")
+            vals = np.concatenate([y, clean, adv])
+            vals = vals[np.isfinite(vals)]
+            if len(vals):
+                lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
+            ax.set_title(f"{t}: {e} (n = {len(sel)})", fontsize=9)
             ax.set_xlabel(f"true {e}")
-            ax.set_ylabel(f"predicted {e}")
-            if i == 0 and j == 0:
-                ax.legend(loc="upper left", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"predicted {e}")
+            ax.grid(alpha=0.25)
+        if np.isfinite(lo):
+            pad = 0.04 * max(hi - lo, 1e-6)
+            ident = (lo - pad, hi + pad)
+            for ax in axes[i]:
+                ax.plot(ident, ident, color="grey", lw=0.8, ls="--", zorder=1)
+            axes[i][0].set_xlim(*ident)
+            axes[i][0].set_ylim(*ident)
+    axes[0][0].legend(loc="upper left", fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _finish(fig, path)
+    if alt is None:
+        alt = (f"Scatter plots of true against predicted values, clean and adversarial, for "
+               f"{nr} output(s) ({', '.join(outputs)}) and {nc} model type(s) "
+               f"({', '.join(types)}).")
+    return _finish(fig, path, alt)
 
 
 CURVE_LABELS: dict[str, str] = {
@@ -139,10 +296,14 @@ def robustness_curves(
     path: str | os.PathLike[str] | None = None,
     title: str = "",
     metrics: Sequence[str] = ("delta_mae", "adv_mean_r"),
-) -> bytes:
+    alt: str | None = None,
+) -> FigurePNG:
     """ΔMAE and attacked mean r (rows) against the attack budget ε on a log axis, one column per
-    attack and domain with at least two bounded budgets: per model type the mean over seeds
-    (line and markers) and its 95 % interval (band). Settings on no curve (presets without a
+    attack and domain with at least two bounded budgets: per model type the mean over seeds and
+    its interval (``<m>_lo``/``<m>_hi``). Over ``MIN_CURVE_BUDGETS`` or more budgets a line with
+    markers and a band; over fewer, points with error bars and no line (two points joined by a
+    line suggest a curve nobody measured). The ε axis is labelled at the budgets present as
+    plain decimals (``eps_axis``, ``declutter_ticks``). Settings on no curve (presets without a
     bound, a lone budget) get a last column of their own with categorical x positions, so an
     unbounded preset never sits on the ε axis. ``points`` is ``stats.curve_points``."""
     if len(points) == 0:
@@ -161,25 +322,44 @@ def robustness_curves(
         off["attack"].astype(str), off["domain"].astype(str), off["eps"].astype(float),
         strict=True)}.values())  # keyed NaN-safely: NaN != NaN
     ncols = len(groups) + (1 if off_settings else 0)
-    widths = [3.0] * len(groups) + ([0.9 + 0.6 * len(off_settings)] if off_settings else [])
+    widths = [3.2] * len(groups) + ([0.9 + 0.6 * len(off_settings)] if off_settings else [])
     fig, axes = plt.subplots(len(metrics), ncols, figsize=(sum(widths) + 1.5,
-                                                           3.2 * len(metrics)),
+                                                           3.3 * len(metrics)),
                              squeeze=False, gridspec_kw={"width_ratios": widths})
+    eps_axes: list[Axes] = []
+    shapes: list[str] = []
     for i, m in enumerate(metrics):
         for j, (attack, domain) in enumerate(groups):
             ax = axes[i][j]
             sel = points[(points["attack"] == attack) & (points["domain"] == domain)
                          & np.isfinite(points["eps"].to_numpy(np.float64))]
-            for t in types:
+            budgets = sorted(set(sel["eps"].astype(float)))
+            curve = len(budgets) >= MIN_CURVE_BUDGETS
+            span = float(np.log10(budgets[-1] / budgets[0]))
+            dodge = 0.05 * span  # decades between neighbouring types' error bars
+            if i == 0:
+                shapes.append(f"{attack} ({domain}): {len(budgets)} budgets, "
+                              + ("curves" if curve else "points"))
+            for q, t in enumerate(types):
                 one = sel[sel["model_type"] == t].sort_values("eps")
                 if len(one) == 0:
                     continue
                 x = one["eps"].to_numpy(np.float64)
-                ax.plot(x, one[f"{m}_mean"], marker="o", ms=4, color=colours[t], label=t)
-                lo, hi = one[f"{m}_lo"].to_numpy(np.float64), one[f"{m}_hi"].to_numpy(np.float64)
-                if np.isfinite(lo).any():
-                    ax.fill_between(x, lo, hi, color=colours[t], alpha=0.18, lw=0)
-            ax.set_xscale("log")
+                mean = one[f"{m}_mean"].to_numpy(np.float64)
+                lo = one[f"{m}_lo"].to_numpy(np.float64)
+                hi = one[f"{m}_hi"].to_numpy(np.float64)
+                if curve:
+                    ax.plot(x, mean, marker="o", ms=4, color=colours[t], label=t)
+                    if np.isfinite(lo).any():
+                        ax.fill_between(x, lo, hi, color=colours[t], alpha=0.18, lw=0)
+                else:
+                    # dodge the types multiplicatively (log axis) so their bars stay apart
+                    xs = x * 10 ** (dodge * (q - (len(types) - 1) / 2))
+                    err = np.vstack([mean - lo, hi - mean])
+                    ax.errorbar(xs, mean, yerr=np.where(np.isfinite(err), err, 0.0), fmt="o",
+                                ms=5, color=colours[t], capsize=3, ls="none", label=t)
+            eps_axis(ax, budgets, 0.08 if curve else 0.12 + 0.05 * (len(types) - 1) / 2)
+            eps_axes.append(ax)
             ax.grid(alpha=0.3)
             if i == 0:
                 ax.set_title(f"{attack} ({domain})")
@@ -202,7 +382,7 @@ def robustness_curves(
                     lo, hi = float(r[f"{m}_lo"].iloc[0]), float(r[f"{m}_hi"].iloc[0])
                     err = ([[mean - lo], [hi - mean]] if np.isfinite(lo) else None)
                     ax.errorbar(pos + (q - (k - 1) / 2) * 0.12, mean, yerr=err, fmt="D", ms=5,
-                                color=colours[t], capsize=3)
+                                color=colours[t], capsize=3, ls="none")
             ax.set_xticks(range(len(off_settings)))
             ax.set_xticklabels([setting_label(st).replace(" (", "\n(") for st in off_settings],
                                fontsize=7)
@@ -214,13 +394,22 @@ def robustness_curves(
     fig.suptitle(title or "Robustness against the attack budget (mean and 95 % interval "
                  "over seeds)", fontsize=10)
     fig.tight_layout()
-    return _finish(fig, path)
+    for _ in range(2):  # rotated labels grow taller: lay out again, then check again
+        declutter_ticks(fig, eps_axes)
+        fig.tight_layout()
+    if alt is None:
+        alt = (f"{' and '.join(CURVE_LABELS.get(m, m) for m in metrics)} against the attack "
+               f"budget on a log scale for {len(types)} model type(s) ({', '.join(types)}); "
+               + "; ".join(shapes)
+               + (f"; {len(off_settings)} setting(s) without a budget shown apart"
+                  if off_settings else "") + ".")
+    return _finish(fig, path, alt)
 
 
 def delta_image(delta: np.ndarray, path: str | os.PathLike[str] | None = None,
-                title: str = "δ") -> bytes:
+                title: str = "δ", alt: str | None = None) -> FigurePNG:
     """An image of a spectrogram-domain perturbation δ (frames x bands, any leading singleton
-    axes squeezed), with a symmetric colour scale around 0."""
+    axes squeezed): signed, so a diverging colour map symmetric around 0 over its full range."""
     d = np.asarray(delta, dtype=np.float64).squeeze()
     if d.ndim != 2 or d.size == 0:
         raise ConfigError(f"delta: expected a 2-d (frames, bands) array, got shape "
@@ -232,8 +421,9 @@ def delta_image(delta: np.ndarray, path: str | os.PathLike[str] | None = None,
     ax.set_xlabel("frame")
     ax.set_ylabel("band")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax)
-    return _finish(fig, path)
+    fig.colorbar(im, ax=ax, label="δ (0 = white)")
+    return _finish(fig, path, alt or f"Perturbation δ over {d.shape[0]} frames and "
+                   f"{d.shape[1]} bands, red positive and blue negative, largest |δ| {lim:.3g}.")
 
 
 def save_png(data: bytes, path: str | os.PathLike[str]) -> Path:

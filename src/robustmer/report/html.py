@@ -241,7 +241,7 @@ def analyse_store(
             pr_sel[pr_sel["status"] == "done"], fig_dir / f"{pslug}-figure3.png",
             title=f"ΔMAE per model type: {name}{label}")
         part.figure4 = figures.prediction_scatter(
-            d_sel, emotions, figures.FIG4_MODEL_TYPES, fig_dir / f"{pslug}-figure4.png",
+            d_sel, emotions, None, fig_dir / f"{pslug}-figure4.png",
             title=f"True vs predicted, clean (x) and adversarial (o): {name}{label}")
         parts.append(part)
     first = parts[0]
