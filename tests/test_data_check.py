@@ -69,8 +69,9 @@ def test_cli_check_ok(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "check", str(root)])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("OK: 3 clips")
-    assert "1 with concept ratings" in lines[0]
+    assert lines[0].startswith("OK: 3 clips")
+    assert "1 clips rated on all" in result.output and "valence, energy" in result.output
+    assert "ratings divided by 10" in result.output
 
 
 def test_cli_check_lists_problems_and_fails(tmp_path: Path) -> None:

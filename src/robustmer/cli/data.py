@@ -16,12 +16,19 @@ data_app = typer.Typer(name="data", help="Check, synthesise and featurise datase
 
 @data_app.command("check")
 def check(
-    root: Path = typer.Argument(..., help="Dataset folder (Set1/ + mean_ratings_set1.csv)."),
+    root: Path = typer.Argument(..., help="Dataset: a manifest (CSV, dataset.yaml, or a folder "
+                                "with one) or a Soundtracks folder (Set1/ + "
+                                "mean_ratings_set1.csv)."),
     midlevel: Path | None = typer.Option(None, "--midlevel",
-                                         help="Mid-level folder (default: ROOT/midlevel)."),
+                                         help="Mid-level folder (Soundtracks layout; default: "
+                                         "ROOT/midlevel)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="The seed of the split a study "
+                                   "would draw (for the split-size warnings)."),
 ) -> None:
-    """List every problem of a dataset (decoding all audio); exit 1 if there is any."""
-    from robustmer.data import check_dataset, load_dataset
+    """List every problem of a dataset (decoding all audio); exit 1 if there is any. Also says
+    what the data names (targets and their scale, classes, concepts) and warns about what a
+    study could not score (a constant target, a tiny validation or test split)."""
+    from robustmer.data import check_dataset, dataset_warnings, load_dataset
 
     problems = check_dataset(root, midlevel)
     if problems:
@@ -30,9 +37,16 @@ def check(
         typer.secho(f"{len(problems)} problem(s) in {root}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     table = load_dataset(root, midlevel)
-    n_concepts = int(table.concepts.notna().all(axis=1).sum())
-    typer.echo(f"OK: {len(table)} clips, {len(table.classes)} classes, "
-               f"{n_concepts} with concept ratings, all audio decodes ({root})")
+    n_concepts = sum(table.has_concepts(i) for i in table.ids)
+    units = table.target_info.get("units", "as given")
+    typer.echo(f"OK: {len(table)} clips, all audio decodes ({root})")
+    typer.echo(f"  targets ({len(table.target_names)}): {', '.join(table.target_names) or '-'}"
+               f" ({units})")
+    typer.echo(f"  classes ({len(table.classes)}): {', '.join(table.classes) or '-'}")
+    typer.echo(f"  concepts ({len(table.concept_names)}): "
+               f"{', '.join(table.concept_names) or '-'}; {n_concepts} clips rated on all")
+    for warning in dataset_warnings(root, split_seed):
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW)
 
 
 @data_app.command("synth")
