@@ -1,12 +1,15 @@
 """CLI commands of L2I (Listen to Interpret): ``robustmer l2i fit | explain | evaluate``.
 
 Thin: load the run and its data (``cli.attack.load_run_and_data``), call one function of
-``robustmer.train.l2i``, print where results went (``RUN_DIR/l2i`` unless ``--out``).
+``robustmer.train.l2i`` with the run's input contract, print where results went
+(``RUN_DIR/l2i`` unless ``--out``). ``fit --layers`` names the modules Ψ reads; evaluate and
+explain use the layers stored with the interpreters.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -20,6 +23,26 @@ l2i_app = typer.Typer(help="Listen to Interpret: NMF-based listenable explanatio
 
 def _poolings(value: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+def _layers(value: str | None) -> list[str] | None:
+    """``--layers a,b,c`` -> module paths (None: the default, the last three conv blocks)."""
+    if value is None:
+        return None
+    from robustmer.errors import ConfigError
+
+    names = [p.strip() for p in value.split(",") if p.strip()]
+    if not names:
+        raise ConfigError("--layers: give module paths of the model, e.g. --layers "
+                          "conv2,conv3,block.4")
+    return names
+
+
+def _input_spec(run: Any) -> dict[str, Any]:
+    """The run's input contract (spectrogram or waveform at its own rate)."""
+    from robustmer.models.types import for_config
+
+    return dict((run.model_type or for_config(run.model_config)).input_spec())
 
 
 @l2i_app.command("fit")
@@ -38,6 +61,11 @@ def fit_command(
     max_clips: int | None = typer.Option(None, "--max-clips",
                                          help="train the interpreters on the first N training "
                                               "clips (the dictionary uses all)"),
+    layers: str | None = typer.Option(None, "--layers",
+                                      help="module paths of the model whose outputs Ψ reads, "
+                                           "comma-separated (names of model.named_modules(), "
+                                           "e.g. conv2,conv3,block.4); default: the last three "
+                                           "convolution blocks"),
     device: str = typer.Option("cpu", "--device"),
     data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
     out: Path | None = typer.Option(None, "--out", help="results folder (default RUN_DIR/l2i)"),
@@ -52,10 +80,11 @@ def fit_command(
     target = out or run_dir / L2I_DIR
     s = fit_l2i(run.model, run.task, prepared, target, k=components, mu=mu,
                 nmf_iterations=nmf_iterations, frames_per_clip=frames_per_clip, seed=seed,
-                poolings=_poolings(pooling), config=cfg, max_clips=max_clips)
+                poolings=_poolings(pooling), config=cfg, max_clips=max_clips,
+                layers=_layers(layers), input_spec=_input_spec(run))
     how = "reused" if s["dictionary_reused"] else f"fitted in {s['dictionary_fit_seconds']:.1f} s"
     typer.echo(f"dictionary ({components} components) {how}; interpreters: "
-               f"{', '.join(s['poolings'])}")
+               f"{', '.join(s['poolings'])}; layers: {', '.join(s['layers'])}")
     typer.echo(f"results: {target}")
 
 
@@ -74,7 +103,7 @@ def explain_command(
 
     run, prepared = load_run_and_data(run_dir, data, "cpu")
     folder = explain_l2i(run.model, run.task, prepared, out or run_dir / L2I_DIR,
-                         clip, target, tau, pooling)
+                         clip, target, tau, pooling, input_spec=_input_spec(run))
     typer.echo(f"results: {folder}")
 
 
@@ -96,7 +125,7 @@ def evaluate_command(
     target = out or run_dir / L2I_DIR
     fid, ff = evaluate_l2i(run.model, run.task, prepared, target, split=split,
                            taus=tuple(_floats(tau, "--tau")), poolings=_poolings(pooling),
-                           max_clips=max_clips, seed=seed)
+                           max_clips=max_clips, seed=seed, input_spec=_input_spec(run))
     typer.echo(fid.to_string(index=False))
     typer.echo(ff.to_string(index=False))
     typer.echo(f"results: {target / 'fidelity.csv'}, {target / 'faithfulness.csv'}")

@@ -20,16 +20,18 @@ from robustmer.explain.l2i import (
     FeatureHooks,
     Interpreter,
     InterpreterConfig,
+    check_layers,
     fidelity_loss,
-    last_conv_blocks,
 )
 from robustmer.train import checkpoint as ck
 
 
 def build_interpreter(model: nn.Module, x: torch.Tensor, k: int, n_outputs: int,
-                      config: InterpreterConfig) -> Interpreter:
-    """An interpreter sized to ``model``'s hooked features (probed with one input of ``x``)."""
-    layers = last_conv_blocks(model)
+                      config: InterpreterConfig, layers: list[str] | None = None
+                      ) -> Interpreter:
+    """An interpreter sized to ``model``'s hooked features (probed with one input of ``x``):
+    the module paths ``layers``, or the last three conv blocks (None)."""
+    layers = check_layers(model, layers)
     with FeatureHooks(model, layers) as hooks, torch.no_grad():
         model(x[:1])
         channels = [int(f.shape[1]) for f in hooks.features]
@@ -49,9 +51,12 @@ def load_interpreter(folder: str | Path) -> tuple[Interpreter, dict[str, Any]]:
 def train_interpreter(model: nn.Module, task: str, x: torch.Tensor, X: torch.Tensor,
                       W: torch.Tensor, out_dir: str | Path, config: InterpreterConfig,
                       data_description: dict[str, Any] | None = None,
-                      resume: bool = True, stop_after: int | None = None) -> Interpreter:
-    """Train Ψ and Θ to imitate ``model`` on inputs ``x (N, 1, T, bands)`` whose
-    log-magnitudes are ``X (N, T, F)``, with the dictionary ``W (F, K)`` fixed.
+                      resume: bool = True, stop_after: int | None = None,
+                      layers: list[str] | None = None) -> Interpreter:
+    """Train Ψ and Θ to imitate ``model`` on inputs ``x`` (the model's own: ``(N, 1, T,
+    bands)`` spectrograms or ``(N, samples)`` audio) whose log-magnitudes are ``X (N, T, F)``,
+    with the dictionary ``W (F, K)`` fixed. Ψ reads the modules ``layers`` (default: the last
+    three conv blocks); they are stored in the interpreter's config.
 
     One checkpoint (``out_dir/last``) is written after every epoch; with ``resume=True`` training
     continues from it and ends with the same weights as an uninterrupted run (CPU).
@@ -64,7 +69,8 @@ def train_interpreter(model: nn.Module, task: str, x: torch.Tensor, X: torch.Ten
     for p in model.parameters():
         p.requires_grad_(False)
     n_outputs = int(model(x[:1].to(device)).shape[-1])
-    interp = build_interpreter(model, x.to(device), W.shape[1], n_outputs, config).to(device)
+    interp = build_interpreter(model, x.to(device), W.shape[1], n_outputs, config,
+                               layers).to(device)
     opt = torch.optim.Adam(interp.parameters(), lr=config.lr)
     W = W.to(device)
     history: list[dict[str, Any]] = []
@@ -77,7 +83,8 @@ def train_interpreter(model: nn.Module, task: str, x: torch.Tensor, X: torch.Ten
         last = ck.read_checkpoint(out, ck.LAST, for_resume=True)
         if last.train_config != config.to_dict() or last.model_config != interp.config:
             raise CheckpointError(f"{out}/last was trained with other settings "
-                                  f"({last.train_config}); remove it or use the same settings")
+                                  f"({last.train_config}, interpreter {last.model_config}); "
+                                  f"remove it or use the same settings")
         interp.load_state_dict(last.model_state)
         opt.load_state_dict((last.optimizer_state or {})["optimizer"])
         history = list(last.history)

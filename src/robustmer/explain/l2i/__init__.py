@@ -9,7 +9,9 @@ from robustmer.explain.l2i.interpreter import (
     Interpreter,
     Psi,
     Theta,
+    check_layers,
     last_conv_blocks,
+    layer_candidates,
     relevance,
     select,
 )
@@ -17,6 +19,7 @@ from robustmer.explain.l2i.nmf import NMFResult, normalise_columns, objective, s
 from robustmer.explain.l2i.pipeline import (
     TAUS,
     Clips,
+    InputPath,
     InterpreterConfig,
     clip_tensors,
     excerpt_waves,
@@ -27,15 +30,16 @@ from robustmer.explain.l2i.pipeline import (
     fidelity_table,
     interpret_batches,
     model_input,
+    resample,
     sample_frames,
 )
 from robustmer.explain.l2i.signal import log_magnitude, overlap_add, resynthesize, soft_masks
 
 __all__ = [
-    "POOLINGS", "TAUS", "Clips", "Dictionary", "FeatureHooks", "Interpreter", "InterpreterConfig",
-    "NMFResult", "Psi", "Theta", "clip_tensors", "excerpt_waves", "explain_clip", "faithfulness",
-    "faithfulness_summary", "fidelity_loss", "fidelity_table", "fit_or_load", "interpret_batches",
-    "last_conv_blocks", "log_magnitude", "model_input", "normalise_columns", "objective",
-    "overlap_add", "relevance", "resynthesize", "sample_frames", "select", "soft_masks",
-    "sparse_nmf",
+    "POOLINGS", "TAUS", "Clips", "Dictionary", "FeatureHooks", "InputPath", "Interpreter",
+    "InterpreterConfig", "NMFResult", "Psi", "Theta", "check_layers", "clip_tensors",
+    "excerpt_waves", "explain_clip", "faithfulness", "faithfulness_summary", "fidelity_loss",
+    "fidelity_table", "fit_or_load", "interpret_batches", "last_conv_blocks", "layer_candidates",
+    "log_magnitude", "model_input", "normalise_columns", "objective", "overlap_add", "relevance",
+    "resample", "resynthesize", "sample_frames", "select", "soft_masks", "sparse_nmf",
 ]
