@@ -65,7 +65,7 @@ def main() -> None:
     data = prepare_data(root, cache_dir=work / f"cache-{tag}",
                         split_path=work / f"split-{tag}.json", split_seed=0, progress=False)
     c1 = cpu_seconds()
-    emotions = data.table.emotions[list(EMOTIONS)]
+    emotions = data.table.targets[list(EMOTIONS)]
     base = mean_predictor_metrics(emotions.loc[list(data.split.train)].to_numpy(),
                                   emotions.loc[list(data.split.test)].to_numpy())
     cfg = TrainConfig(seed=args.seed, lr=args.lr, max_epochs=args.epochs, patience=args.patience,
@@ -73,7 +73,8 @@ def main() -> None:
                       lr_schedule=args.sched, bn_recalibrate=args.bn, amp=args.amp)
     run_dir = work / "runs" / f"{args.kind}-s{args.seed}-{time.time_ns()}"
     res = train_run(data.dataset("train", mode="random", seed=args.seed), data.dataset("val"),
-                    run_dir, kind=args.kind, width=args.width, dropout=args.dropout, config=cfg,
+                    run_dir, model_type=args.kind,
+                    model_settings={"width": args.width, "dropout": args.dropout}, config=cfg,
                     data_description=data.to_dict(), progress=False)
     c2 = cpu_seconds()
     ev = evaluate_model(res.model, data.dataset("test"))

@@ -53,10 +53,9 @@ def train(prepared: Any, run: Path, kind: str, args: argparse.Namespace) -> dict
     """Train one model (or reuse it) and score it on the test split."""
     t0 = time.perf_counter()
     # resume=True continues an unfinished run and returns at once for a finished one
-    n_classes = len(prepared.table.classes) if kind == "classifier" else None
     train_run(prepared.dataset("train", mode="random", seed=args.seed),
-              prepared.dataset("val", mode="fixed", seed=args.seed), run, kind=kind,
-              width=args.width, n_classes=n_classes,
+              prepared.dataset("val", mode="fixed", seed=args.seed), run, model_type=kind,
+              model_settings={"width": args.width},
               config=TrainConfig(seed=args.seed, lr=args.lr, max_epochs=args.epochs,
                                  patience=args.epochs, device=args.device),
               data_description={**prepared.to_dict(), "split_id": prepared.split.split_id},
@@ -81,7 +80,7 @@ def evaluate(model: torch.nn.Module, prepared: Any, kind: str, out: Path,
     """The explainer evaluation of one model on its test split, summarised."""
     ds = prepared.dataset("test", mode="fixed")
     n = min(len(ds), args.max_clips)
-    items = [{"id": str(ds.ids[i]), "x": ds[i]["x"], "y": ds[i]["emotions"]} for i in range(n)]
+    items = [{"id": str(ds.ids[i]), "x": ds[i]["x"], "y": ds[i]["targets"]} for i in range(n)]
     n_freq, n_time = parse_grid(args.grid)
     segments = grid_segments(tuple(items[0]["x"].shape[-2:]), n_freq=n_freq, n_time=n_time)
     task = "classifier" if kind == "classifier" else "regressor"

@@ -40,11 +40,10 @@ def train_models(data_root: Path, kinds: list[str], width: float, epochs: int, d
     data = prepare_data(data_root, cache_dir=work / "cache", split_path=work / "split.json")
     runs = []
     for kind in kinds:
-        n_classes = len(data.table.classes) if kind == "classifier" else None
         cfg = TrainConfig(seed=seed, max_epochs=epochs, lr=1e-3, device=device)
         run = work / "runs" / kind
         train_run(data.dataset("train", mode="random", seed=seed), data.dataset("val"), run,
-                  kind=kind, width=width, n_classes=n_classes, config=cfg,
+                  model_type=kind, model_settings={"width": width}, config=cfg,
                   data_description=data.to_dict(), normaliser=data.standardizer.to_dict(),
                   resume=True, progress=False)
         runs.append(run)
@@ -121,14 +120,14 @@ def bench_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     cfg = InterpreterConfig(epochs=args.epochs_interp, seed=args.seed, device=args.device,
                             hidden=args.hidden)
     t0 = time.perf_counter()
-    fit = fit_l2i(run.model, kind, data, out, k=args.components, mu=args.mu,
+    fit = fit_l2i(run.model, run.task, data, out, k=args.components, mu=args.mu,
                   nmf_iterations=args.nmf_iterations, frames_per_clip=args.frames_per_clip,
                   seed=args.seed, config=cfg, progress=True, max_clips=args.interp_clips,
                   poolings=tuple(args.poolings.split(",")))
     fit_s = time.perf_counter() - t0
     run.model.to("cpu")
     t0 = time.perf_counter()
-    fid, ff = evaluate_l2i(run.model, kind, data, out, max_clips=args.max_test_clips,
+    fid, ff = evaluate_l2i(run.model, run.task, data, out, max_clips=args.max_test_clips,
                            seed=args.seed, poolings=tuple(args.poolings.split(",")),
                            ff_poolings=tuple(args.ff_poolings.split(",")))
     res: dict[str, Any] = {

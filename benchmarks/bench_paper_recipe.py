@@ -92,13 +92,14 @@ def train_one(args: argparse.Namespace, kind: str, seed: int, work: Path) -> dic
                          channels_last=args.channels_last)
     t0 = time.perf_counter()
     res = train_run(dataset("train", "random"), dataset("val", "fixed"),
-                    work / f"{kind}-seed{seed}", kind=kind, width=args.width, config=config,
+                    work / f"{kind}-seed{seed}", model_type=kind,
+                    model_settings={"width": args.width}, config=config,
                     data_description={"split_id": split["split_id"]},
                     normaliser=standardizer.to_dict(), resume=True, progress=False)
     seconds = time.perf_counter() - t0
     ev = evaluate_model(res.model, dataset("test", "fixed"), device=args.device)
     baseline = mean_predictor_metrics(
-        table.emotions.loc[split["train"], list(EMOTIONS)].to_numpy(), ev["targets"], EMOTIONS)
+        table.targets.loc[split["train"], list(EMOTIONS)].to_numpy(), ev["targets"], EMOTIONS)
     return {"kind": kind, "seed": seed, "width": args.width, "seconds": seconds,
             "epochs": res.last_epoch, "best_epoch": res.best_epoch,
             "test": ev["metrics"], "mean_predictor_test_mae": baseline["mae"],

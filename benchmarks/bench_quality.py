@@ -58,7 +58,7 @@ def main() -> None:
     work = args.out or Path(tempfile.mkdtemp(prefix="robustmer-quality-"))
     root = synthesize(work / "data", clips=args.clips, seed=0).root
     data = prepare_data(root, cache_dir=work / "cache", split_path=work / "split.json")
-    emotions = data.table.emotions[list(EMOTIONS)]
+    emotions = data.table.targets[list(EMOTIONS)]
     baseline = mean_predictor_metrics(emotions.loc[list(data.split.train)].to_numpy(),
                                       emotions.loc[list(data.split.test)].to_numpy(), EMOTIONS)
     result: dict[str, Any] = {"settings": vars(args) | {"out": str(work), "json": str(args.json)},
@@ -78,7 +78,8 @@ def main() -> None:
         attack = BIM(eps=0.05, eta=0.01, max_iters=10) if adversarial else None
         t0 = time.perf_counter()
         res = train_run(data.dataset("train", mode="random", seed=args.seed), data.dataset("val"),
-                        work / name, kind=kind, width=args.width, config=cfg,
+                        work / name, model_type=kind, model_settings={"width": args.width},
+                        config=cfg,
                         data_description=data.to_dict(), attack=attack, resume=True,
                         progress=False)
         seconds = time.perf_counter() - t0  # wall time of this call (less if it resumed)
@@ -104,8 +105,9 @@ def main() -> None:
         cfg = TrainConfig(seed=args.seed, lr=args.lr, max_epochs=args.cost_epochs,
                           adversarial_every=every)
         res = train_run(data.dataset("train", mode="random", seed=args.seed),
-                        data.dataset("val"), work / f"cost-{name}", kind="a2e",
-                        width=args.width, config=cfg, resume=True, progress=False,
+                        data.dataset("val"), work / f"cost-{name}", model_type="A2E",
+                        model_settings={"width": args.width}, config=cfg, resume=True,
+                        progress=False,
                         attack=BIM(eps=0.05, eta=0.01, max_iters=10) if every else None)
         cost[name] = {"seconds": float(sum(h["time_s"] for h in res.history)),
                       "attack_seconds": float(sum(h.get("attack_time_s") or 0.0

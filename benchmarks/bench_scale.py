@@ -56,7 +56,7 @@ class RandomExcerpts(Dataset):
         return len(self.x)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"id": f"{i:05d}", "x": self.x[i], "emotions": self.emotions[i],
+        return {"id": f"{i:05d}", "x": self.x[i], "targets": self.emotions[i],
                 "concepts": self.concepts[i], "concept_mask": True,
                 "label": torch.tensor(-1)}
 
@@ -77,8 +77,8 @@ def train_one(task: tuple[argparse.Namespace, int, str]) -> float:
     args, seed, run_dir = task
     train, val = _data(args)
     t0 = time.perf_counter()
-    train_run(train, val, run_dir, kind=args.kind, width=args.width, config=_config(args, seed),
-              progress=False)
+    train_run(train, val, run_dir, model_type=args.kind, model_settings={"width": args.width},
+              config=_config(args, seed), progress=False)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -159,7 +159,8 @@ def main() -> None:
     warm = argparse.Namespace(**{**vars(args), "steps": 2, "epochs": 1})
     train_one((warm, 0, str(work / "warmup")))
     train_runs_batched(_data(warm)[0], val, [work / "warmup-b0", work / "warmup-b1"],
-                       kind=args.kind, seeds=[0, 1], width=args.width, config=_config(warm),
+                       model_type=args.kind, seeds=[0, 1],
+                       model_settings={"width": args.width}, config=_config(warm),
                        progress=False)
 
     rows: list[dict[str, Any]] = []
@@ -185,8 +186,9 @@ def main() -> None:
                max_run_s=max(inner), mean_run_s=sum(inner) / len(inner))
     if "batched" in args.modes:
         t0 = time.perf_counter()
-        train_runs_batched(train, val, [work / f"bat-{s}" for s in args.seeds], kind=args.kind,
-                           seeds=args.seeds, width=args.width, config=_config(args),
+        train_runs_batched(train, val, [work / f"bat-{s}" for s in args.seeds],
+                           model_type=args.kind, seeds=args.seeds,
+                           model_settings={"width": args.width}, config=_config(args),
                            progress=False)
         _sync(args.device)
         seconds = time.perf_counter() - t0

@@ -20,7 +20,8 @@ import torch
 
 from robustmer import io
 from robustmer.models import build_model
-from robustmer.train import TrainConfig, compute_loss, mixed_precision
+from robustmer.models.types import get_type
+from robustmer.train import TrainConfig, mixed_precision, solo_loss
 
 OUT = Path(__file__).resolve().parent / "results" / "train_step.json"
 
@@ -57,14 +58,14 @@ def train_step_time(width: float, device: torch.device, steps: int, batch: int =
     opt = torch.optim.Adam(model.parameters(), lr=TrainConfig().lr)
     autocast, scaler = mixed_precision(device, amp)  # the trainer's own amp policy
     data = {"x": torch.randn(batch, 1, 313, 149, device=device).contiguous(memory_format=fmt),
-            "emotions": torch.rand(batch, 8, device=device),
+            "targets": torch.rand(batch, 8, device=device),
             "concepts": torch.rand(batch, 7, device=device),
             "concept_mask": torch.ones(batch, dtype=torch.bool, device=device)}
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         with autocast():
-            loss = compute_loss(model, model.forward_all(data["x"]), data)
+            loss = solo_loss(get_type(model.kind), model.forward_all(data["x"]), data)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
