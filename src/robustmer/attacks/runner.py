@@ -137,7 +137,7 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
                  frontend: LogFilteredSpectrogram | None = None,
                  standardizer: Standardizer | None = None, batch_size: int = 8,
                  device: str | torch.device = "cpu", resume: bool = False,
-                 progress: bool = False, write_examples: bool = True,
+                 progress: bool = False, write_examples: bool | int = True,
                  sample_rate: int = SAMPLE_RATE, total: int | None = None,
                  config: dict[str, Any] | None = None) -> pd.DataFrame:
     """Attack ``items`` batch by batch and return (and write) the per-clip table.
@@ -150,7 +150,9 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
     with ``domain="waveform"`` (then ``frontend`` and ``standardizer`` are needed). ``y``: the
     targets ``(K,)`` or the class index; None measures the attack against the model's clean
     prediction (recorded as ``reference`` in ``config.yaml``). Writes ``out_dir/attack.csv``,
-    ``config.yaml``, ``meta.json``, ``examples/<id>.npz`` and, in the waveform domain,
+    ``config.yaml``, ``meta.json`` and, for the clips ``write_examples`` selects (True: all,
+    False: none, N: the first N clips attacked), ``examples/<id>.npz`` (δ; in the spectrogram
+    domain also the clean excerpt x) and, in the waveform domain,
     ``audio/<id>_{clean,adv}.wav``. ``attack`` is an attack object or an :class:`AttackSpec`
     (then ``config.yaml`` records the spec). A call that fails before any clip is written
     leaves no folder behind.
@@ -189,8 +191,9 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
         n_batches = None if total is None else -(-max(total - len(done), 0) // batch_size)
         for batch in tqdm(batches(todo, batch_size), total=n_batches, desc="attack",
                           disable=not progress, leave=False):
+            keep = _examples_left(write_examples, len(rows))
             new, ref = _attack_batch(model, batch, attack, out, domain, frontend, standardizer,
-                                     device, write_examples, sample_rate, names, task)
+                                     device, keep, sample_rate, names, task)
             rows.extend(new)
             references.add(ref)
             write_csv(out / TABLE, pd.DataFrame(rows, columns=list(table_columns(names))))
@@ -225,10 +228,20 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _examples_left(write_examples: bool | int, done: int) -> int:
+    """How many clips of the next batch get their examples written: ``write_examples`` True
+    (all), False (none) or N (the first N clips attacked), with ``done`` clips before it."""
+    if write_examples is True:
+        return 2**31
+    if write_examples is False:
+        return 0
+    return max(0, int(write_examples) - done)
+
+
 def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack, out: Path,
                   domain: str, frontend: LogFilteredSpectrogram | None,
                   standardizer: Standardizer | None, device: str | torch.device,
-                  write_examples: bool, sample_rate: int, names: Sequence[str],
+                  write_examples: int, sample_rate: int, names: Sequence[str],
                   task: str) -> tuple[list[dict[str, Any]], str]:
     """Attack one batch; its table rows and the reference it was measured against."""
     through_frontend = "wave" in batch[0]
@@ -291,7 +304,7 @@ def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack,
             row[f"adv_{e}"] = float(adv[i, k])
         row["mae_clean"], row["mae_adv"] = float(mae_c[i]), float(mae_a[i])
         rows.append(row)
-        if write_examples:
+        if i < write_examples:
             _write_example(out, cid, domain, x[i], delta[i], mask, i, batch[i], sample_rate)
     return rows, ref
 
@@ -325,8 +338,10 @@ def _write_example(out: Path, cid: str, domain: str, x: torch.Tensor, delta: tor
         x, delta = x[:n], delta[:n]
         write_wav(out / "audio" / f"{cid}_clean.wav", x, sample_rate)
         write_wav(out / "audio" / f"{cid}_adv.wav", x + delta, sample_rate)
-    arrays = {"x": x.detach().cpu().numpy(), "delta": delta.detach().cpu().numpy(),
-              "x_adv": (x + delta).detach().cpu().numpy()}
+    if domain == "waveform":  # the clean audio is in the WAV; δ as float16 (~3 digits)
+        arrays = {"delta": delta.detach().cpu().numpy().astype(np.float16)}
+    else:
+        arrays = {"x": x.detach().cpu().numpy(), "delta": delta.detach().cpu().numpy()}
     if "frame_index" in item:
         arrays["frame_index"] = np.asarray(item["frame_index"], dtype=np.int64)
     (out / "examples").mkdir(parents=True, exist_ok=True)
@@ -373,7 +388,8 @@ def attack_dataset(model: nn.Module, data: Any, split: str, attack: Attack | Att
                    out_dir: str | Path, *, domain: str = "spectrogram",
                    model_input: Mapping[str, Any] | None = None, task: str = "regression",
                    batch_size: int = 8, device: str | torch.device = "cpu",
-                   resume: bool = False, progress: bool = False, write_examples: bool = True,
+                   resume: bool = False, progress: bool = False,
+                   write_examples: bool | int = True,
                    run: dict[str, Any] | None = None) -> pd.DataFrame:
     """Attack split ``split`` of ``data`` (``PreparedData`` interface) with :func:`attack_items`.
 

@@ -27,6 +27,10 @@ from robustmer.userfiles import resolve_callable
 DEFAULT_MODELS: tuple[str, ...] = tuple(mtypes.names("regression"))
 """The study's default model list: every registered regression type (the paper's five)."""
 DEFAULT_ATTACK: dict[str, str] = {"regression": "bim", "classification": "untargeted_pgd"}
+EXAMPLES: tuple[str, ...] = ("media", "all", "none")
+"""``write_examples``: which attacked clips keep their δ (and WAVs): the ones the report plays
+(the first ``media_clips`` of each type's lowest seed, first attack setting), every clip, or
+none (``true`` / ``false`` are accepted for all / none)."""
 """The attack a study of each task uses when its ``attack:`` block names none."""
 FACTORY_KEYS: tuple[str, ...] = ("name", "factory", "task", "input", "sample_rate", "seconds",
                                  "train", "adversarial", "concepts", "settings")
@@ -295,7 +299,7 @@ class StudyConfig:
     train: TrainSpec = field(default_factory=TrainSpec)
     attack: StudyAttack = field(default_factory=lambda: _parse_attack(None, "attack"))
     media_clips: int = 3
-    write_examples: bool = True
+    write_examples: str = "media"
     ray: RayOptions = field(default_factory=RayOptions)
     checks: CheckSpec | None = None
     types: tuple[mtypes.ModelType, ...] = ()
@@ -442,10 +446,12 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         raise ConfigError(f"{source}: train.batch_seeds and train.amp exclude each other (amp's "
                           f"loss scaler is global: one seed's overflow would skip every seed's "
                           f"step); turn one off")
-    examples = raw.get("write_examples", True)
-    if not isinstance(examples, bool):
-        raise ConfigError(f"{source}: write_examples must be true or false (adversarial "
-                          f"examples, about 4 MB per attacked clip), found {examples!r}")
+    examples = raw.get("write_examples", "media")
+    examples = {True: "all", False: "none"}.get(examples, examples)  # the older true / false
+    if examples not in EXAMPLES:
+        raise ConfigError(f"{source}: write_examples must be one of {list(EXAMPLES)} (media: "
+                          f"only the clips the report plays; all: every attacked clip, about "
+                          f"2 MB each in the waveform domain), found {examples!r}")
     checks = parse_checks(raw.get("checks"), source, attack, models)
     if checks is not None and checks.enabled:
         odd = [t.name for t in types if t.task != "regression" or t.input_kind != "spectrogram"]

@@ -12,6 +12,7 @@ loses at most the epoch or the attack batch in progress.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import time
 import traceback
@@ -207,11 +208,22 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
                                    domain=setting.domain, model_input=spec, task=mt.task,
                                    batch_size=config.attack.batch_size,
                                    device=config.train.device, resume=True, progress=progress,
-                                   write_examples=config.write_examples)
+                                   write_examples=examples_for(config, mt, seed, setting))
             io.write_text(attack_dir / DONE, "")
         frames.append(clips_from_attack_table(table, run_id_of(model_type, seed), model_type,
                                               seed, setting.key))
     return pd.concat(frames, ignore_index=True)
+
+
+def examples_for(config: StudyConfig, model_type: ModelType, seed: int,
+                 setting: AttackSetting) -> bool | int:
+    """``write_examples`` of one attack folder: every clip (``all``), none (``none``), or
+    (``media``) the first ``media_clips`` clips where the report plays them: the first attack
+    setting of the type's lowest seed."""
+    if config.write_examples in ("all", "none"):
+        return config.write_examples == "all"
+    first = setting == config.attack.settings[0]
+    return config.media_clips if first and seed == min(run_seeds(config, model_type)) else 0
 
 
 def train_dir_of(out: Path, model_type: str, seed: int) -> Path:
@@ -267,7 +279,8 @@ def concept_mean_r_of(config: StudyConfig, data: PreparedData, model_type: str, 
 def _copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_dir: Path,
                 clip_ids: list[str]) -> None:
     """Put the first ``media_clips`` clips' listenable/visible perturbations where the report
-    looks for them (``media/<run_id>/``; from the block's first setting)."""
+    looks for them (``media/<run_id>/``; from the block's first setting). A hard link where
+    the file system allows it, so the store does not hold the audio twice."""
     for clip in clip_ids[: config.media_clips]:
         sources = {"clean.wav": attack_dir / "audio" / f"{clip}_clean.wav",
                    "adv.wav": attack_dir / "audio" / f"{clip}_adv.wav",
@@ -278,7 +291,17 @@ def _copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_di
             if src.exists():
                 dest = store.media_path(run_id, clip, kind)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dest)
+                link_or_copy(src, dest)
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """``dest`` as a hard link to ``src`` (replacing it), or a copy where links fail."""
+    if dest.exists() or dest.is_symlink():
+        dest.unlink()
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 def _same_eps(values: pd.Series, eps: float) -> pd.Series:
