@@ -417,3 +417,93 @@ def test_library_explainers_plug_in(tmp_path: Path) -> None:
     assert rate["saliency"] == 1.0 and rate["lime"] == 1.0 and rate["magnitude"] == 1.0
     assert (res.flip_rate(6) == 1.0).all()
     assert set(res.timings["method"]) >= {"saliency", "lime"}
+
+
+class Shifted(nn.Module):
+    """``base(x − s_clip)``: a model with per-clip state (a shift per clip, like a waveform
+    model's STFT view holding each clip's phase); rows must match its clips (or it holds one)."""
+
+    def __init__(self, base: nn.Module, shifts: torch.Tensor) -> None:
+        super().__init__()
+        self.base = base
+        self.register_buffer("shifts", shifts.float().reshape(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, p = x.shape[0], self.shifts.shape[0]
+        assert p in (1, n), f"{p} clips for {n} rows"
+        return self.base(x - self.shifts.reshape(-1, 1, 1, 1).to(x.dtype))
+
+    def subset(self, index: torch.Tensor) -> Shifted:
+        return self if self.shifts.shape[0] == 1 else Shifted(self.base, self.shifts[index])
+
+
+@dataclass
+class Probe(FixedOrder):
+    """:class:`FixedOrder` that records the model's output on every input it explains."""
+
+    name: str = "probe"
+    outputs: list[torch.Tensor] = field(default_factory=list)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, target: Any,
+                 segments: torch.Tensor | None = None) -> Expl:
+        with torch.no_grad():
+            self.outputs.append(model(x).detach().cpu())
+        return super().__call__(model, x, target, segments)
+
+
+def test_per_clip_models_from_model_for_give_the_plain_models_tables(tmp_path: Path) -> None:
+    """``model_for`` builds each batch's module from the items' ``context`` (kept in the
+    examples, so resume rebuilds it); attack, predictions and explainers see each clip with its
+    own state: clips shifted by 8·i through ``Shifted`` give the unshifted clips' tables and
+    the explainers see the same model outputs."""
+    from robustmer.explain import make_explainer
+
+    base = SegmentClassifier(reads=(1, 4))
+    # c1 reads most already: only its partial δ on one segment flips, so the recovery explains
+    # row 1 alone of the batch (c0, c1)
+    plain_items = [{"id": f"c{i}", "x": seg_delta({1: v, 0: 0.1})}
+                   for i, v in enumerate((0.0, 0.12, 0.03, 0.06, 0.09))]
+    shifted_items = [{"id": it["id"], "x": it["x"] + 8.0 * i, "context": {"shift": 8.0 * i}}
+                     for i, it in enumerate(plain_items)]
+
+    def model_for(contexts: list[dict[str, np.ndarray]]) -> nn.Module:
+        return Shifted(base, torch.tensor([float(c["shift"]) for c in contexts]))
+
+    def run(items_: list[dict[str, Any]], out: Path,
+            methods: tuple[str, ...] = ("probe", "saliency"), **kw: Any) -> Any:
+        probe = Probe()
+        explainers = {"probe": probe, "saliency": make_explainer("saliency")}
+        attack = CWAudio(alpha=15.0, eps=0.5, eta=0.02, max_iters=100, box=None)
+        res = evaluate_explainers(base, items_, SEG, {m: explainers[m] for m in methods}, out,
+                                  task="classification", attack=attack, batch_size=2,
+                                  ks=[1, 2, 6], **kw)
+        return res, probe
+
+    plain, plain_probe = run(plain_items, tmp_path / "plain")
+    _, probe = run(shifted_items, tmp_path / "shifted", ("probe",), model_for=model_for)
+    assert set(probe.calls) == {1}  # a per-clip model is explained one clip at a time
+    assert torch.allclose(torch.cat(probe.outputs), torch.cat(plain_probe.outputs), atol=1e-4)
+    # resume with one more method: the batch modules are rebuilt from the stored contexts
+    shifted, probe = run(shifted_items, tmp_path / "shifted", model_for=model_for, resume=True)
+    assert plain.n_successful == 5 and probe.calls == []
+    rec = plain.recovery.set_index(["clip_id", "method", "k"])["partial_flipped"]
+    assert rec[("c1", "probe", 1)] and not rec[("c0", "probe", 1)]
+    adv_cols = ["clip_id", "success", "clean_class", "target_class", "explained", "iterations"]
+    pd.testing.assert_frame_equal(shifted.adversarial[adv_cols], plain.adversarial[adv_cols])
+    for name in ("flips", "recovery"):
+        a, b = getattr(shifted, name), getattr(plain, name)
+        pd.testing.assert_frame_equal(a.drop(columns=["effect"], errors="ignore"),
+                                      b.drop(columns=["effect"], errors="ignore"))
+    assert np.allclose(shifted.flips["effect"], plain.flips["effect"], atol=1e-5)
+    with np.load(tmp_path / "shifted" / "examples" / "c3.npz") as z:
+        assert float(z["context_shift"]) == 24.0
+
+
+def test_predict_narrows_a_per_clip_model_to_each_chunk() -> None:
+    from robustmer.explain.evaluation import predict
+
+    base = SegmentClassifier(reads=(1,))
+    x = torch.randn(5, 1, T, F, generator=torch.Generator().manual_seed(0))
+    shifts = torch.arange(5.0) * 4
+    out = predict(Shifted(base, shifts), x + shifts.reshape(-1, 1, 1, 1), batch_size=2)
+    assert torch.allclose(out, base(x).double(), atol=1e-5)

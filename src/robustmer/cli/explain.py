@@ -1,6 +1,7 @@
 """CLI command of the explain stage: ``robustmer explain``.
 
-Thin: load the run and its data (``cli.attack.load_run_and_data``), call
+Thin: load the run and its data (``cli.attack.load_run_and_data``), choose the view (a
+waveform model: ``--view stft|input``), call
 ``robustmer.explain.runner.explain_clip``, print where results went.
 """
 
@@ -51,28 +52,34 @@ def register(app: typer.Typer) -> None:
                                      help="frequency bands x time blocks"),
         param: list[str] = typer.Option([], "--param",
                                         help="explainer setting name=value (repeatable)"),
+        view: str | None = typer.Option(
+            None, "--view", help="waveform models: stft (default: the STFT magnitude, "
+            "log-spaced bands) or input (the samples, time blocks of --segments)"),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
         data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="replace --out even if it holds other results"),
     ) -> None:
-        """Explain one clip: attribution map(s) over the spectrogram (PNG), segment scores
-        (JSON); for A2M2E also the concept-contribution bar chart."""
+        """Explain one clip: attribution map(s) over the spectrogram (PNG; a waveform model's
+        over its STFT, or along its samples with --view input), segment scores (JSON); for
+        A2M2E also the concept-contribution bar chart."""
         from robustmer.cli.attack import load_run_and_data
-        from robustmer.explain.runner import explain_clip
+        from robustmer.explain.runner import explain_clip, resolve_view
         from robustmer.explain.segments import parse_grid
         from robustmer.folders import claim_folder
 
         grid = parse_grid(segments)
         params = _params(param)
         run, prepared = load_run_and_data(run_dir, data, device)
+        model_input = run.model_type.input_spec() if run.model_type is not None else None
+        view = resolve_view(model_input, view)
         folder = out or run_dir / "explain" / f"{clip}_{method.replace('+', '_')}"
         claim_folder(folder, "explanation", overwrite=overwrite or out is None)
         concepts = (run.data or {}).get("concepts") or list(prepared.table.concept_names)
         summary = explain_clip(run.model, prepared, clip, method, folder, target=target,
                                grid=grid, params=params, task=run.task,
                                names=run.output_names(), concepts=concepts, device=device,
-                               run_dir=str(run_dir))
+                               run_dir=str(run_dir), model_input=model_input, view=view)
         for row in summary["targets"]:
             top = ", ".join(str(s) for s in row["ranking"][:3])
             extra = f", R² {row['r2']:.3f}" if "r2" in row else ""

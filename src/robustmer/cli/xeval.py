@@ -2,11 +2,15 @@
 
 Thin: load the run and its data (``load_run_and_data``), build the explainers
 (``robustmer.explain.make_explainer``) and the segment grid, call
-``robustmer.explain.evaluation.evaluate_explainers``, print where the results went.
+``robustmer.explain.evaluation.evaluate_explainers``, print where the results went. A waveform
+model is evaluated in its STFT view (``robustmer.explain.audio``): the items are the clips'
+STFT magnitudes, the model an ``STFTView`` holding each batch's phases, the segments
+log-spaced bands, and the attack perturbs the magnitudes (kept >= 0).
 """
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -89,7 +93,8 @@ def register(app: typer.Typer) -> None:
                                  "regression BIM: linf or l2 (l2 localises δ)"),
         stop: str = typer.Option("corr", "--stop", help="regressors: the BIM stopping rule "
                                  "(corr, mse or none; with none, success = the MSE rose)"),
-        grid: str = typer.Option("4x5", "--grid", help="segments: frequency bands x time blocks"),
+        grid: str = typer.Option("4x5", "--grid", help="segments: frequency bands x time blocks "
+                                 "(a waveform model: log-spaced bands of its STFT)"),
         param: list[str] = typer.Option([], "--param", help="explainer setting, e.g. "
                                         "lime.n_samples=1024 (repeatable)"),
         fraction: float = typer.Option(0.5, "--fraction", help="regressors: share of the MSE "
@@ -134,23 +139,43 @@ def register(app: typer.Typer) -> None:
             raw = {"name": "bim", "eps": 0.001 if eps is None else eps,
                    "eta": 0.002 if eta is None else eta, "max_iters": attack_iters,
                    "norm": norm, "stop": stop}
+        model_input = run.model_type.input_spec() if run.model_type is not None else None
+        waveform = (model_input or {}).get("kind") == "waveform"
+        if waveform:  # the attack perturbs STFT magnitudes, which stay >= 0
+            raw["box"] = [0.0, math.inf]
         atk: Any = AttackSpec.from_dict(raw, where="--attack").build()
-        ds = prepared.dataset(split, mode="fixed")
+        ds = prepared.dataset_for(model_input, split, mode="fixed")
         n = len(ds) if max_clips is None else min(len(ds), max_clips)
         if n < 1:
             raise ConfigError(f"split {split!r} has no clips")
-        first = ds[0]["x"]
         n_freq, n_time = parse_grid(grid)
-        segments = grid_segments(tuple(first.shape[-2:]), n_freq=n_freq, n_time=n_time)
-        items = ({"id": str(ds.ids[i]), "x": it["x"], "y": it["targets"]}
-                 for i in range(n) for it in (ds[i],))
+        extra: dict[str, Any] = {}
+        model_for = None
+        if waveform:
+            assert model_input is not None
+            from robustmer.explain.audio import stft_evaluation_inputs
+
+            ev = stft_evaluation_inputs(run.model, ds, n, int(model_input["sample_rate"]),
+                                        (n_freq, n_time))
+            items, segments, model_for = ev.items, ev.segments, ev.model_for
+            extra = {"view": "stft", "stft": ev.settings.to_dict(),
+                     "band_edges_hz": ev.band_edges_hz, "attack_domain": "stft_magnitude"}
+            explainers = {m: make_explainer(m, **({"fill": "zero", **params[m]}
+                                                  if m == "lime" else params[m]))
+                          for m in names}
+        else:
+            first = ds[0]["x"]
+            segments = grid_segments(tuple(first.shape[-2:]), n_freq=n_freq, n_time=n_time)
+            items = ({"id": str(ds.ids[i]), "x": it["x"], "y": it["targets"]}
+                     for i in range(n) for it in (ds[i],))
         rk = [int(v) for v in _csv([recovery_k])]
         res = evaluate_explainers(
             run.model, items, segments, explainers, out, task=task, attack=atk, ks=_ks(k),
             recovery_ks=rk, fraction=fraction, target_rule=target_rule, batch_size=batch_size,
             device=device, resume=resume, seed=seed, n_maps=maps, progress=progress, total=n,
             config={"run_dir": str(run_dir), "split": split, "split_id": prepared.split.split_id,
-                    "grid": [n_freq, n_time], "model": run.model_config})
+                    "grid": [n_freq, n_time], "model": run.model_config, **extra},
+            model_for=model_for)
         typer.echo(f"{res.n_successful} of {res.n_attacked} clips of {split} gave a successful "
                    f"adversarial example ({task}); those were evaluated")
         if res.n_successful:

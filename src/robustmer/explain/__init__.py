@@ -3,8 +3,9 @@
 One call for every method: ``explain(model, x, target, method, segments=None, **params) ->
 Explanation``. The gradient family (Saliency, Guided Backprop, Integrated Gradients, each
 optionally SmoothGrad / SmoothGrad² / VarGrad) and LIME come from captum; segment maps and their
-aggregation, and A2M2E's concept explanation, are here. Never imports train/, data/, study/ or
-the CLI.
+aggregation, and A2M2E's concept explanation, are here; a waveform model is explained through
+the views of ``explain/audio.py`` (its STFT magnitude, or its samples). Never imports train/,
+data/, study/ or the CLI.
 """
 
 from __future__ import annotations
@@ -15,11 +16,25 @@ import torch
 from torch import nn
 
 from robustmer.errors import ConfigError
+from robustmer.explain.audio import (
+    VIEWS,
+    InputView,
+    STFTSettings,
+    STFTView,
+    input_segments,
+    stft_input,
+)
 from robustmer.explain.base import Explainer, Explanation
 from robustmer.explain.concepts import concept_table
 from robustmer.explain.gradient import BASES, NOISES, GradientExplainer
 from robustmer.explain.lime import FILLS, LimeExplainer
-from robustmer.explain.segments import AGGREGATIONS, aggregate, grid_segments, parse_grid
+from robustmer.explain.segments import (
+    AGGREGATIONS,
+    aggregate,
+    grid_segments,
+    log_band_segments,
+    parse_grid,
+)
 
 ALIASES: dict[str, str] = {noise: f"saliency+{noise}" for noise in NOISES}
 """``smoothgrad`` = ``saliency+smoothgrad`` etc. (the usual meaning of the bare names)."""
@@ -65,7 +80,8 @@ def explain(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, metho
 
 
 __all__ = [
-    "AGGREGATIONS", "ALIASES", "BASES", "FILLS", "METHODS", "NOISES", "Explainer", "Explanation",
-    "GradientExplainer", "LimeExplainer", "aggregate", "concept_table", "explain",
-    "grid_segments", "make_explainer", "parse_grid",
+    "AGGREGATIONS", "ALIASES", "BASES", "FILLS", "METHODS", "NOISES", "VIEWS", "Explainer",
+    "Explanation", "GradientExplainer", "InputView", "LimeExplainer", "STFTSettings", "STFTView",
+    "aggregate", "concept_table", "explain", "grid_segments", "input_segments",
+    "log_band_segments", "make_explainer", "parse_grid", "stft_input",
 ]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +47,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robustmer.attacks import BIM, Attack, CWAudio, norms, per_sample_mse
+from robustmer.attacks.base import Subsettable
 from robustmer.attacks.runner import batches
 from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
@@ -72,6 +73,12 @@ TARGET_RULES: tuple[str, ...] = ("runner_up", "random")
 ADVERSARIAL, FLIPS, RECOVERY, TIMINGS = ("adversarial.csv", "flips.csv", "recovery.csv",
                                          "timings.csv")
 EXAMPLES, MAPS = "examples", "maps"
+CONTEXT = "context_"
+"""Prefix of an item's ``context`` arrays in ``examples/<clip>.npz``."""
+
+ModelFactory = Callable[[list[dict[str, np.ndarray]]], nn.Module]
+"""``model_for(contexts) -> nn.Module``: the module for one batch of clips, built from their
+``context`` arrays (in batch order); see :func:`evaluate_explainers`."""
 
 ADV_COLUMNS: tuple[str, ...] = (
     "clip_id", "success", "clean_class", "target_class", "explained", "iterations",
@@ -194,9 +201,23 @@ def random_ranking(clip_ids: Sequence[str], S: int, seed: int, stage: str) -> to
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """``model(x)`` in chunks, no gradients, on the CPU as float64."""
-    outs = [model(x[i:i + batch_size]).double().cpu() for i in range(0, len(x), batch_size)]
+    """``model(x)`` in chunks, no gradients, on the CPU as float64. A model with per-clip state
+    (``Subsettable``, e.g. a waveform model's STFT view holding each clip's phase) is narrowed
+    to each chunk's rows, so the rows of ``x`` must be its clips, in order."""
+    outs = []
+    for i in range(0, len(x), batch_size):
+        rows = torch.arange(i, min(i + batch_size, len(x)))
+        m = model.subset(rows) if isinstance(model, Subsettable) else model
+        outs.append(m(x[i:i + batch_size]).double().cpu())
     return torch.cat(outs) if outs else torch.zeros(0)
+
+
+def rows_model(model: nn.Module, rows: torch.Tensor, n_rows: int) -> nn.Module:
+    """``model`` for the batch ``rows`` of its ``n_rows`` clips (``subset`` when it holds
+    per-clip state and ``rows`` is not the whole batch)."""
+    if isinstance(model, Subsettable) and len(rows) != n_rows:
+        return model.subset(rows)
+    return model
 
 
 @dataclass
@@ -237,12 +258,11 @@ def flip_curve(model: nn.Module, x: torch.Tensor, delta: torch.Tensor, segments:
     """For each clip and each ``k`` in ``ks``: is ``x + δ`` restricted to the first ``k``
     segments of ``ranking`` adversarial? Returns ``(flipped, effect)``, ``(B, len(ks))`` each."""
     B = x.shape[0]
-    inputs, rows = [], []
-    for k in ks:
-        inputs.append(x + keep_segments(delta, segments, ranking[:, :k]))
-        rows.append(torch.arange(B))
-    xs = torch.cat(inputs)
-    flipped, effect = judge(predict(model, xs, batch_size), torch.cat(rows))
+    # one k at a time, so each call's rows are the batch's clips (a model with per-clip state)
+    outs = [predict(model, x + keep_segments(delta, segments, ranking[:, :k]), batch_size)
+            for k in ks]
+    rows = torch.arange(B).repeat(len(ks))
+    flipped, effect = judge(torch.cat(outs), rows)
     return flipped.reshape(len(ks), B).T, effect.reshape(len(ks), B).T
 
 
@@ -279,10 +299,26 @@ def attack_targets(logits: torch.Tensor, rule: str, clip_ids: Sequence[str],
     raise ConfigError(f"target_rule must be one of {list(TARGET_RULES)}, got {rule!r}")
 
 
+def _contexts(batch: Sequence[Mapping[str, Any]]) -> list[dict[str, np.ndarray]]:
+    """Each item's ``context`` (name -> array), ``{}`` where it has none."""
+    return [{str(k): np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+             for k, v in (it.get("context") or {}).items()} for it in batch]
+
+
+def _batch_model(model: nn.Module, model_for: ModelFactory | None,
+                 contexts: list[dict[str, np.ndarray]], device: torch.device) -> nn.Module:
+    """The module for one batch: ``model``, or ``model_for(contexts)`` on ``device``."""
+    if model_for is None:
+        return model
+    return model_for(contexts).to(device).eval()
+
+
 def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack, task: str,
                   target_rule: str, seed: int, device: torch.device, out: Path,
-                  batch_size: int) -> list[dict[str, Any]]:
+                  batch_size: int, model_for: ModelFactory | None = None) -> list[dict[str, Any]]:
     ids = [str(it["id"]) for it in batch]
+    contexts = _contexts(batch)
+    model = _batch_model(model, model_for, contexts, device)
     x = torch.stack([torch.as_tensor(it["x"], dtype=torch.float32) for it in batch]).to(device)
     clean = predict(model, x, batch_size)
     rows: list[dict[str, Any]] = []
@@ -322,7 +358,7 @@ def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack,
         if bool(success[i]):
             _save_npz(out / EXAMPLES / f"{_safe(cid)}.npz",
                       x=x[i].cpu().numpy(), delta=res.delta[i].cpu().numpy(),
-                      y=y[i].numpy())
+                      y=y[i].numpy(), **{CONTEXT + k: v for k, v in contexts[i].items()})
     return rows
 
 
@@ -450,6 +486,12 @@ class EvalResult:
 
 def _explain_scores(explainer: Any, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                     segments: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(model, Subsettable) and x.shape[0] > 1:
+        # per-clip state: explainers evaluate one clip's perturbed copies in batches of their
+        # own, which only a one-clip model can follow; so explain one clip at a time
+        parts = [_explain_scores(explainer, model.subset(torch.tensor([i])), x[i:i + 1],
+                                 target[i:i + 1], segments, name) for i in range(x.shape[0])]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     expl = explainer(model, x, target, segments)
     scores = getattr(expl, "segment_scores", None)
     if scores is None:
@@ -485,14 +527,21 @@ def evaluate_explainers(
     progress: bool = False,
     total: int | None = None,
     config: dict[str, Any] | None = None,
+    model_for: ModelFactory | None = None,
 ) -> EvalResult:
     """Attack ``items`` and test every explainer (and baseline) against the perturbations.
 
-    ``items``: dicts ``{"id", "x" (1, T, F), "y" (K,) optional}`` (``y``: regression targets;
-    missing = the clean prediction). ``explainers``: name -> callable
+    ``items``: dicts ``{"id", "x" (1, T, F), "y" (K,) optional, "context" optional}`` (``y``:
+    regression targets; missing = the clean prediction). ``explainers``: name -> callable
     ``(model, x, target, segments) -> Explanation`` with ``segment_scores (B, S)``. ``ks``: the
     k of the label-flip curve (default ``1..S``). ``attack``: default :func:`default_attack`.
-    Writes the folder described in the module docstring and returns its tables.
+
+    ``model_for``: for a model with per-clip state (a waveform model's STFT view needs each
+    clip's phase): ``model_for(contexts)`` builds the module for a batch from its items'
+    ``context`` dicts of arrays (kept in ``examples/<clip>.npz``, so a resumed run rebuilds
+    it); ``model`` is then the module it wraps (moved to ``device``, put in eval mode). Such a
+    module implements ``subset(rows)`` (``attacks.base.Subsettable``) and is explained one clip
+    at a time. Writes the folder described in the module docstring and returns its tables.
     """
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
@@ -548,7 +597,7 @@ def evaluate_explainers(
         for batch in tqdm(batches(todo, batch_size), total=n_b, desc="attack",
                           disable=not progress, leave=False):
             adv_rows.extend(_attack_batch(model, batch, attack, task, target_rule, seed, dev,
-                                          out, batch_size))
+                                          out, batch_size, model_for))
             write_csv(out / ADVERSARIAL, pd.DataFrame(adv_rows, columns=list(ADV_COLUMNS)))
         adversarial = pd.DataFrame(adv_rows, columns=list(ADV_COLUMNS))
         if not (out / ADVERSARIAL).exists():
@@ -573,7 +622,8 @@ def evaluate_explainers(
                                   disable=not progress, leave=False):
                 f_rows, r_rows, t_rows = _evaluate_batch(
                     model, batch_ids, method, explainers.get(method), out, seg, explained,
-                    task, ks, recovery_ks, fraction, seed, dev, batch_size, map_clips)
+                    task, ks, recovery_ks, fraction, seed, dev, batch_size, map_clips,
+                    model_for)
                 frames["flips"].extend(f_rows)
                 frames["recovery"].extend(r_rows)
                 frames["timings"].extend(t_rows)
@@ -605,9 +655,13 @@ def evaluate_explainers(
 def _evaluate_batch(model: nn.Module, clip_ids: list[str], method: str, explainer: Any,
                     out: Path, seg: torch.Tensor, explained: Mapping[str, int], task: str,
                     ks: Sequence[int], recovery_ks: Sequence[int], fraction: float, seed: int,
-                    dev: torch.device, batch_size: int,
-                    map_clips: set[str]) -> tuple[list[dict], list[dict], list[dict]]:
+                    dev: torch.device, batch_size: int, map_clips: set[str],
+                    model_for: ModelFactory | None = None,
+                    ) -> tuple[list[dict], list[dict], list[dict]]:
     arrays = [_load_npz(out / EXAMPLES / f"{_safe(c)}.npz") for c in clip_ids]
+    contexts = [{k[len(CONTEXT):]: v for k, v in a.items() if k.startswith(CONTEXT)}
+                for a in arrays]
+    model = _batch_model(model, model_for, contexts, dev)
     x = torch.stack([torch.as_tensor(a["x"]) for a in arrays]).to(dev)
     delta = torch.stack([torch.as_tensor(a["delta"]) for a in arrays]).to(dev)
     y = torch.stack([torch.as_tensor(a["y"]) for a in arrays]).double()
@@ -634,8 +688,8 @@ def _evaluate_batch(model: nn.Module, clip_ids: list[str], method: str, explaine
         elif method == "random":
             ranking = random_ranking(ids, S, seed, stage)
         else:
-            scores, attr = _explain_scores(explainer, model, xin, target[rows].to(dev), seg_d,
-                                           method)
+            scores, attr = _explain_scores(explainer, rows_model(model, rows.to(dev), B), xin,
+                                           target[rows].to(dev), seg_d, method)
             ranking = rank_segments(scores)
         per_clip = (time.perf_counter() - t) / max(1, len(ids))
         t_rows.extend({"clip_id": c, "method": method, "stage": stage, "seconds": per_clip}

@@ -2,13 +2,15 @@
 
 A segment map is an integer tensor, ``(T, F)`` shared by the batch or ``(B, T, F)`` per clip,
 with ids ``0..S-1`` (every id used). :func:`grid_segments` builds SoundLIME's rectangles (default
-4 frequency bands x 5 time blocks = 20).
+4 frequency bands x 5 time blocks = 20); :func:`log_band_segments` the same grid on an STFT with
+log-spaced frequency bands (a waveform model's STFT view, ``explain/audio.py``).
 """
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 
 from robustmer.errors import ConfigError
@@ -33,6 +35,57 @@ def grid_segments(shape: tuple[int, int], n_freq: int = 4, n_time: int = 5) -> t
     t_block = torch.arange(T) * n_time // T
     f_band = torch.arange(F) * n_freq // F
     return (t_block[:, None] * n_freq + f_band[None, :]).to(torch.int64)
+
+
+LOG_BAND_FMIN = 40.0
+"""Lowest band edge (Hz) of :func:`log_band_segments` (the first band reaches down to 0 Hz)."""
+
+
+def log_band_edges(n_freq: int, sample_rate: int, fmin: float = LOG_BAND_FMIN) -> np.ndarray:
+    """``n_freq + 1`` band edges in Hz: ``0``, then ``fmin · (nyquist / fmin)^(j / n_freq)`` for
+    ``j = 1..n_freq`` (geometric steps from ``fmin`` to the Nyquist frequency, the lowest band
+    widened down to 0 Hz)."""
+    nyquist = float(sample_rate) / 2
+    if not isinstance(n_freq, int) or isinstance(n_freq, bool) or n_freq < 1:
+        raise ConfigError(f"log_band_segments: n_freq must be a positive int, got {n_freq!r}")
+    if not 0 < float(fmin) < nyquist:
+        raise ConfigError(f"log_band_segments: fmin must lie in (0, {nyquist:g}) Hz (the Nyquist "
+                          f"frequency of {sample_rate} Hz), got {fmin!r}")
+    steps = np.arange(1, n_freq + 1) / n_freq
+    return np.concatenate([[0.0], float(fmin) * (nyquist / float(fmin)) ** steps])
+
+
+def log_band_segments(shape: tuple[int, int], n_freq: int = 4, n_time: int = 5, *,
+                      sample_rate: int, n_fft: int,
+                      fmin: float = LOG_BAND_FMIN) -> torch.Tensor:
+    """``(T, F)`` int64 map of an STFT (``F = n_fft // 2 + 1`` bins of ``sample_rate / n_fft``
+    Hz) in ``n_freq`` log-spaced frequency bands x ``n_time`` time blocks.
+
+    The bands' edges are :func:`log_band_edges` (bin ``k`` at ``k · sample_rate / n_fft`` Hz
+    is in band ``j`` when ``edge_j <= f_k < edge_{j+1}``; the Nyquist bin is in the top band),
+    so a grid like ``4x5`` splits the frequency axis as it does on robustmer's log-filtered
+    spectrogram (24 bands per octave, uniform in log frequency). Time blocks and ids follow
+    :func:`grid_segments`: time block ``i``, band ``j`` -> ``i * n_freq + j``. A band with no
+    bin (too many bands for the resolution) is a :class:`ConfigError`.
+    """
+    if len(shape) != 2:
+        raise ConfigError(f"log_band_segments: shape must be (T, F), got {tuple(shape)}")
+    T, F = (int(s) for s in shape)
+    if int(n_fft) // 2 + 1 != F:
+        raise ConfigError(f"log_band_segments: F = {F} bins do not match n_fft {n_fft} "
+                          f"(expected {int(n_fft) // 2 + 1})")
+    if not isinstance(n_time, int) or isinstance(n_time, bool) or not 1 <= n_time <= T:
+        raise ConfigError(f"log_band_segments: n_time must be an int in 1..{T}, got {n_time!r}")
+    edges = log_band_edges(n_freq, sample_rate, fmin)
+    freqs = np.arange(F) * float(sample_rate) / int(n_fft)
+    band = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, n_freq - 1)
+    empty = sorted(set(range(n_freq)) - set(band.tolist()))
+    if empty:
+        raise ConfigError(f"log_band_segments: band(s) {empty} ({edges[empty[0]]:.1f}-"
+                          f"{edges[empty[0] + 1]:.1f} Hz) hold no STFT bin at {sample_rate} Hz / "
+                          f"n_fft {n_fft}; use fewer frequency bands or a larger fmin")
+    t_block = torch.arange(T) * n_time // T
+    return (t_block[:, None] * n_freq + torch.as_tensor(band)[None, :]).to(torch.int64)
 
 
 def parse_grid(spec: str) -> tuple[int, int]:
