@@ -91,8 +91,9 @@ def register(app: typer.Typer) -> None:
                                          "targeted PGD / regression BIM 0.002)"),
         norm: str = typer.Option("linf", "--norm", help="norm of targeted PGD and the "
                                  "regression BIM: linf or l2 (l2 localises δ)"),
-        stop: str = typer.Option("corr", "--stop", help="regressors: the BIM stopping rule "
-                                 "(corr, mse or none; with none, success = the MSE rose)"),
+        stop: str | None = typer.Option(None, "--stop", help="regressors: the BIM stopping rule "
+                                 "(corr, mse or none; with none, success = the MSE rose; default "
+                                 "corr, or mse for a model of fewer than 3 outputs)"),
         grid: str = typer.Option("4x5", "--grid", help="segments: frequency bands x time blocks "
                                  "(a waveform model: log-spaced bands of its STFT)"),
         param: list[str] = typer.Option([], "--param", help="explainer setting, e.g. "
@@ -119,6 +120,10 @@ def register(app: typer.Typer) -> None:
         from robustmer.folders import claim_folder
 
         names = list(dict.fromkeys(m.lower() for m in _csv(methods)))
+        if not names:
+            raise ConfigError("--methods: name at least one explainer to test, e.g. --methods "
+                              "saliency,gbp,ig,lime (the magnitude and random baselines are "
+                              "added to every evaluation)")
         params = _params(param, names)
         explainers = {m: make_explainer(m, **params[m]) for m in names}
         if resume and overwrite:
@@ -138,12 +143,13 @@ def register(app: typer.Typer) -> None:
         else:
             raw = {"name": "bim", "eps": 0.001 if eps is None else eps,
                    "eta": 0.002 if eta is None else eta, "max_iters": attack_iters,
-                   "norm": norm, "stop": stop}
+                   "norm": norm, **({} if stop is None else {"stop": stop})}
         model_input = run.model_type.input_spec() if run.model_type is not None else None
         waveform = (model_input or {}).get("kind") == "waveform"
         if waveform:  # the attack perturbs STFT magnitudes, which stay >= 0
             raw["box"] = [0.0, math.inf]
-        atk: Any = AttackSpec.from_dict(raw, where="--attack").build()
+        atk: Any = AttackSpec.from_dict(raw, where="--attack",
+                                        n_outputs=len(run.output_names())).build()
         ds = prepared.dataset_for(model_input, split, mode="fixed")
         n = len(ds) if max_clips is None else min(len(ds), max_clips)
         if n < 1:
