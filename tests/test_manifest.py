@@ -144,3 +144,21 @@ def test_data_check_cli_on_a_manifest(tmp_path: Path) -> None:
     write_manifest(tmp_path, rows)
     res = CliRunner().invoke(app, ["data", "check", str(csv)])
     assert res.exit_code == 1 and "line 6" in res.output and "arousal" in res.output
+
+
+def test_a_manifest_packs_with_its_names_and_split(tmp_path: Path) -> None:
+    """``data features --pack`` on a manifest keeps its target names, scale and split column."""
+    from robustmer.data.pack import make_pack
+
+    parts = ["train"] * 6 + ["val", "val", "test", "test"]
+    rows = [[*r, parts[i]] for i, r in enumerate(rows_for(10))]
+    write_manifest(tmp_path, rows, header="file,arousal,valence,split",
+                   spec="manifest: clips.csv\nscale: [1, 9]\n")
+    make_pack(tmp_path, tmp_path / "p.pack", cache_dir=tmp_path / "cache")
+    packed = prepare_data(tmp_path / "p.pack", split_seed=0)
+    audio = prepare_data(tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    assert packed.table.target_names == ("arousal", "valence")
+    assert packed.table.target_info["scale"] == [1.0, 9.0]
+    assert packed.split.split_id == audio.split.split_id and packed.split.test == (
+        "c8", "c9")
+    assert packed.content_id == audio.content_id

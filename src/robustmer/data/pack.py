@@ -175,7 +175,8 @@ def make_pack(root: str | Path, pack: str | Path, *, dtype: str = "float32",
     """Featurise (cached) the dataset at ``root`` and write its pack to ``pack``.
 
     The split is the one in ``split_path`` (checked against the dataset) or, without it, the
-    seeded split ``split_seed`` that ``prepare_data`` and a study would make."""
+    manifest's split column, else the seeded split ``split_seed``: the split ``prepare_data``
+    and a study would make."""
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype must be one of {list(DTYPES)}, found {dtype!r}")
     start = time.perf_counter()
@@ -186,6 +187,9 @@ def make_pack(root: str | Path, pack: str | Path, *, dtype: str = "float32",
             raise ConfigError(f"--split {split_path}: split file not found")
         split = load_or_make_split(table, split_path, split_seed)
         origin: dict[str, Any] = {"file": str(Path(split_path).resolve())}
+    elif table.split_column is not None:
+        split = load_or_make_split(table, None, split_seed)
+        origin = {"column": "split"}
     else:
         split = make_split(table.ids, seed=split_seed)
         origin = {"seed": int(split_seed)}
@@ -315,6 +319,9 @@ def _check_split(pack: FeaturePack, split_path: str | Path | None,
     if split_path is not None and Path(split_path).exists():
         asked = Split.load(split_path, valid_ids=pack.table.ids)
         source = f"the split file {split_path}"
+    elif pack.table.split_column is not None:
+        asked = load_or_make_split(pack.table, None, 0)
+        source = "the manifest's split column"
     elif split_seed is not None:
         asked = make_split(pack.table.ids, seed=split_seed)
         source = f"split seed {split_seed}"
