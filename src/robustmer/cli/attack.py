@@ -154,6 +154,27 @@ def _inputs(run: Any, data: Any, split: str, max_clips: int | None, domain: Doma
     return model, x.to(device), y, mask.to(device), AUDIO_BOX
 
 
+def budget_warnings(specs: list[Any], domain: str) -> list[str]:
+    """What an ε cannot mean, said before the attack runs: on audio samples in [-1, 1] a budget
+    of 1 or more is no bound (the audio box limits δ instead), and sign steps of η cannot reach
+    an ε above η × iterations."""
+    out = []
+    for spec in specs:
+        s, eps = spec.settings, spec.eps
+        if eps != eps:  # no effective bound (the reference preset)
+            continue
+        if domain == "waveform" and eps >= 1.0:
+            out.append(f"eps={eps:g} on audio samples in [-1, 1]: no sample can move that far, "
+                       f"so the box [-1, 1] bounds δ, not ε (use ε < 1, e.g. 0.001-0.01)")
+        eta, iters = s.get("eta"), s.get("max_iters")
+        if (isinstance(eta, float) and isinstance(iters, int) and s.get("norm") == "linf"
+                and not s.get("random_start") and eta * iters < eps):
+            out.append(f"eps={eps:g}: {iters} steps of eta={eta:g} reach at most "
+                       f"{eta * iters:g}, so the attack cannot use its whole budget (raise "
+                       f"--eta or --iters)")
+    return out
+
+
 def attack_summary(table: Any, task: str) -> str:
     """One line on an attack table: error before -> after, how many converged, and why a
     clip's δ may be 0 (the stop rule judged it done at the start) or random (zero gradient)."""
@@ -246,6 +267,8 @@ def register(app: typer.Typer) -> None:
                              task=profile["task"], n_outputs=profile["n_outputs"])
         folders = [out if len(specs) == 1 else out / setting_id(spec, dom)
                    for spec in specs]
+        for line in budget_warnings(specs, dom):
+            typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
         for folder in folders:
             if (folder / TABLE).exists() and not (resume or overwrite):
                 raise ConfigError(f"--out {folder} holds an attack already ({TABLE}); pass "

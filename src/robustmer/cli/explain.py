@@ -64,22 +64,31 @@ def register(app: typer.Typer) -> None:
         over its STFT, or along its samples with --view input), segment scores (JSON); for
         A2M2E also the concept-contribution bar chart."""
         from robustmer.cli.attack import load_run_and_data
-        from robustmer.explain.runner import explain_clip, resolve_view
+        from robustmer.explain import make_explainer
+        from robustmer.explain.runner import explain_clip, find_clip, resolve_view
         from robustmer.explain.segments import parse_grid
-        from robustmer.folders import claim_folder
+        from robustmer.folders import claim_folder, remove_folder
 
         grid = parse_grid(segments)
         params = _params(param)
+        make_explainer(method, **params)  # an unknown method or setting: refused before any file
         run, prepared = load_run_and_data(run_dir, data, device)
         model_input = run.model_type.input_spec() if run.model_type is not None else None
         view = resolve_view(model_input, view)
+        find_clip(prepared, clip, model_input)  # an unknown clip: refused before any file
         folder = out or run_dir / "explain" / f"{clip}_{method.replace('+', '_')}"
+        fresh = not folder.exists()
         claim_folder(folder, "explanation", overwrite=overwrite or out is None)
         concepts = (run.data or {}).get("concepts") or list(prepared.table.concept_names)
-        summary = explain_clip(run.model, prepared, clip, method, folder, target=target,
-                               grid=grid, params=params, task=run.task,
-                               names=run.output_names(), concepts=concepts, device=device,
-                               run_dir=str(run_dir), model_input=model_input, view=view)
+        try:
+            summary = explain_clip(run.model, prepared, clip, method, folder, target=target,
+                                   grid=grid, params=params, task=run.task,
+                                   names=run.output_names(), concepts=concepts, device=device,
+                                   run_dir=str(run_dir), model_input=model_input, view=view)
+        except BaseException:
+            if fresh and not (folder / "explanation.json").exists():
+                remove_folder(folder)  # nothing explained: leave nothing half-made
+            raise
         for row in summary["targets"]:
             top = ", ".join(str(s) for s in row["ranking"][:3])
             extra = f", R² {row['r2']:.3f}" if "r2" in row else ""

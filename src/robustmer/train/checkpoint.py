@@ -189,8 +189,11 @@ def read_checkpoint(run_dir: str | Path, which: str = LAST, *,
             rng = io.read_json(folder / RNG_JSON)
             rng["torch_cpu"] = tensors["torch_cpu"]
             rng["torch_cuda"] = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
-    except (OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {folder} is unreadable: {err}") from err
+    except Exception as err:  # safetensors' own error type is not an OSError
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {folder} is unreadable (truncated or not a "
+                              f"checkpoint?): {type(err).__name__}: {err}") from err
     return Checkpoint(model_state=model_state, state=state, model_config=js["model_config"],
                       train_config=js["train_config"], data=js["data"],
                       normaliser=js["normaliser"], history=js["history"],
