@@ -96,9 +96,17 @@ class TwoOutputs(torch.nn.Module):
         return self.model(x)[:, self.columns]
 
 
-def test_reference_preset_regenerates_the_reference_attack(trained: tuple) -> None:
+def test_reference_preset_regenerates_the_reference_attack(trained: tuple,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Bit for bit, one clip at a time: iterations, convergence, final threshold, recorded δ
-    (``torch.equal``, after up to 300 Adam steps) and logged prediction (docs/attacks.md)."""
+    (``torch.equal``, after up to 300 Adam steps) and logged prediction (docs/attacks.md).
+
+    The convergence path needs a clip whose r reaches -1 exactly, which only 2 outputs give
+    (over 3 collinear values r is -1 only to rounding); robustmer refuses the correlation rule
+    for fewer than 3 outputs (docs/own-model.md), so that guard is lifted here on purpose."""
+    import robustmer.attacks.bim as bim
+
+    monkeypatch.setattr(bim, "MIN_CORR_OUTPUTS", 2)
     model, x, y = trained
     two = TwoOutputs(model, TWO_OUTPUTS).eval()
     seen: list[tuple[int, bool, int]] = []  # (passes, converged, iterations)
