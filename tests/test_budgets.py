@@ -274,20 +274,34 @@ def test_run_missing_a_budget_is_left_out_of_the_area() -> None:
     assert stats.robustness_curves(None, one) == [] and stats.curve_groups(one) == []
 
 
-def test_curve_points_mean_and_interval_over_seeds() -> None:
+def test_curve_points_mean_over_seeds_and_clip_bootstrap_interval() -> None:
     clips = budget_clips(preset=1.0)
+    from robustmer.evaluate.intervals import bootstrap_correlation_ci, cluster_bootstrap_ci
     from robustmer.evaluate.summary import summarize_runs
-    pts = stats.curve_points(summarize_runs(clips, budget_runs(clips)))
+    pts = stats.curve_points(summarize_runs(clips, budget_runs(clips)), clips, n_boot=400)
     assert len(pts) == 3 * 2 and (pts["n"] == len(SEEDS)).all()
+    assert (pts["n_seeds"] == len(SEEDS)).all() and (pts["n_clips"] == len(SEEDS) * N_CLIPS).all()
     one = pts[(pts["model_type"] == "A2E") & np.isclose(pts["eps"], 1e-2)].iloc[0]
-    per_run = []
+    per_run, per_clip, seeds, ids = [], [], [], []
+    sel = clips[(clips["model_type"] == "A2E") & np.isclose(clips["eps"], 1e-2)]
     for s in SEEDS:
-        g = clips[(clips["run_id"] == f"A2E-{s}") & np.isclose(clips["eps"], 1e-2)]
+        g = sel[sel["seed"] == s]
         y, p, a = g[Y].to_numpy(), g[[f"pred_{e}" for e in EMOTIONS]].to_numpy(), g[ADV].to_numpy()
         per_run.append(np.abs(a - y).mean() - np.abs(p - y).mean())
-    m, lo, hi = stats.mean_ci(per_run)
-    assert (one["delta_mae_mean"], one["delta_mae_lo"], one["delta_mae_hi"]) == pytest.approx(
-        (m, lo, hi))
+        per_clip += list(np.abs(a - y).mean(axis=1) - np.abs(p - y).mean(axis=1))
+        seeds += [s] * len(g)
+        ids += g["clip_id"].tolist()
+    # the point is the mean over seeds; the interval the crossed bootstrap of the clip ΔMAE
+    ref = cluster_bootstrap_ci(per_clip, seeds, items=ids, n_boot=400)
+    assert one["delta_mae_mean"] == pytest.approx(np.mean(per_run))
+    assert ref.estimate == pytest.approx(np.mean(per_run))  # equal clips per seed
+    assert (one["delta_mae_lo"], one["delta_mae_hi"]) == pytest.approx((ref.low, ref.high))
+    assert one["delta_mae_lo"] < one["delta_mae_mean"] < one["delta_mae_hi"]
+    r = bootstrap_correlation_ci(sel[Y].to_numpy(), sel[ADV].to_numpy(), sel["seed"],
+                                 items=sel["clip_id"], n_boot=400)
+    assert (one["adv_mean_r_lo"], one["adv_mean_r_hi"]) == pytest.approx((r.low, r.high))
+    # a correlation's interval never leaves [-1, 1] (the old t interval over seeds did)
+    assert pts["adv_mean_r_lo"].min() >= -1.0 and pts["adv_mean_r_hi"].max() <= 1.0
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -312,10 +326,12 @@ def test_report_of_two_budgets_has_curves_and_per_setting_sections(tmp_path: Pat
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24])[0] > 300
     for text in ("Area under ΔMAE(ε)", "Setting: bim eps=0.001 (spectrogram)",
                  "Setting: bim eps=0.01 (spectrogram)", "Setting: reference, no bound",
-                 "trapezoid rule over log10 ε", "comparisons × settings", "out of memory"):
+                 "trapezoid rule over log10 ε", "one family over every setting and curve",
+                 "out of memory"):
         assert text in page, text
-    # 3 settings x 2 default comparisons, A2B2E missing: the family is 3 tests
-    assert "α = 0.05 / 3 = 0.0167" in page
+    # one pair present (A2E vs A2M2E) x (3 settings + 1 curve area): one Holm family of 4
+    assert "Holm&#x27;s step-down correction over all m = 4 at α = 0.05" in page
+    assert page.count("One family of planned comparisons") == 1  # stated once
     assert page.count('class="table1"') == 3
     names = sorted(p.name for p in (store.path / FIGURES_DIR).iterdir())
     assert "robustmer-res-curves.png" in names and len(names) == 1 + 3 * 2
@@ -330,7 +346,7 @@ def test_report_of_one_budget_has_no_curve_section(tmp_path: Path) -> None:
     assert "Setting:" not in page and page.count('class="table1"') == 1
     assert len(_imgs(page)) == 2  # Figures 3 and 4, as before
     assert sorted(p.name for p in (store.path / FIGURES_DIR).iterdir()) == [
-        "robustmer-one-figure3.png", "robustmer-one-figure4.png"]
+        "robustmer-one-figure3.png", "robustmer-one-figure4-tension.png"]
 
 
 def test_old_store_without_setting_columns_renders(tmp_path: Path) -> None:

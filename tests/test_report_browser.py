@@ -1,8 +1,11 @@
 """Open the generated report from disk (file://) in Debian's headless Chromium via Playwright:
-no console errors, every image decoded, every audio source an existing file that loads."""
+no console errors, every image decoded and described (alt), every audio source an existing file
+that loads its metadata by itself, every table stating its N, no correlation's interval outside
+[-1, 1], and Figure 4's output picker switching figures."""
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from robustmer.report.html import build_report
-from test_report import make_store  # the same small results store as the HTML-content tests
+from test_report import make_store, make_study_store  # the stores of the HTML-content tests
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -73,6 +76,73 @@ def test_report_opens_cleanly_in_chromium(tmp_path: Path) -> None:
                 })))""")
             assert all(d > 0 for d in durations), durations
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not errors, errors
+
+
+def test_study_report_is_trustworthy_in_chromium(tmp_path: Path) -> None:
+    """The page of a study store (3 types incl. an adversarially trained one, 2 seeds, two
+    budgets and the reference preset with δ = 0 clips, real WAV media), as a reader's browser
+    shows it."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} not found: the browser test needs Debian's chromium "
+                    "(apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    store = make_study_store(tmp_path / "study")
+    out = build_report(store.path, n_boot=200)
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: None if _benign_abort(r) else errors.append(
+                f"request failed: {r.url} ({r.failure})"))
+            page.goto(out.resolve().as_uri(), wait_until="load")
+            # no interval of a correlation outside [-1, 1] (machine-readable spans)
+            rs = page.evaluate("""Array.from(document.querySelectorAll(
+                'span.ci[data-quantity="r"][data-low]')).map(s => [+s.dataset.low,
+                +s.dataset.estimate, +s.dataset.high])""")
+            assert len(rs) >= 9
+            for lo, est, hi in rs:
+                assert -1.0 <= lo <= hi <= 1.0 and -1.0 <= est <= 1.0, (lo, est, hi)
+            # every figure has alt text and decodes
+            images = page.evaluate(
+                "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+            assert len(images) >= 1 + 3 * 3  # curves, and per setting Figure 3 + 2 Figure 4s
+            for alt, complete, width in images:
+                assert alt.strip(), "an <img> without alt text"
+                assert complete and width > 0, f"image {alt!r} did not decode"
+            # every table states N (in its caption)
+            captions = page.evaluate("""Array.from(document.querySelectorAll('table')).map(
+                t => t.caption ? t.caption.textContent : '')""")
+            assert len(captions) >= 10
+            for text in captions:
+                assert re.search(r"\bN\b", text), f"a table without N: {text!r}"
+            # the players load their metadata by themselves (preload="metadata"): duration > 0
+            page.wait_for_function("""Array.from(document.querySelectorAll('audio')).every(
+                a => a.readyState >= 1 || a.error)""", timeout=15000)
+            durations = page.evaluate(
+                "Array.from(document.querySelectorAll('audio')).map(a => a.duration)")
+            assert len(durations) == 4 and all(d > 0.9 for d in durations), durations
+            # Figure 4: one output shown at a time, the select switches it
+            select = page.locator("select[data-pick]").first
+            target = select.get_attribute("data-pick")
+            shown = f"#{target} > figure[data-output]:not([hidden])"
+            assert page.locator(shown).count() == 1
+            other = next(o for o in page.evaluate(
+                "s => Array.from(s.options).map(o => o.value)", select.element_handle())
+                if o != select.input_value())
+            select.select_option(other)
+            assert page.locator(shown).count() == 1
+            assert page.locator(shown).get_attribute("data-output") == other
+            # the δ = 0 clips are counted where a reader sees the SNR table
+            text = page.inner_text("body")
+            assert "18 of 48 clips have δ = 0" in text
         finally:
             browser.close()
     assert not errors, errors

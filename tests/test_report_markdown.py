@@ -27,10 +27,16 @@ def test_markdown_has_every_setting_and_the_computed_numbers(tmp_path: Path) -> 
         assert label in text
         t1 = stats.table1(select_setting(runs, st, keep_unset=True), select_setting(clips, st))
         row = t1[t1["model_type"] == "A2E"].iloc[0]
-        assert f"{row['delta_mae_mean']:.4f} ± {row['delta_mae_std']:.4f}" in text
+        # mean over seeds [the page's clip-bootstrap interval], N clips beside it
+        assert (f"| A2E | 3 | 15 | {row['clean_mean_r_mean']:.3f} [" in text
+                and f"{row['delta_mae_mean']:.4f} [{row['delta_mae_lo']:.4f}, "
+                    f"{row['delta_mae_hi']:.4f}]" in text)
     comps = stats.compare_by_setting(clips, runs=runs)
     c = comps[0][1][0]
-    assert f"t({c.df}) = {c.t:.2f}" in text
+    assert f"t({c.df}) = {c.t:.2f}" in text  # the family's tests pair the clips the same way
+    fam = stats.planned_family(clips, runs, stats.store_comparisons({}, ["A2E", "A2M2E"]))
+    assert text.count("One family of planned comparisons") == 1
+    assert f"Holm's step-down correction over all m = {fam.m}" in text
     assert "## Robustness curves" in text and f"{len(BUDGETS)} budgets" in text
     assert "Checks against" not in text  # no checks.csv in this store
 

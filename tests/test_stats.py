@@ -139,3 +139,208 @@ def test_single_seed_has_undefined_std_and_snr_table() -> None:
     assert row["snr_db_std"] == pytest.approx(sel.groupby("seed")["snr_db"].mean().std(ddof=1))
     assert row["converged_frac"] == pytest.approx(3 / 9)
     assert np.isnan(row["delta_linf_mean"])
+
+
+# --- issue 22: honest intervals, every clip accounted for, one family ----------------------
+
+from robustmer.evaluate.intervals import (  # noqa: E402
+    bootstrap_correlation_ci,
+    cluster_bootstrap_ci,
+    paired_effect,
+)
+
+Y8 = [f"y_{e}" for e in EMOTIONS]
+P8 = [f"pred_{e}" for e in EMOTIONS]
+A8 = [f"adv_{e}" for e in EMOTIONS]
+
+
+def _hand_mae(g: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    return np.abs(g[cols].to_numpy() - g[Y8].to_numpy()).mean(axis=1)
+
+
+def test_table1_intervals_are_the_clip_bootstrap_with_n() -> None:
+    clips = _study()
+    t1 = stats.table1(None, clips, n_boot=300)
+    row = t1[t1["model_type"] == "A2E"].iloc[0]
+    g = clips[clips["model_type"] == "A2E"]
+    assert row["n_clips"] == len(SEEDS) * N_CLIPS and row["n_seeds"] == len(SEEDS)
+    delta = _hand_mae(g, A8) - _hand_mae(g, P8)
+    ref = cluster_bootstrap_ci(delta, g["seed"], items=g["clip_id"], n_boot=300)
+    assert (row["delta_mae_lo"], row["delta_mae_hi"]) == pytest.approx((ref.low, ref.high))
+    assert ref.estimate == pytest.approx(row["delta_mae_mean"])  # equal clips per seed
+    r = bootstrap_correlation_ci(g[Y8].to_numpy(), g[P8].to_numpy(), g["seed"],
+                                 items=g["clip_id"], n_boot=300)
+    assert (row["clean_mean_r_lo"], row["clean_mean_r_hi"]) == pytest.approx((r.low, r.high))
+    assert r.estimate == pytest.approx(row["clean_mean_r_mean"])
+    assert (t1["clean_mean_r_lo"] >= -1).all() and (t1["clean_mean_r_hi"] <= 1).all()
+    assert "crossed" in row["mae_method"] and "3 clusters" in row["mae_method"]
+    # one seed: the ordinary clip bootstrap, which is scipy.stats.bootstrap's percentile
+    one = clips[(clips["seed"] == 6) & (clips["model_type"] == "A2E")]
+    row = stats.table1(None, one, n_boot=300).iloc[0]
+    ref_sp = sps.bootstrap((_hand_mae(one, A8),), np.mean, n_resamples=300,
+                           method="percentile", rng=np.random.default_rng(0))
+    assert (row["adv_mae_lo"], row["adv_mae_hi"]) == pytest.approx(
+        (ref_sp.confidence_interval.low, ref_sp.confidence_interval.high))
+    assert row["n_seeds"] == 1 and row["n_clips"] == N_CLIPS
+
+
+def test_two_seeds_r_interval_stays_in_range_where_the_t_interval_did_not() -> None:
+    """The issue's case: with 2 seeds the t interval (1 df) of a mean r left [-1, 1]."""
+    rng = np.random.default_rng(4)
+    frames = []
+    for s, shift in ((1, 0.0), (2, 0.0)):
+        y = rng.uniform(0.1, 0.8, (12, 8))
+        a = y + rng.normal(shift, 0.3, y.shape) if s == 1 else 0.5 - (y - 0.45)  # r = -1
+        frames.append(clips_frame(f"A2M2E-{s}", "A2M2E", s, [f"{i:03d}" for i in range(12)],
+                                  y, y + 0.01, a, names=EMOTIONS))
+    clips = pd.concat(frames, ignore_index=True)
+    from robustmer.evaluate.summary import summarize_runs
+    per_run = summarize_runs(clips)
+    _, lo_t, hi_t = stats.mean_ci(per_run["adv_mean_r"])
+    assert lo_t < -1.0 or hi_t > 1.0  # what the page used to show
+    pts = stats.curve_points(per_run, clips, n_boot=300)
+    assert -1.0 <= pts["adv_mean_r_lo"].iloc[0] <= pts["adv_mean_r_hi"].iloc[0] <= 1.0
+
+
+def _snr_clips() -> pd.DataFrame:
+    """Two runs of 4 clips: run 1 clip 0 has δ = 0 and a higher logged error, clip 1 δ = 0 and
+    an unchanged error; run 2 clip 0 has no SNR recorded, clip 3 a zero-gradient start."""
+    frames = []
+    for s in (1, 2):
+        y = np.random.default_rng(s).uniform(0.1, 0.8, (4, 8))
+        p = y + 0.05
+        a = p + 0.1
+        snr = np.array([30.0, 31.0, 32.0, 33.0]) + s
+        linf = np.full(4, 1e-3)
+        zg = np.zeros(4, dtype=bool)
+        if s == 1:
+            snr[:2], linf[:2] = np.inf, 0.0
+            a[1] = p[1]  # δ = 0 and the logged prediction is the clean one
+        else:
+            snr[0] = np.nan
+            zg[3] = True
+        frames.append(clips_frame(f"A2E-{s}", "A2E", s, ["a", "b", "c", "d"], y, p, a,
+                                  snr_db=snr, delta_linf=linf, zero_grad_start=zg,
+                                  converged=[True, False, False, False], names=EMOTIONS))
+    clips = pd.concat(frames, ignore_index=True)
+    clips["zero_grad_start"] = clips["zero_grad_start"].astype("boolean").fillna(False)
+    return clips
+
+
+def test_snr_table_accounts_for_every_clip() -> None:
+    clips = _snr_clips()
+    row = stats.snr_table(None, clips, n_boot=200).iloc[0]
+    assert row["n_clips"] == 8 and row["n_seeds"] == 2
+    assert row["n_zero_delta"] == 2 and row["n_zero_delta_rose"] == 1
+    assert row["n_snr_missing"] == 1 and row["n_zero_grad_start"] == 1
+    assert row["n_snr"] == 8 - 2 - 1
+    finite = np.array([33.0, 34.0, 33.0, 34.0, 35.0])  # run 1: clips c, d; run 2: b, c, d
+    assert row["snr_db_mean"] == pytest.approx(finite.mean())
+    # the s.d. over seeds of each run's mean over its finite SNRs (an infinite one used to
+    # make the run's mean infinite and drop the "±")
+    assert row["snr_db_std"] == pytest.approx(np.std([33.5, 34.0], ddof=1))
+    ok = np.isfinite(clips["snr_db"].to_numpy())
+    ref = cluster_bootstrap_ci(clips["snr_db"][ok], clips["seed"][ok],
+                               items=clips["clip_id"][ok], n_boot=200)
+    assert (row["snr_db_lo"], row["snr_db_hi"]) == pytest.approx((ref.low, ref.high))
+    assert row["converged_frac"] == pytest.approx(2 / 8)
+    zero = stats.zero_delta_clips(clips)
+    assert zero["clip_id"].tolist() == ["a", "b"] and zero["error_rose"].tolist() == [True,
+                                                                                      False]
+    g = clips.iloc[:1]
+    assert zero["mae_adv"].iloc[0] == pytest.approx(_hand_mae(g, A8)[0])
+
+
+def test_adversarial_comparisons_come_from_the_registry() -> None:
+    assert stats.adversarial_comparisons(["A2E", "aA2E", "aA2B2E", "mine"]) == [("aA2E", "A2E")]
+    assert stats.adversarial_comparisons(["aA2B2E", "A2B2E", "aA2E", "A2E"]) == [
+        ("aA2E", "A2E"), ("aA2B2E", "A2B2E")]
+    assert stats.adversarial_comparisons(["A2E", "A2M2E"]) == []
+
+
+def _holm(p: list[float]) -> np.ndarray:
+    """Holm by its definition: the i-th smallest p times (m - i + 1), running max, cap 1."""
+    order = np.argsort(p)
+    m = len(p)
+    out = np.empty(m)
+    running = 0.0
+    for i, k in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[k]))
+        out[k] = running
+    return out
+
+
+def test_planned_family_matches_scipy_and_hand_holm() -> None:
+    rng = np.random.default_rng(0)
+    frames = []
+    for t, shifts in {"A2E": (0.2, 0.5), "A2M2E": (0.15, 0.4), "aA2E": (0.05, 0.1)}.items():
+        for s in SEEDS:
+            y = np.random.default_rng(s).uniform(0.1, 0.8, (N_CLIPS, 8))
+            p = y + rng.normal(0, 0.05, y.shape)
+            for eps, sh in zip((1e-3, 1e-2), shifts, strict=True):
+                frames.append(clips_frame(f"{t}-{s}", t, s, [f"{i:03d}" for i in range(N_CLIPS)],
+                                          y, p, p + rng.normal(sh, 0.2, y.shape), eps=eps,
+                                          names=EMOTIONS))
+    clips = pd.concat(frames, ignore_index=True)
+    fam = stats.planned_family(clips, None, [("A2E", "A2M2E"), ("A2B2E", "A2M2E")], n_boot=200)
+    assert fam.pairs == [("A2E", "A2M2E", "planned"), ("A2B2E", "A2M2E", "planned"),
+                         ("aA2E", "A2E", "adversarial training")]
+    # 3 pairs x (2 budgets + 1 area); the A2B2E tests are skipped and not counted
+    assert len(fam.tests) == 9 and fam.m == 6 and fam.method == "holm"
+    skipped = [t for t in fam.tests if t.skipped]
+    assert len(skipped) == 3 and all("no results for A2B2E" in t.note for t in skipped)
+    ran = [t for t in fam.tests if not t.skipped]
+    ps = []
+    for t in ran:
+        if t.scope == "setting":
+            sel = clips[np.isclose(clips["eps"], t.setting[2])]
+            a = sel[sel["model_type"] == t.a].sort_values(["seed", "clip_id"])
+            b = sel[sel["model_type"] == t.b].sort_values(["seed", "clip_id"])
+            xa, xb = _hand_mae(a, A8), _hand_mae(b, A8)
+            seeds, ids = a["seed"].to_numpy(), a["clip_id"].to_numpy()
+        else:
+            area = stats.clip_auc(clips, "bim", "spectrogram", [1e-3, 1e-2])
+            a = area[area["model_type"] == t.a].sort_values(["seed", "clip_id"])
+            b = area[area["model_type"] == t.b].sort_values(["seed", "clip_id"])
+            xa, xb = a["value"].to_numpy(), b["value"].to_numpy()
+            seeds, ids = a["seed"].to_numpy(), a["clip_id"].to_numpy()
+            # the area of a clip by hand: one trapezoid over one decade
+            ga = clips[(clips["model_type"] == t.a) & (clips["seed"] == 6)
+                       & (clips["clip_id"] == "000")].sort_values("eps")
+            d = _hand_mae(ga, A8) - _hand_mae(ga, P8)
+            assert xa[0] == pytest.approx((d[0] + d[1]) / 2)
+        ref = sps.ttest_rel(xa, xb)
+        e = t.effect
+        assert e is not None and e.n == len(SEEDS) * N_CLIPS and e.n_clusters == len(SEEDS)
+        assert e.t == pytest.approx(ref.statistic) and e.p == pytest.approx(ref.pvalue)
+        assert e.df == e.n - 1
+        diff = xa - xb
+        assert e.mean_diff_bootstrap.estimate == pytest.approx(diff.mean())
+        assert e.d_z.estimate == pytest.approx(diff.mean() / diff.std(ddof=1))
+        own = paired_effect(xa, xb, seeds, items=ids, n_boot=200)
+        assert (e.mean_diff_bootstrap.low, e.d_z_bootstrap.high) == pytest.approx(
+            (own.mean_diff_bootstrap.low, own.d_z_bootstrap.high))
+        ps.append(ref.pvalue)
+    holm = _holm(ps)
+    for t, adj in zip(ran, holm, strict=True):
+        assert t.p_adjusted == pytest.approx(adj)
+        assert t.significant == (adj <= 0.05)
+    # the adversarially trained type has the smaller attacked error by construction
+    adv = [t for t in ran if t.why == stats.ADVERSARIAL]
+    assert all(t.effect.mean_diff_bootstrap.high < 0 and t.significant for t in adv)
+    text = fam.statement()
+    assert "m = 6" in text and "aA2E vs A2E" in text and "3 test(s) could not be run" in text
+
+
+def test_planned_test_flags_a_decision_the_bootstrap_does_not_support() -> None:
+    clips = _study()
+    fam = stats.planned_family(clips, n_boot=200)
+    t = fam.tests[0]
+    assert t.effect is not None
+    from dataclasses import replace
+
+    from robustmer.evaluate.intervals import Interval
+    wide = Interval(0.01, -0.02, 0.04, t.effect.n, t.effect.n_clusters, "x", 0.95)
+    t2 = replace(t, effect=replace(t.effect, mean_diff_bootstrap=wide), significant=True)
+    assert not t2.interval_excludes_zero and not t2.agrees
+    assert replace(t2, significant=False).agrees

@@ -228,3 +228,16 @@ def test_runs_without_the_concept_column_read_as_nan(tmp_path: Path) -> None:
     old = pd.read_csv(store.runs_path).drop(columns=["clean_concept_mean_r"])
     old.to_csv(store.runs_path, index=False)
     assert store.read_runs()["clean_concept_mean_r"].isna().all()
+
+
+def test_zero_gradient_flags_of_some_runs_only_are_false_elsewhere(tmp_path: Path) -> None:
+    """``zero_grad_start`` is written only when some clip has it: a store that combines runs
+    with and without it reads the missing flags as False."""
+    y = np.full((3, 8), 0.5)
+    flagged = clips_frame("r", "A2E", 1, ["1", "2", "3"], y, y, y, names=EMOTIONS,
+                          zero_grad_start=[True, False, False])
+    plain = clips_frame("s", "A2E", 2, ["1", "2", "3"], y, y, y, names=EMOTIONS)
+    assert "zero_grad_start" in flagged.columns and "zero_grad_start" not in plain.columns
+    store = ResultsStore(tmp_path)
+    store.write_clips(pd.concat([flagged, plain], ignore_index=True))
+    assert store.read_clips()["zero_grad_start"].tolist() == [True] + [False] * 5

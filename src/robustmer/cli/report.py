@@ -19,8 +19,8 @@ def register(app: typer.Typer) -> None:
         compare: list[Path] = typer.Option(
             [], "--compare", help="Another results store to show side by side (repeatable)."),
         emotion: list[str] = typer.Option(
-            [], "--emotion", "--output", help="Output(s) for Figure 4 (repeatable; default: "
-            "tension and tender where the store has them, else its first two)."),
+            [], "--emotion", "--output", help="Output(s) Figure 4 offers, one figure each, "
+            "the reader picks one (repeatable; default: every output of the store)."),
         media_clips: int = typer.Option(
             2, "--media-clips", min=0, help="Audio / δ examples per model type."),
         alpha: float = typer.Option(0.05, "--alpha", help="Family-wise significance level."),

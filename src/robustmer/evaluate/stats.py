@@ -1,23 +1,37 @@
-"""Statistics of a study, from the results store alone: Table 1 (mean ± std over seeds),
-paired t-tests with Bonferroni correction and Cohen's d_z, and the perceptibility (SNR) table,
-each per attack setting; and the robustness curves over the attack budget ε with their summary
-number, the area under the ΔMAE(ε) curve (``auc_log_eps``), and paired tests on it.
+"""Statistics of a study, from the results store alone: Table 1 (mean over seeds with a
+seed-clustered bootstrap interval over clips), the perceptibility (SNR) table with every clip
+accounted for, each per attack setting; the robustness curves over the attack budget ε with their
+summary number, the area under the ΔMAE(ε) curve (``auc_log_eps``); and the report's one family of
+planned comparisons (``planned_family``: the store's pairs and adversarially trained vs plain, at
+every setting and on every curve's area, Holm-corrected, with effect sizes and their intervals).
 
 The per-run numbers are recomputed from ``clips.csv`` with ``evaluate.summary`` (hence with
-``regression_metrics``), the per-clip adversarial MAE with ``per_sample_mae``; the t-test itself
-is ``scipy.stats.ttest_rel``.
+``regression_metrics``), the per-clip MAE with ``per_sample_mae``; the t-test itself is
+``scipy.stats.ttest_rel``; intervals, effect sizes and the Holm correction come from
+``evaluate.intervals``. The older per-setting Bonferroni functions (``compare_model_types``,
+``compare_by_setting``, ``Curve.tests``) are kept for callers of the library; the report shows
+``planned_family``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from robustmer.errors import ConfigError, DatasetError
+from robustmer.evaluate.intervals import (
+    DEFAULT_N_BOOT,
+    Interval,
+    PairedEffect,
+    bootstrap_correlation_ci,
+    cluster_bootstrap_ci,
+    family_correction,
+    paired_effect,
+)
 from robustmer.evaluate.metrics import per_sample_mae
 from robustmer.evaluate.store import (
     Setting,
@@ -25,11 +39,12 @@ from robustmer.evaluate.store import (
     output_columns,
     output_names,
     select_setting,
+    setting_key,
     setting_label,
     settings,
 )
 from robustmer.evaluate.summary import summarize_runs
-from robustmer.models.types import PAPER_COMPARISONS, default_comparisons
+from robustmer.models.types import PAPER_COMPARISONS, REGISTRY, default_comparisons
 
 DEFAULT_COMPARISONS: tuple[tuple[str, str], ...] = PAPER_COMPARISONS
 """The paper's planned comparisons of per-clip adversarial MAE (``models.types``); a store
@@ -67,18 +82,93 @@ def done_runs(runs: pd.DataFrame | None, clips: pd.DataFrame) -> pd.DataFrame:
     return per_run[per_run["status"] == "done"].reset_index(drop=True)
 
 
-def table1(runs: pd.DataFrame | None, clips: pd.DataFrame) -> pd.DataFrame:
-    """Table 1: one row per model type (reporting order) with ``n_runs`` and, for each of
-    ``TABLE1_METRICS``, ``<metric>_mean`` and ``<metric>_std`` over the ``done`` runs (seeds).
+INTERVAL_WORDS = ("crossed bootstrap over seeds and clips, which draws seeds and clip ids "
+                  "independently with replacement since every seed is tested on the same clips")
+"""How the report's intervals of a per-clip quantity are made, in words (``clip_intervals``)."""
 
-    std is the sample standard deviation (ddof=1; NaN with a single run). Runs listed in
-    ``runs`` but not ``done`` are counted in ``n_not_done``. ``clips`` and ``runs`` hold one
-    attack setting (see ``table1_by_setting``).
+INTERVAL_SHORT = "crossed bootstrap over seeds and clips"
+"""``INTERVAL_WORDS`` for a table's caption (the statement above the tables has the long form)."""
+
+CLIP_QUANTITIES: tuple[str, ...] = ("clean_mean_r", "adv_mean_r", "clean_mae", "adv_mae",
+                                    "delta_mae", "snr_db")
+"""The quantities ``clip_intervals`` knows; the ``*_mean_r`` ones are correlations."""
+
+
+def _boot_keys(clips: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Clusters (seeds) and items (clip ids) for the bootstrap: the crossed scheme needs one
+    row per (seed, clip); two runs of a type with one seed fall back to the two-stage scheme."""
+    seeds = clips["seed"].to_numpy()
+    ids = clips["clip_id"].astype(str).to_numpy()
+    if clips.duplicated(subset=["seed", "clip_id"]).any():
+        return seeds, None
+    return seeds, ids
+
+
+def _no_interval(level: float, why: str) -> Interval:
+    return Interval(float("nan"), float("nan"), float("nan"), 0, 0, why, level)
+
+
+def clip_intervals(clips: pd.DataFrame, quantities: Sequence[str] = CLIP_QUANTITIES, *,
+                   level: float = 0.95, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+                   ) -> dict[str, Interval]:
+    """The interval of each of ``quantities`` (``CLIP_QUANTITIES``) from the clip rows of one
+    model type at one attack setting, resampling clips with the seeds as clusters (the crossed
+    bootstrap of ``intervals``; ``INTERVAL_WORDS``), each with its N clips and N seeds.
+
+    MAE, ΔMAE (per clip: ``per_sample_mae`` after minus before) and SNR: the mean of the
+    per-clip values (SNR over the clips with a finite SNR: δ = 0 gives +inf, left out and
+    counted in ``n_excluded``). Mean r: the mean-over-outputs Pearson r recomputed in every
+    replicate (``bootstrap_correlation_ci``), so its interval stays inside [-1, 1]; its
+    estimate is the mean over seeds of each seed's r, as Table 1 averages runs."""
+    unknown = [q for q in quantities if q not in CLIP_QUANTITIES]
+    if unknown:
+        raise ConfigError(f"quantities {unknown}: expected some of {', '.join(CLIP_QUANTITIES)}")
+    if len(clips) == 0:
+        return {q: _no_interval(level, "no clips") for q in quantities}
+    cl, items = _boot_keys(clips)
+    boot = {"items": items, "n_boot": n_boot, "level": level, "seed": seed}
+    names = output_names(clips, "y_")
+    y = clips[list(output_columns("y_", names))].to_numpy(np.float64)
+    out: dict[str, Interval] = {}
+    for q in quantities:
+        if q.endswith("_mean_r"):
+            prefix = "pred_" if q.startswith("clean") else "adv_"
+            pred = clips[list(output_columns(prefix, names))].to_numpy(np.float64)
+            out[q] = bootstrap_correlation_ci(y, pred, cl, **boot)
+            continue
+        if q == "snr_db":
+            v = clips["snr_db"].to_numpy(np.float64)
+        elif q == "delta_mae":
+            v = clip_mae(clips, "adv") - clip_mae(clips, "clean")
+        else:
+            v = clip_mae(clips, "clean" if q == "clean_mae" else "adv")
+        out[q] = cluster_bootstrap_ci(v, cl, **boot)
+    return out
+
+
+def _done_ids(per_run: pd.DataFrame) -> set[str]:
+    return set(per_run.loc[per_run["status"] == "done", "run_id"].astype(str))
+
+
+def table1(runs: pd.DataFrame | None, clips: pd.DataFrame, *, intervals: bool = True,
+           level: float = 0.95, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Table 1: one row per model type (reporting order) with ``n_runs`` and, for each of
+    ``TABLE1_METRICS``, ``<metric>_mean`` and ``<metric>_std`` over the ``done`` runs (seeds),
+    and (``intervals``) its ``level`` interval ``<metric>_lo`` / ``<metric>_hi`` from the clips
+    (``clip_intervals``) with ``n_seeds``, ``n_clips`` (clip rows of done runs) and
+    ``n_excluded`` (clip rows with a non-finite value, left out), and the methods in words
+    (``mae_method``, ``r_method``).
+
+    std is the sample standard deviation (ddof=1; NaN with a single run): a description of the
+    spread between seeds, not an interval. Runs listed in ``runs`` but not ``done`` are counted
+    in ``n_not_done``. ``clips`` and ``runs`` hold one attack setting (see
+    ``table1_by_setting``).
     """
     _one_setting(clips, "table1")
     _one_setting(runs, "table1")
     per_run = summarize_runs(clips, runs)
     types = order_model_types(per_run["model_type"]) if len(per_run) else []
+    done_ids = _done_ids(per_run)
     rows = []
     for t in types:
         sel = per_run[per_run["model_type"] == t]
@@ -90,9 +180,22 @@ def table1(runs: pd.DataFrame | None, clips: pd.DataFrame) -> pd.DataFrame:
             vals = vals[np.isfinite(vals)]
             row[f"{m}_mean"] = float(vals.mean()) if len(vals) else float("nan")
             row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        if intervals:
+            ct = clips[(clips["model_type"] == t) & clips["run_id"].astype(str).isin(done_ids)]
+            ivs = clip_intervals(ct, TABLE1_METRICS, level=level, n_boot=n_boot, seed=seed)
+            for m in TABLE1_METRICS:
+                row[f"{m}_lo"], row[f"{m}_hi"] = ivs[m].low, ivs[m].high
+            row["n_seeds"] = int(ct["seed"].nunique())
+            row["n_clips"] = len(ct)
+            row["n_excluded"] = max(iv.n_excluded for iv in ivs.values())
+            row["mae_method"] = ivs["adv_mae"].method
+            row["r_method"] = ivs["clean_mean_r"].method
         rows.append(row)
     cols = ["model_type", "n_runs", "n_not_done"] + [
         f"{m}_{s}" for m in TABLE1_METRICS for s in ("mean", "std")]
+    if intervals:
+        cols += [f"{m}_{s}" for m in TABLE1_METRICS for s in ("lo", "hi")] + [
+            "n_seeds", "n_clips", "n_excluded", "mae_method", "r_method"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -231,38 +334,47 @@ def _done_clips(clips: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
     return clips
 
 
+def _paired(values: pd.DataFrame, a: str, b: str, unit: str
+            ) -> tuple[pd.DataFrame | None, str]:
+    """Rows of model types ``a`` and ``b`` of ``values`` (columns ``model_type, seed, clip_id,
+    value``) paired by ``(seed, clip_id)``: a frame with ``seed, clip_id, a, b`` and a note on
+    rows left without a partner, or ``None`` and why (a missing type, fewer than 2 pairs)."""
+    present = set(values["model_type"]) if len(values) else set()
+    missing = [t for t in dict.fromkeys((a, b)) if t not in present]
+    if missing:
+        return None, f"skipped: no results for {', '.join(missing)}"
+    frames = []
+    for t in (a, b):
+        sel = values[values["model_type"] == t]
+        _check_pairable(sel, t)
+        frames.append(sel[["seed", "clip_id", "value"]].rename(columns={"value": t}))
+    pairs = frames[0].merge(frames[1], on=["seed", "clip_id"], how="inner",
+                            suffixes=("_a", "_b"))
+    col_a, col_b = (f"{a}_a", f"{b}_b") if a == b else (a, b)
+    if len(pairs) < 2:
+        return None, f"skipped: only {len(pairs)} (seed, clip) pairs in common"
+    n_a = int((values["model_type"] == a).sum())
+    n_b = int((values["model_type"] == b).sum())
+    note = ""
+    if len(pairs) < max(n_a, n_b):
+        note = (f"{max(n_a, n_b) - len(pairs)} {unit} without a partner left out "
+                f"({a}: {n_a}, {b}: {n_b} rows)")
+    pairs = pairs.rename(columns={col_a: "a", col_b: "b"})[["seed", "clip_id", "a", "b"]]
+    return pairs.sort_values(["seed", "clip_id"]).reset_index(drop=True), note
+
+
 def _pair_tests(values: pd.DataFrame, comparisons: Sequence[tuple[str, str]], unit: str
                 ) -> list[_Raw]:
     """Paired t-tests on ``values`` (columns ``model_type, seed, clip_id, value``), pairing
     rows of two model types by ``(seed, clip_id)``; a missing type or < 2 pairs is a skip."""
-    present = set(values["model_type"]) if len(values) else set()
     raw: list[_Raw] = []
     for a, b in comparisons:
-        missing = [t for t in (a, b) if t not in present]
-        if missing:
-            raw.append((a, b, None, f"skipped: no results for {', '.join(missing)}",
-                        float("nan"), float("nan")))
+        pairs, note = _paired(values, a, b, unit)
+        if pairs is None:
+            raw.append((a, b, None, note, float("nan"), float("nan")))
             continue
-        frames = []
-        for t in (a, b):
-            sel = values[values["model_type"] == t]
-            _check_pairable(sel, t)
-            frames.append(sel[["seed", "clip_id", "value"]].rename(columns={"value": t}))
-        pairs = frames[0].merge(frames[1], on=["seed", "clip_id"], how="inner",
-                                suffixes=("_a", "_b"))
-        col_a, col_b = (f"{a}_a", f"{b}_b") if a == b else (a, b)
-        if len(pairs) < 2:
-            raw.append((a, b, None, f"skipped: only {len(pairs)} (seed, clip) pairs in common",
-                        float("nan"), float("nan")))
-            continue
-        n_a = int((values["model_type"] == a).sum())
-        n_b = int((values["model_type"] == b).sum())
-        note = ""
-        if len(pairs) < max(n_a, n_b):
-            note = (f"{max(n_a, n_b) - len(pairs)} {unit} without a partner left out "
-                    f"({a}: {n_a}, {b}: {n_b} rows)")
-        raw.append((a, b, paired_ttest(pairs[col_a], pairs[col_b]), note,
-                    float(pairs[col_a].mean()), float(pairs[col_b].mean())))
+        raw.append((a, b, paired_ttest(pairs["a"], pairs["b"]), note,
+                    float(pairs["a"].mean()), float(pairs["b"].mean())))
     return raw
 
 
@@ -350,18 +462,79 @@ def snr_by_setting(runs: pd.DataFrame | None, clips: pd.DataFrame
             for st in settings(clips)]
 
 
-def snr_table(runs: pd.DataFrame | None, clips: pd.DataFrame) -> pd.DataFrame:
-    """Perceptibility per model type: mean SNR (dB) of the perturbations pooled over clips of
-    ``done`` runs, the std of the per-run mean SNR over seeds, and mean L2 / L∞ norms,
-    iterations and the fraction of clips where the attack converged. One attack setting."""
+def zero_delta(clips: pd.DataFrame) -> np.ndarray:
+    """Per clip row: the attack returned δ = 0 (the clean input), i.e. an infinite SNR or a
+    zero ‖δ‖∞ or ‖δ‖₂. The reference preset does this when no threshold after the first is
+    passed (docs/attacks.md, "The reference preset")."""
+    out = np.zeros(len(clips), dtype=bool)
+    if "snr_db" in clips:
+        out |= np.isposinf(clips["snr_db"].to_numpy(np.float64))
+    for col in ("delta_linf", "delta_l2"):
+        if col in clips:
+            out |= clips[col].to_numpy(np.float64) == 0.0
+    return out
+
+
+def _flag(clips: pd.DataFrame, column: str) -> np.ndarray:
+    """A boolean column that only some stores have (False where absent or empty)."""
+    if column not in clips:
+        return np.zeros(len(clips), dtype=bool)
+    v = clips[column]
+    if v.dtype == object:
+        return v.astype(str).str.strip().str.lower().isin(("true", "1", "yes")).to_numpy()
+    return v.fillna(False).astype(bool).to_numpy()
+
+
+def zero_delta_clips(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The clip rows (of ``done`` runs when ``runs`` is given) with δ = 0 (``zero_delta``),
+    with their recomputed clean and attacked MAE (``mae_clean``, ``mae_adv``) and
+    ``error_rose``: the logged attacked error is higher than the clean one although the
+    returned input is the clean one, which happens when the logged prediction is not the one at
+    the returned δ (the reference preset's ``log_prediction="last_evaluated"``)."""
+    clips = _done_clips(clips, runs)
+    sel = clips[zero_delta(clips)]
+    cols = ["run_id", "model_type", "seed", "attack", "domain", "eps", "clip_id"]
+    out = sel[cols].reset_index(drop=True)
+    out["mae_clean"] = clip_mae(sel, "clean") if len(sel) else np.array([])
+    out["mae_adv"] = clip_mae(sel, "adv") if len(sel) else np.array([])
+    out["error_rose"] = (out["mae_adv"] > out["mae_clean"] + 1e-12).astype(bool)
+    return out
+
+
+SNR_COLUMNS: tuple[str, ...] = (
+    "model_type", "n_runs", "n_clips", "snr_db_mean", "snr_db_std", "snr_db_lo", "snr_db_hi",
+    "n_seeds", "n_snr", "n_zero_delta", "n_zero_delta_rose", "n_snr_missing",
+    "n_zero_grad_start", "delta_l2_mean", "delta_linf_mean", "iterations_mean",
+    "converged_frac", "snr_method")
+"""The perceptibility table's columns (``snr_table``)."""
+
+
+def snr_table(runs: pd.DataFrame | None, clips: pd.DataFrame, *, level: float = 0.95,
+              n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Perceptibility per model type, every clip of its ``done`` runs accounted for: mean SNR
+    (dB) over the ``n_snr`` clips with a finite SNR and its ``level`` interval (``snr_db_lo``,
+    ``snr_db_hi``; ``clip_intervals``), the s.d. over seeds of each run's mean finite SNR (a
+    description), and the clips left out of the SNR mean and why: ``n_zero_delta`` returned
+    δ = 0 (infinite SNR; ``n_zero_delta_rose`` of them with a higher logged error, see
+    ``zero_delta_clips``) and ``n_snr_missing`` without a recorded SNR. Also mean L2 / L∞
+    norms, iterations, the fraction of clips where the attack converged, and
+    ``n_zero_grad_start``: clips whose attack started from a seeded random point because the
+    gradient at the clean input was zero (optional ``zero_grad_start`` column). One setting."""
     _one_setting(clips, "snr_table")
     clips = _done_clips(clips, runs)
     rows = []
     types = order_model_types(clips["model_type"]) if len(clips) else []
     for t in types:
         sel = clips[clips["model_type"] == t]
-        per_run = sel.groupby("run_id")["snr_db"].mean().to_numpy(np.float64)
+        snr = sel["snr_db"].to_numpy(np.float64)
+        finite = np.isfinite(snr)
+        per_run = (pd.Series(np.where(finite, snr, np.nan), index=sel.index)
+                   .groupby(sel["run_id"].astype(str)).mean().to_numpy(np.float64))
         per_run = per_run[np.isfinite(per_run)]
+        zero = zero_delta(sel)
+        rose = zero_delta_clips(sel)["error_rose"].to_numpy(bool)
+        iv = clip_intervals(sel[finite], ("snr_db",), level=level, n_boot=n_boot,
+                            seed=seed)["snr_db"]
 
         def m(col: str, sel: pd.DataFrame = sel) -> float:
             v = sel[col].to_numpy(np.float64)
@@ -372,13 +545,17 @@ def snr_table(runs: pd.DataFrame | None, clips: pd.DataFrame) -> pd.DataFrame:
             "model_type": t, "n_runs": int(sel["run_id"].nunique()), "n_clips": len(sel),
             "snr_db_mean": m("snr_db"),
             "snr_db_std": float(per_run.std(ddof=1)) if len(per_run) > 1 else float("nan"),
+            "snr_db_lo": iv.low, "snr_db_hi": iv.high,
+            "n_seeds": int(sel["seed"].nunique()), "n_snr": int(finite.sum()),
+            "n_zero_delta": int(zero.sum()), "n_zero_delta_rose": int(rose.sum()),
+            "n_snr_missing": int((~finite & ~zero).sum()),
+            "n_zero_grad_start": int(_flag(sel, "zero_grad_start").sum()),
             "delta_l2_mean": m("delta_l2"), "delta_linf_mean": m("delta_linf"),
             "iterations_mean": m("iterations"),
-            "converged_frac": float(sel["converged"].astype(bool).mean()),
+            "converged_frac": float(_flag(sel, "converged").mean()),
+            "snr_method": iv.method,
         })
-    cols = ["model_type", "n_runs", "n_clips", "snr_db_mean", "snr_db_std", "delta_l2_mean",
-            "delta_linf_mean", "iterations_mean", "converged_frac"]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=list(SNR_COLUMNS))
 
 
 # --- robustness curves over the attack budget ------------------------------------------------
@@ -424,6 +601,13 @@ def auc_log_eps(eps: Sequence[float] | np.ndarray, values: Sequence[float] | np.
     return float(np.trapezoid(y[order], np.log10(e[order])))
 
 
+def curve_label(attack: str, domain: str, budgets: Sequence[float]) -> str:
+    """``bim (spectrogram), eps 0.0001 to 0.01 (5 budgets)``: a curve's attack, domain and
+    budget range."""
+    bud = sorted(budgets)
+    return f"{attack} ({domain}), eps {bud[0]:g} to {bud[-1]:g} ({len(bud)} budgets)"
+
+
 @dataclass
 class Curve:
     """The robustness curve of one attack and domain over its bounded budgets: per run the area
@@ -440,8 +624,7 @@ class Curve:
     @property
     def label(self) -> str:
         """``bim (spectrogram), eps 0.0001 to 0.01 (5 budgets)``."""
-        return (f"{self.attack} ({self.domain}), eps {self.budgets[0]:g} to "
-                f"{self.budgets[-1]:g} ({len(self.budgets)} budgets)")
+        return curve_label(self.attack, self.domain, self.budgets)
 
     @property
     def decades(self) -> float:
@@ -466,22 +649,34 @@ def off_curve_settings(frame: pd.DataFrame) -> list[Setting]:
     return [st for st in settings(frame) if not (np.isfinite(st[2]) and st[:2] in on)]
 
 
-def curve_points(per_run: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def curve_points(per_run: pd.DataFrame, clips: pd.DataFrame, level: float = 0.95, *,
+                 n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> pd.DataFrame:
     """Per setting and model type: ``n`` runs (seeds) and, for each of ``CURVE_METRICS``, the
-    mean over seeds and its ``level`` t-interval (``<m>_mean``, ``<m>_lo``, ``<m>_hi``), from
-    the ``done`` rows of ``per_run`` (``summarize_runs``)."""
+    mean over seeds (``<m>_mean``, from the ``done`` rows of ``per_run``, ``summarize_runs``)
+    and its ``level`` interval from the clips of those runs (``<m>_lo``, ``<m>_hi``;
+    ``clip_intervals``: ΔMAE by the seed-clustered bootstrap over clips, attacked mean r by
+    recomputing r in every replicate, so inside [-1, 1]), with ``n_seeds`` and ``n_clips``."""
     done = per_run[per_run["status"] == "done"]
+    done_clips = clips[clips["run_id"].astype(str).isin(_done_ids(per_run))]
     rows = []
     for st in settings(done):
         sel = select_setting(done, st)
+        c_st = select_setting(done_clips, st)
         for t in order_model_types(sel["model_type"]):
             one = sel[sel["model_type"] == t]
+            ct = c_st[c_st["model_type"] == t]
+            ivs = clip_intervals(ct, CURVE_METRICS, level=level, n_boot=n_boot, seed=seed)
             row: dict[str, object] = {"attack": st[0], "domain": st[1], "eps": st[2],
-                                      "model_type": t, "n": len(one)}
+                                      "model_type": t, "n": len(one),
+                                      "n_seeds": int(ct["seed"].nunique()),
+                                      "n_clips": len(ct)}
             for m in CURVE_METRICS:
-                row[f"{m}_mean"], row[f"{m}_lo"], row[f"{m}_hi"] = mean_ci(one[m], level)
+                v = one[m].to_numpy(np.float64)
+                v = v[np.isfinite(v)]
+                row[f"{m}_mean"] = float(v.mean()) if len(v) else float("nan")
+                row[f"{m}_lo"], row[f"{m}_hi"] = ivs[m].low, ivs[m].high
             rows.append(row)
-    cols = ["attack", "domain", "eps", "model_type", "n"] + [
+    cols = ["attack", "domain", "eps", "model_type", "n", "n_seeds", "n_clips"] + [
         f"{m}_{s}" for m in CURVE_METRICS for s in ("mean", "lo", "hi")]
     return pd.DataFrame(rows, columns=cols)
 
@@ -511,21 +706,34 @@ def run_auc(per_run: pd.DataFrame, attack: str, domain: str, budgets: Sequence[f
                                        "note"])
 
 
-def auc_table(per_run_auc: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Per model type: runs with an area, its mean ± std (ddof=1) and ``level`` interval over
-    seeds, and the mean log-ε average ΔMAE."""
+def auc_table(per_run_auc: pd.DataFrame, level: float = 0.95,
+              clip_values: pd.DataFrame | None = None, *, n_boot: int = DEFAULT_N_BOOT,
+              seed: int = 0) -> pd.DataFrame:
+    """Per model type: runs with an area, its mean and s.d. (ddof=1, a description) over seeds,
+    the mean log-ε average ΔMAE, and (with ``clip_values``, the per-clip areas of ``clip_auc``)
+    the ``level`` interval of the area by the seed-clustered bootstrap over clips
+    (``auc_lo``, ``auc_hi``) with ``n_clips`` and ``n_seeds``; NaN bounds without them."""
     rows = []
     for t in order_model_types(per_run_auc["model_type"]) if len(per_run_auc) else []:
         v = per_run_auc.loc[per_run_auc["model_type"] == t, "auc"].to_numpy(np.float64)
         ok = v[np.isfinite(v)]
-        m, lo, hi = mean_ci(ok, level)
+        iv = _no_interval(level, "no per-clip areas")
+        n_seeds = 0
+        if clip_values is not None and len(clip_values):
+            cv = clip_values[clip_values["model_type"] == t]
+            cl, items = _boot_keys(cv)
+            iv = cluster_bootstrap_ci(cv["value"].to_numpy(np.float64), cl, items=items,
+                                      n_boot=n_boot, level=level, seed=seed)
+            n_seeds = int(cv["seed"].nunique())
         mean_d = per_run_auc.loc[per_run_auc["model_type"] == t, "mean_delta_mae"]
         rows.append({"model_type": t, "n_runs": len(ok), "n_left_out": int(len(v) - len(ok)),
-                     "auc_mean": m, "auc_std": float(ok.std(ddof=1)) if len(ok) > 1
-                     else float("nan"), "auc_lo": lo, "auc_hi": hi,
+                     "auc_mean": float(ok.mean()) if len(ok) else float("nan"),
+                     "auc_std": float(ok.std(ddof=1)) if len(ok) > 1 else float("nan"),
+                     "auc_lo": iv.low, "auc_hi": iv.high, "n_clips": iv.n, "n_seeds": n_seeds,
                      "mean_delta_mae": mean_ci(mean_d)[0]})
     return pd.DataFrame(rows, columns=["model_type", "n_runs", "n_left_out", "auc_mean",
-                                       "auc_std", "auc_lo", "auc_hi", "mean_delta_mae"])
+                                       "auc_std", "auc_lo", "auc_hi", "n_clips", "n_seeds",
+                                       "mean_delta_mae"])
 
 
 def clip_auc(clips: pd.DataFrame, attack: str, domain: str, budgets: Sequence[float]
@@ -566,11 +774,16 @@ def robustness_curves(
     comparisons: Sequence[tuple[str, str]] = DEFAULT_COMPARISONS,
     *,
     alpha: float = 0.05,
+    level: float = 0.95,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
 ) -> list[Curve]:
     """Every curve of a store (``curve_groups``): per run its area under ΔMAE(ε), per model
-    type the mean over seeds, and two-sided paired t-tests between model types of the per-clip
-    area (``clip_auc``), paired by ``(seed, clip_id)`` as the per-ε tests are, Bonferroni over
-    comparisons x curves. Empty when no attack has two bounded budgets."""
+    type the mean over seeds with the clip-bootstrap interval (``auc_table``), and two-sided
+    paired t-tests between model types of the per-clip area (``clip_auc``), paired by
+    ``(seed, clip_id)`` as the per-ε tests are, Bonferroni over comparisons x curves (the
+    report shows these tests inside ``planned_family`` instead). Empty when no attack has two
+    bounded budgets."""
     clips = _done_clips(clips, runs)
     per_run = summarize_runs(clips, runs)
     groups = curve_groups(clips)
@@ -579,7 +792,235 @@ def robustness_curves(
         ra = run_auc(per_run, attack, domain, budgets)
         values = clip_auc(clips, attack, domain, budgets)
         raw.append(_pair_tests(values, comparisons, "(seed, clip) areas"))
-        parts.append((attack, domain, budgets, ra))
+        parts.append((attack, domain, budgets, ra, values))
     corrected = _corrected(raw, alpha)
-    return [Curve(a, d, b, ra, auc_table(ra), tests)
-            for (a, d, b, ra), tests in zip(parts, corrected, strict=True)]
+    return [Curve(a, d, b, ra, auc_table(ra, level, values, n_boot=n_boot, seed=seed), tests)
+            for (a, d, b, ra, values), tests in zip(parts, corrected, strict=True)]
+
+
+# --- the report's one family of planned comparisons ------------------------------------------
+
+PLANNED = "planned"
+ADVERSARIAL = "adversarial training"
+"""Why a pair is in the family: the store's planned comparisons, or adversarially trained vs
+plain of the same head (``adversarial_comparisons``)."""
+
+FAMILY_METHODS: tuple[str, ...] = ("holm", "bonferroni")
+
+
+def adversarial_comparisons(types: Sequence[str]) -> list[tuple[str, str]]:
+    """``(adversarially trained, plain)`` for every adversarially trained type among ``types``
+    whose plain counterpart (the registered type with the same head ``kind`` and
+    ``adversarial=False``) is also present, read from the model-type registry."""
+    present = list(dict.fromkeys(str(t) for t in types))
+    out = []
+    for name in order_model_types(present):
+        mt = REGISTRY.get(name)
+        kind = getattr(mt, "kind", None)
+        if mt is None or not mt.adversarial or kind is None:
+            continue
+        plain = next((p.name for p in REGISTRY.values()
+                      if p.name in present and not p.adversarial
+                      and getattr(p, "kind", None) == kind), None)
+        if plain is not None:
+            out.append((name, plain))
+    return out
+
+
+@dataclass(frozen=True)
+class PlannedTest:
+    """One test of the family: ``a`` vs ``b`` (``why``: ``PLANNED`` or ``ADVERSARIAL``) on the
+    per-clip attacked MAE at one attack ``setting`` (``scope="setting"``) or on the per-clip area
+    under ΔMAE(log10 ε) of one curve (``scope="area"``), labelled ``label``; ``effect`` is the
+    paired comparison (``intervals.paired_effect``: mean difference a − b and Cohen's d_z with
+    their intervals, t, df, p, N pairs and seeds), ``None`` when skipped (``note`` says why);
+    ``p_adjusted`` and ``significant`` are the family's correction."""
+
+    a: str
+    b: str
+    why: str
+    scope: str
+    label: str
+    setting: Setting | None = None
+    effect: PairedEffect | None = None
+    note: str = ""
+    p_adjusted: float = float("nan")
+    significant: bool = False
+
+    @property
+    def skipped(self) -> bool:
+        """True when the test could not be run (see ``note``)."""
+        return self.effect is None
+
+    @property
+    def interval_excludes_zero(self) -> bool:
+        """The bootstrap interval of the mean difference lies entirely above or below 0."""
+        if self.effect is None:
+            return False
+        iv = self.effect.mean_diff_bootstrap
+        return bool(np.isfinite(iv.low) and np.isfinite(iv.high) and (iv.low > 0 or iv.high < 0))
+
+    @property
+    def agrees(self) -> bool:
+        """The test's decision and the seed-clustered interval tell the same story (significant
+        and the interval excludes 0, or neither)."""
+        return self.skipped or self.significant == self.interval_excludes_zero
+
+    @property
+    def formatted(self) -> str:
+        """``t(df)=t.tt`` or ``n/a``."""
+        e = self.effect
+        return "n/a" if e is None else f"t({e.df})={e.t:.2f}"
+
+    def to_dict(self) -> dict[str, object]:
+        """Flat dict (for JSON / tables)."""
+        d: dict[str, object] = {"a": self.a, "b": self.b, "why": self.why, "scope": self.scope,
+                                "label": self.label, "note": self.note,
+                                "p_adjusted": self.p_adjusted, "significant": self.significant}
+        if self.effect is not None:
+            d.update(self.effect.to_dict())
+        return d
+
+
+@dataclass(frozen=True)
+class PlannedFamily:
+    """The report's one family of planned comparisons (``planned_family``): its ``tests``, the
+    ``pairs`` ``(a, b, why)``, the ``settings`` and ``curves`` (labels) they were run at,
+    the correction ``method`` at ``alpha`` over ``m`` tests that ran, and the interval
+    ``level`` and bootstrap replicates."""
+
+    tests: list[PlannedTest]
+    pairs: list[tuple[str, str, str]]
+    settings: list[Setting]
+    curves: list[str]
+    method: str
+    alpha: float
+    m: int
+    level: float
+    n_boot: int
+
+    def for_setting(self, setting: Setting) -> list[PlannedTest]:
+        """The tests at one attack setting (NaN-safe ε match)."""
+        key = setting_key(setting)
+        return [t for t in self.tests
+                if t.scope == "setting" and t.setting is not None
+                and setting_key(t.setting) == key]
+
+    @property
+    def areas(self) -> list[PlannedTest]:
+        """The tests on the curves' areas."""
+        return [t for t in self.tests if t.scope == "area"]
+
+    def statement(self) -> str:
+        """The family in one paragraph of plain text: pairs, where, correction, what is shown."""
+        if not self.pairs:
+            return ("No planned comparison: the store has fewer than two model types to "
+                    "compare.")
+        method = {"holm": "Holm's step-down correction",
+                  "bonferroni": "the Bonferroni correction"}[self.method]
+        planned = [f"{a} vs {b}" for a, b, w in self.pairs if w == PLANNED]
+        adv = [f"{a} vs {b}" for a, b, w in self.pairs if w == ADVERSARIAL]
+        pairs = "; ".join(filter(None, [
+            f"planned: {', '.join(planned)}" if planned else "",
+            f"adversarially trained vs plain (same head): {', '.join(adv)}" if adv else ""]))
+        n_st = len(self.settings)
+        where = [f"the per-clip attacked MAE at {'each of the ' if n_st > 1 else 'the '}"
+                 f"{n_st} attack setting{'s' if n_st > 1 else ''} "
+                 f"({'; '.join(setting_label(st) for st in self.settings)})"]
+        if self.curves:
+            where.append("the per-clip area under ΔMAE(log10 ε) of "
+                         + "; ".join(self.curves))
+        ran = sum(not t.skipped for t in self.tests)
+        skipped = len(self.tests) - ran
+        level = f"{100 * self.level:g} %"
+        if ran == 0:
+            return (f"No planned comparison could be run: the pairs ({pairs}) lack results "
+                    "(the reasons are in the table).")
+        return (f"One family of planned comparisons: {ran} two-sided paired t-tests "
+                f"(scipy.stats.ttest_rel, pairing the two model types' values by seed and "
+                f"clip), {method} over all m = {self.m} at α = {self.alpha:g} (family-wise "
+                f"error rate). Pairs ({len(self.pairs)}): {pairs}. Tested on "
+                + " and on ".join(where) + ". "
+                + (f"{skipped} test(s) could not be run and are listed with the reason; they "
+                   "do not count in m. " if skipped else "")
+                + f"Beside every p: the mean difference a − b with its {level} interval from "
+                f"the {INTERVAL_WORDS} ({self.n_boot} replicates), Cohen's d_z = mean(a − b) / "
+                "s.d.(a − b) with its interval from the same bootstrap, t, df, N pairs and "
+                "N seeds. The t-test treats the (seed, clip) pairs as independent; the "
+                "bootstrap interval does not, and where the two disagree the table says so.")
+
+
+def planned_family(
+    clips: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    comparisons: Sequence[tuple[str, str]] | None = None,
+    *,
+    adversarial: bool = True,
+    alpha: float = 0.05,
+    method: str = "holm",
+    level: float = 0.95,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> PlannedFamily:
+    """The report's one family of planned comparisons of a store.
+
+    Pairs: ``comparisons`` (default ``default_comparisons`` of the types present; a store's own
+    come from ``store_comparisons``) and, with ``adversarial``, every adversarially trained type
+    vs its plain counterpart (``adversarial_comparisons``) not already among them. Each pair is
+    tested on the per-clip attacked MAE at every attack setting (bounded budgets and presets)
+    and on the per-clip area under ΔMAE(log10 ε) of every curve (``clip_auc``), pairing rows by
+    ``(seed, clip_id)`` over the clips of ``done`` runs, with ``intervals.paired_effect`` (t-test,
+    mean difference and d_z with crossed-bootstrap intervals, clusters = seeds, items = clips).
+    All p-values go through one correction (``intervals.family_correction``, Holm by default):
+    the area tests and the per-setting tests are one family, so no test is significant at a
+    laxer level than another. A skipped test (a type missing, < 2 pairs) gets a note and does
+    not count in m."""
+    if method not in FAMILY_METHODS:
+        raise ConfigError(f"method={method!r}: expected one of {', '.join(FAMILY_METHODS)}")
+    found = settings(clips)
+    done = _done_clips(clips, runs)
+    types = order_model_types(list(done["model_type"].astype(str))
+                              + ([] if runs is None else list(runs["model_type"].astype(str))))
+    planned = (list(comparisons) if comparisons is not None
+               else default_comparisons(types))
+    pairs = [(str(a), str(b), PLANNED) for a, b in planned]
+    seen = {frozenset((a, b)) for a, b, _ in pairs}
+    if adversarial:
+        for a, b in adversarial_comparisons(types):
+            if frozenset((a, b)) not in seen:
+                pairs.append((a, b, ADVERSARIAL))
+                seen.add(frozenset((a, b)))
+    tests: list[PlannedTest] = []
+
+    def run(values: pd.DataFrame, scope: str, label: str, st: Setting | None,
+            unit: str) -> None:
+        for a, b, why in pairs:
+            paired, note = _paired(values, a, b, unit)
+            effect = None
+            if paired is not None:
+                try:
+                    effect = paired_effect(paired["a"], paired["b"], paired["seed"], level,
+                                           items=paired["clip_id"], n_boot=n_boot, seed=seed)
+                except ConfigError as err:  # fewer than 2 finite pairs
+                    note = f"skipped: {err}"
+                if effect is not None and effect.n_excluded:
+                    note = "; ".join(filter(None, [note, f"{effect.n_excluded} pairs with a "
+                                                   "non-finite value left out"]))
+            tests.append(PlannedTest(a, b, why, scope, label, st, effect, note))
+
+    for st in found:
+        run(_clip_values(select_setting(done, st), "adv"), "setting", setting_label(st), st,
+            "clip rows")
+    curves = []
+    for attack, domain, budgets in curve_groups(done):
+        label = curve_label(attack, domain, budgets)
+        curves.append(label)
+        run(clip_auc(done, attack, domain, budgets), "area", f"area: {label}", None,
+            "(seed, clip) areas")
+    fam = family_correction([t.effect.p if t.effect is not None else np.nan for t in tests],
+                            method, alpha)
+    tests = [replace(t, p_adjusted=float(fam.adjusted[i]), significant=bool(fam.reject[i]))
+             for i, t in enumerate(tests)]
+    return PlannedFamily(tests=tests, pairs=pairs, settings=list(found), curves=curves,
+                         method=method, alpha=float(alpha), m=fam.m, level=level,
+                         n_boot=n_boot)

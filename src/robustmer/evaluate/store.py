@@ -156,6 +156,9 @@ def validate_frame(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.D
     if dup_cols:
         raise DatasetError(f"{where}: duplicate column(s) {', '.join(map(str, dup_cols))}")
     out = df.reset_index(drop=True).copy()
+    for col in CLIPS_OPTIONAL_COLUMNS:  # rows of runs without the flag (a concat) hold NaN
+        if col in out.columns:
+            out[col] = out[col].where(out[col].notna(), False)
     for col in columns:
         values = out[col]
         if col in _TEXT_COLUMNS:

@@ -100,8 +100,11 @@ def tables_html(summ: pd.DataFrame) -> str:
                 _td(mean_std(r["reference_mean"], r["reference_std"], 4)),
                 _td(_verdict(r), False), _td(esc(r["rule"]), False)])
         n_flag = int(g["flagged"].sum())
+        runs = sorted({int(x) for x in g["runs"]})
+        caption = esc(f"N = {'–'.join(str(x) for x in dict.fromkeys([runs[0], runs[-1]]))} "
+                      "runs (seeds) per check; value and reference: mean ± s.d. over them.")
         parts.append(f"<h4>{esc(mt)}: {'no flags' if n_flag == 0 else f'{n_flag} flag(s)'}"
-                     f"</h4>\n{_table(head, rows)}")
+                     f"</h4>\n{_table(head, rows, caption=caption)}")
     return "\n".join(parts)
 
 

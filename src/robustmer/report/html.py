@@ -24,6 +24,7 @@ import yaml
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate import stats
+from robustmer.evaluate.intervals import DEFAULT_N_BOOT
 from robustmer.evaluate.store import (
     ResultsStore,
     Setting,
@@ -59,15 +60,18 @@ class MediaItem:
 
 @dataclass
 class SettingPart:
-    """Table 1, t-tests, SNR table and Figures 3-4 of one attack setting of a store."""
+    """Table 1, the family's tests at this setting, the SNR table with its clip accounting
+    (``zero``: ``stats.zero_delta_clips``) and Figures 3-4 (``figure4``: one figure per output)
+    of one attack setting of a store."""
 
     setting: Setting | None
     slug: str
     table1: pd.DataFrame
-    ttests: list[stats.Comparison]
+    tests: list[stats.PlannedTest]
     snr: pd.DataFrame
+    zero: pd.DataFrame = field(default_factory=pd.DataFrame)
     figure3: bytes = b""
-    figure4: bytes = b""
+    figure4: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -77,10 +81,11 @@ class SettingPart:
 
 @dataclass
 class SourceResults:
-    """Everything the report shows for one results store. ``table1``, ``ttests``, ``snr``,
-    ``figure3`` and ``figure4`` are those of the first attack setting (the only one of a
-    one-setting store); ``parts`` has them for every setting, ``curves`` the robustness curves
-    (empty unless an attack has two bounded budgets)."""
+    """Everything the report shows for one results store. ``table1``, ``snr``, ``figure3`` and
+    ``figure4`` are those of the first attack setting (the only one of a one-setting store);
+    ``parts`` has them for every setting, ``family`` the store's one family of planned
+    comparisons, ``curves`` the robustness curves (empty unless an attack has two bounded
+    budgets), ``media_setting`` the label of the setting the adversarial media come from."""
 
     name: str
     slug: str
@@ -88,12 +93,12 @@ class SourceResults:
     per_run: pd.DataFrame
     clips: pd.DataFrame
     table1: pd.DataFrame
-    ttests: list[stats.Comparison]
+    family: stats.PlannedFamily
     snr: pd.DataFrame
     config: dict[str, Any]
     meta: dict[str, Any]
     figure3: bytes = b""
-    figure4: bytes = b""
+    figure4: dict[str, bytes] = field(default_factory=dict)
     media: list[MediaItem] = field(default_factory=list)
     parts: list[SettingPart] = field(default_factory=list)
     curves: list[stats.Curve] = field(default_factory=list)
@@ -101,6 +106,7 @@ class SourceResults:
     curve_figure: bytes = b""
     outputs: list[str] = field(default_factory=list)
     units: str = ""
+    media_setting: str = ""
 
     @property
     def settings(self) -> list[Setting]:
@@ -178,6 +184,27 @@ def _load_delta(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: not a readable .npz with a 'delta' array ({err})") from err
 
 
+def media_setting(config: dict[str, Any], found: Sequence[Setting]) -> Setting | None:
+    """The attack setting a study's adversarial media come from: the first entry of its
+    ``config.yaml`` ``attack.settings`` (the study copies media from its first setting),
+    matched to the store's settings by attack, domain and budget (a preset without an effective
+    bound has ε NaN in the store); the only setting of a one-setting store; else ``None``."""
+    attack = config.get("attack") if isinstance(config.get("attack"), dict) else {}
+    first = (attack.get("settings") or [None])[0] if isinstance(attack, dict) else None
+    if isinstance(first, dict):
+        spec = first.get("attack") or {}
+        name, domain = str(spec.get("name", "")), str(first.get("domain", ""))
+        same = [st for st in found if st[0] == name and st[1] == domain]
+        eps = spec.get("eps")
+        for st in same:
+            if eps is not None and np.isfinite(st[2]) and np.isclose(st[2], float(eps)):
+                return st
+        unbounded = [st for st in same if not np.isfinite(st[2])]
+        if unbounded:
+            return unbounded[0]
+    return found[0] if len(found) == 1 else None
+
+
 def analyse_store(
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -187,22 +214,23 @@ def analyse_store(
     alpha: float = 0.05,
     media_clips: int = 2,
     taken: set[str] | None = None,
+    n_boot: int = DEFAULT_N_BOOT,
 ) -> SourceResults:
     """Read one results store and compute every table, test and figure of its report section.
 
-    ``emotions``: the outputs Figure 4 shows (default: the paper's two where the store has
-    them, else its first two); ``comparisons``: the planned pairs (default: the store's own,
-    else ``models.types.default_comparisons`` of its types)."""
+    ``emotions``: the outputs Figure 4 offers (default: every output of the store, one figure
+    each, the reader picks one); ``comparisons``: the planned pairs (default: the store's own,
+    else ``models.types.default_comparisons`` of its types), to which the family adds every
+    adversarially trained type vs its plain counterpart; ``n_boot``: bootstrap replicates of
+    every interval."""
     store = ResultsStore(path)
     if not store.path.is_dir():
         raise ConfigError(f"RESULTS_DIR {store.path}: not a folder")
     runs = store.read_runs()
     clips = store.read_clips()
     outputs = output_names(clips, "y_") or output_names(runs, "r_")
-    if emotions is None:
-        paper = [e for e in figures.FIG4_EMOTIONS if e in outputs]
-        emotions = paper if len(paper) == len(figures.FIG4_EMOTIONS) else outputs[:2]
-    for e in emotions:
+    fig4_outputs = list(outputs) if emotions is None else list(emotions)
+    for e in fig4_outputs:
         if e not in outputs:
             raise ConfigError(f"--emotion {e!r}: expected one of the store's outputs "
                               f"{', '.join(outputs)}")
@@ -221,12 +249,11 @@ def analyse_store(
     done_clips = clips[clips["run_id"].isin(done_ids)]
     fig_dir = Path(out_dir) / FIGURES_DIR
     found: list[Setting | None] = list(settings(clips)) or [None]
-    # one Bonferroni family over comparisons x settings
-    tests = ([c for _, c in stats.compare_by_setting(clips, comparisons, alpha=alpha, runs=runs)]
-             if found[0] is not None else
-             [stats.compare_model_types(clips, comparisons, alpha=alpha, runs=runs)])
+    boot = {"n_boot": n_boot}
+    # one family over pairs x (settings + curve areas), Holm
+    family = stats.planned_family(clips, runs, comparisons, alpha=alpha, **boot)
     parts = []
-    for k, st in enumerate(found):
+    for st in found:
         c_sel = clips if st is None else select_setting(clips, st)
         r_sel = runs if st is None else select_setting(runs, st, keep_unset=True)
         label = "" if len(found) == 1 else f" ({setting_label(st)})" if st else ""
@@ -234,32 +261,35 @@ def analyse_store(
         d_sel = c_sel[c_sel["run_id"].isin(done_ids)]
         pr_sel = summarize_runs(c_sel, r_sel)
         part = SettingPart(
-            setting=st, slug=pslug, table1=stats.table1(r_sel, c_sel),
-            ttests=tests[k],
-            snr=stats.snr_table(r_sel, c_sel))
+            setting=st, slug=pslug, table1=stats.table1(r_sel, c_sel, **boot),
+            tests=family.for_setting(st) if st is not None else list(family.tests),
+            snr=stats.snr_table(r_sel, c_sel, **boot), zero=stats.zero_delta_clips(d_sel))
         part.figure3 = figures.delta_mae_boxplot(
             pr_sel[pr_sel["status"] == "done"], fig_dir / f"{pslug}-figure3.png",
             title=f"ΔMAE per model type: {name}{label}")
-        part.figure4 = figures.prediction_scatter(
-            d_sel, emotions, None, fig_dir / f"{pslug}-figure4.png",
-            title=f"True vs predicted, clean (x) and adversarial (o): {name}{label}")
+        for o in fig4_outputs:
+            part.figure4[o] = figures.prediction_scatter(
+                d_sel, [o], None, fig_dir / f"{pslug}-figure4-{_slug(o)}.png",
+                title=f"{o}: true vs predicted, clean (x) and adversarial (o): {name}{label}")
         parts.append(part)
     first = parts[0]
+    m_st = media_setting(config, [st for st in found if st is not None])
     res = SourceResults(
         name=name, slug=slug, store=store, per_run=per_run, clips=done_clips,
         outputs=list(outputs), units=str((config.get("target_info") or {}).get("units") or (
             # stores written before units were recorded: the paper's layout, ratings / 10
             "ratings divided by 10" if outputs == list(EMOTIONS) else "")),
-        table1=first.table1, ttests=first.ttests, snr=first.snr, config=config, meta=meta,
+        table1=first.table1, family=family, snr=first.snr, config=config, meta=meta,
         figure3=first.figure3, figure4=first.figure4, parts=parts,
-        curves=stats.robustness_curves(runs, clips, comparisons, alpha=alpha),
+        curves=stats.robustness_curves(runs, clips, comparisons, alpha=alpha, **boot),
+        media_setting=setting_label(m_st) if m_st is not None else "",
     )
     if res.curves:
-        res.curve_points = stats.curve_points(per_run)
+        res.curve_points = stats.curve_points(per_run, clips, **boot)
         res.curve_figure = figures.robustness_curves(
             res.curve_points, fig_dir / f"{slug}-curves.png",
-            title=f"Robustness against the attack budget: {name} (mean and 95 % interval "
-                  "over seeds)")
+            title=f"Robustness against the attack budget: {name} (mean over seeds, 95 % "
+                  "bootstrap interval over seeds and clips)")
     res.media = _collect_media(store, per_run, Path(out_dir), media_clips)
     res.checks = checks_section(store.path, fig_dir, slug)
     return res
@@ -269,6 +299,8 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;
 color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1rem}
+caption{caption-side:bottom;text-align:left;font-size:.85em;color:#555;padding-top:.25rem;
+max-width:75rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem}
 th{background:#f3f3f3}
 th.group{background:#e4ecf7}
@@ -276,28 +308,51 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 img{max-width:100%}
 pre{background:#f7f7f7;padding:.5rem;overflow:auto;max-height:30rem}
 .caption{font-size:.9em;color:#555}
+.statement{border-left:4px solid #4a7ab5;background:#f4f7fb;padding:.5rem 1rem}
 .media{display:flex;flex-wrap:wrap;gap:1rem}
 .media figure{border:1px solid #ddd;padding:.5rem;margin:0}
+.media figure div{display:flex;align-items:center;gap:.5rem}
+.media figure div span{min-width:6rem;font-size:.9em}
+.pick figure{margin:0}
 nav a{margin-right:1rem}
 .warning{border:2px solid #c60;background:#fff4e5;padding:.5rem 1rem;margin:1rem 0}
+table.info th{text-align:left}
+.wide{overflow-x:auto}
+tr th.group{text-align:left}
 """
 
+_PICK_JS = """
+document.querySelectorAll('select[data-pick]').forEach(function (s) {
+  function show() {
+    document.querySelectorAll('#' + s.dataset.pick + ' > figure[data-output]').forEach(
+      function (f) { f.hidden = f.dataset.output !== s.value; });
+  }
+  s.addEventListener('change', show);
+  show();
+});
+"""
+"""Switches Figure 4 between outputs: one ``<figure data-output>`` per output, the one named by
+the ``<select data-pick>`` shown. Without JavaScript every figure shows, one under another."""
 
-def _media_html(items: Sequence[MediaItem]) -> str:
+
+def _media_html(items: Sequence[MediaItem], setting: str = "") -> str:
     if not items:
         return "<p class=\"caption\">No media in this results store.</p>"
+    where = (f"adversarial audio from the attack setting {setting}" if setting else
+             "attack setting of the adversarial audio not recorded in config.yaml")
     parts = []
     for m in items:
         inner = [f"<figcaption>{esc(m.model_type)} · run {esc(m.run_id)} · clip "
                  f"{esc(m.clip_id)}</figcaption>"]
         if m.clean_src and m.adv_src:
-            inner.append(f'<div>clean <audio controls preload="none" src="{esc(m.clean_src)}">'
+            inner.append(f'<div><span>clean</span><audio controls preload="metadata" '
+                         f'src="{esc(m.clean_src)}"></audio></div>')
+            inner.append(f'<div><span>adversarial, {esc(setting or "setting not recorded")}'
+                         f'</span><audio controls preload="metadata" src="{esc(m.adv_src)}">'
                          "</audio></div>")
-            inner.append(f'<div>adversarial <audio controls preload="none" '
-                         f'src="{esc(m.adv_src)}"></audio></div>')
         if m.delta_src:
-            inner.append(f'<img alt="perturbation of clip {esc(m.clip_id)}" '
-                         f'src="{m.delta_src}">')
+            inner.append(f'<img alt="perturbation δ of clip {esc(m.clip_id)} ({esc(m.model_type)}'
+                         f', run {esc(m.run_id)}; {esc(where)})" src="{m.delta_src}">')
         parts.append("<figure>" + "".join(inner) + "</figure>")
     return '<div class="media">' + "\n".join(parts) + "</div>"
 
@@ -309,34 +364,88 @@ def _dump(obj: Any) -> str:
         return repr(obj)
 
 
-def _part_html(p: SettingPart, name: str, alpha: float, h: str = "h3", notes: str = "") -> str:
-    """Table 1, Figures 3-4, t-tests and SNR of one setting (one-setting stores: as ever)."""
+def _flat(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested dicts as ``(a.b, value)`` rows."""
+    if isinstance(obj, dict):
+        return [row for k, v in obj.items() for row in _flat(v, f"{prefix}{k}.")]
+    return [(prefix.rstrip("."), str(obj))]
+
+
+def info_table(obj: dict[str, Any], what: str) -> str:
+    """A small two-column table (name, value) of a (nested) dict, e.g. the versions the report
+    ran with, instead of a dict dump."""
+    rows = _flat(obj)
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return (f'<table class="info"><caption>{esc(what)} (N = {len(rows)} entries)</caption>'
+            f"<tbody>{body}</tbody></table>")
+
+
+def _alt(what: str, png: bytes) -> str:
+    """``what: <the figure's own description>`` (``figures.alt_text``) for ``<img alt>``."""
+    own = figures.alt_text(png, "")
+    return f"{what}: {own}" if own else what
+
+
+def _default_output(outputs: Sequence[str]) -> str:
+    paper = [o for o in figures.FIG4_EMOTIONS if o in outputs]
+    return paper[0] if paper else outputs[0]
+
+
+def _figure4_html(p: SettingPart, name: str) -> str:
+    """Figure 4: one figure per output (every model type in each), a ``<select>`` to pick."""
+    if not p.figure4:
+        return '<p class="caption">Figure 4: no outputs to show.</p>'
+    outs = list(p.figure4)
+    chosen = _default_output(outs)
+    target = f"{p.slug}-fig4"
+    options = "".join(f'<option value="{esc(o)}"{" selected" if o == chosen else ""}>{esc(o)}'
+                      "</option>" for o in outs)
+    figs = "\n".join(
+        f'<figure data-output="{esc(o)}"><img alt="{esc(_alt(f"Figure 4 for {name}, {o}", png))}"'
+        f' src="{_data_uri(png)}"></figure>' for o, png in p.figure4.items())
+    return (f'<div class="pick"><label>output: <select data-pick="{esc(target)}">{options}'
+            f"</select></label> ({len(outs)} outputs; every model type in each figure)"
+            f'<div id="{esc(target)}">\n{figs}\n</div></div>')
+
+
+def _part_html(p: SettingPart, name: str, h: str = "h3", notes: str = "",
+               family_link: str = "") -> str:
+    """Table 1, Figures 3-4 and SNR with its clip accounting of one setting."""
     s = p.slug
+    attack = p.setting[0] if p.setting is not None else ""
+    n_tests = sum(not t.skipped for t in p.tests)
+    link = (f'<p class="caption">The planned comparisons at this setting ({n_tests} tests) are '
+            f'in the family table: <a href="#{family_link}">planned comparisons</a>.</p>'
+            if family_link else "")
     return f"""
-<{h} id="{s}-table1">Table 1: clean and attacked performance (mean ± std over seeds)</{h}>
+<{h} id="{s}-table1">Table 1: clean and attacked performance (mean over seeds, 95 % interval,
+N)</{h}>
 {tables.table1_html(p.table1)}
 {notes}
+{link}
 <{h} id="{s}-figure3">Figure 3: ΔMAE per model type</{h}>
-<img alt="Figure 3 for {esc(name)}" src="{_data_uri(p.figure3)}">
+<img alt="{esc(_alt("Figure 3 for " + name, p.figure3))}" src="{_data_uri(p.figure3)}">
 <{h} id="{s}-figure4">Figure 4: true annotation vs prediction</{h}>
-<img alt="Figure 4 for {esc(name)}" src="{_data_uri(p.figure4)}">
-<{h} id="{s}-ttests">Significance: paired t-tests</{h}>
-{tables.ttests_html(p.ttests, alpha)}
+{_figure4_html(p, name)}
 <{h} id="{s}-snr">Perceptibility: SNR of the perturbations</{h}>
-{tables.snr_html(p.snr)}"""
+{tables.snr_html(p.snr)}
+{tables.accounting_html(p.snr, p.zero, attack)}"""
 
 
-def _curves_html(r: SourceResults, alpha: float) -> str:
-    """The robustness-curve section: the figure, the AUC table and its paired tests."""
+def _curves_html(r: SourceResults) -> str:
+    """The robustness-curve section: the figure, its numbers and the area table."""
     s = r.slug
+    alt = esc(_alt("Robustness curves for " + r.name, r.curve_figure))
     parts = [f"""
 <h3 id="{s}-curves">Robustness curves: ΔMAE and attacked mean r against the budget ε</h3>
-<img alt="Robustness curves for {esc(r.name)}" src="{_data_uri(r.curve_figure)}">
-<p class="caption">Mean over seeds (line) and 95 % t-interval of the mean (band), per model
-type, on a log ε axis. Settings on no curve (an attack without an effective bound, or a lone
+<img alt="{alt}" src="{_data_uri(r.curve_figure)}">
+<p class="caption">Mean over seeds and its 95 % interval ({esc(stats.INTERVAL_SHORT)}; for the
+attacked mean r the correlation is recomputed in every replicate, so the interval stays inside
+[−1, 1]), per model type, on a log ε axis: a line and band over 3 or more budgets, points with
+error bars over fewer. Settings on no curve (an attack without an effective bound, or a lone
 budget) are drawn on their own at the right, not on the ε axis.</p>
 <details><summary>The numbers behind the curves: ΔMAE and attacked mean r per setting (mean
-[95 % interval] over seeds)</summary>
+[95 % interval], N)</summary>
 <p class="caption">ΔMAE</p>
 {tables.curve_points_html(r.curve_points, "delta_mae")}
 <p class="caption">attacked mean r</p>
@@ -346,12 +455,31 @@ budget) are drawn on their own at the right, not on the ε axis.</p>
         parts.append(f"""
 <h4>Area under ΔMAE(ε): {esc(c.label)}</h4>
 {tables.auc_html(c)}
-<p class="caption">Paired t-tests between model types on the area:</p>
-{tables.ttests_html(c.tests, alpha, what="auc")}""")
+<p class="caption">The paired tests on the area are in the family table.</p>""")
     return "\n".join(parts)
 
 
-def _source_html(r: SourceResults, alpha: float) -> str:
+def _statement_html(r: SourceResults) -> str:
+    """How to read the section's numbers, stated once: the intervals and the family."""
+    return f"""
+<h3 id="{r.slug}-statistics">Statistics: how to read the numbers</h3>
+<div class="statement" id="{r.slug}-statement">
+<p><strong>Intervals.</strong> {esc(tables.intervals_statement(r.family.n_boot))}</p>
+<p><strong>Tests.</strong> {esc(r.family.statement())}</p>
+<p><strong>Clips.</strong> Only runs whose status is done count; the others are listed below.
+Every clip of a done run is in Table 1 and the tests; a clip left out of a statistic (δ = 0
+gives an infinite SNR; a non-finite value; a clip without a partner in a pair) is counted beside
+that statistic with the reason.</p>
+</div>"""
+
+
+def _family_html(r: SourceResults) -> str:
+    return f"""
+<h3 id="{r.slug}-family">Significance: the planned comparisons (one family)</h3>
+{tables.family_html(r.family)}"""
+
+
+def _source_html(r: SourceResults) -> str:
     not_done = r.per_run[r.per_run["status"] != "done"]
     not_done = not_done.drop_duplicates(subset=["run_id"])
     notes = ""
@@ -361,18 +489,20 @@ def _source_html(r: SourceResults, alpha: float) -> str:
                              f"{esc(x.status)} {esc(x.message)}"
                              for x in not_done.itertuples()) + "</p>")
     s = r.slug
+    family = f"{s}-family"
     if len(r.parts) == 1:
-        body = _part_html(r.parts[0], r.name, alpha, notes=notes)
+        body = (_statement_html(r) + notes + _family_html(r)
+                + _part_html(r.parts[0], r.name))
     else:
         labels = ", ".join(esc(p.label) for p in r.parts)
-        body = (f'<p class="caption">Attack settings ({len(r.parts)}): {labels}. Table 1 and '
-                "the t-tests are given per setting; the t-tests form one Bonferroni family "
-                "over comparisons × settings.</p>\n" + notes
-                + (_curves_html(r, alpha) if r.curves else "")
+        body = (f'<p class="caption">Attack settings ({len(r.parts)}): {labels}. Table 1, '
+                "Figures 3-4 and the SNR table are given per setting; the tests form one family "
+                "over every setting and curve.</p>\n" + _statement_html(r) + notes
+                + (_curves_html(r) if r.curves else "") + _family_html(r)
                 + "".join(f"""
 <section id="{p.slug}">
 <h3>Setting: {esc(p.label)}</h3>
-{_part_html(p, f"{r.name}, {p.label}", alpha, "h4")}
+{_part_html(p, f"{r.name}, {p.label}", "h4", family_link=family)}
 </section>""" for p in r.parts))
     return f"""
 <section id="source-{s}">
@@ -387,8 +517,9 @@ runs, {len(r.clips)} clip rows of finished runs. Outputs ({len(r.outputs)}):
 <h3 id="{s}-media">Listen: clean and adversarial clips</h3>
 <p class="caption">Tables and figures are inside this page; the audio players read the WAV
 files in {esc(r.store.media_dir.resolve())} by relative path, so copy that media/ folder along
-with the page (keeping their relative places) if you move it.</p>
-{_media_html(r.media)}
+with the page (keeping their relative places) if you move it. The adversarial examples come
+from {esc(r.media_setting or "an attack setting the store does not record")}.</p>
+{_media_html(r.media, r.media_setting)}
 <details><summary>Every run</summary>
 {tables.runs_html(r.per_run)}
 </details>
@@ -406,7 +537,9 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
      "and after the attack (same units; a classifier's is 2(1 − p(label))/classes); "
      "ΔMAE = attacked − clean"),
     ("iterations", "update steps the attack took on the clip"),
-    ("converged", "the attack passed its final threshold (correlation −1, or the MSE limit)"),
+    ("converged", "the attack passed its stopping rule's final threshold (correlation −1, or "
+     "the MSE limit) before its iterations ran out; a budget-limited attack rarely does, so 0 % "
+     "under a small ε is expected"),
     ("final_threshold", "the stepped threshold the attack was working towards when it stopped "
      "(the final one if converged)"),
     ("last_passed", "the last threshold the attack passed (empty if none): the returned δ is "
@@ -424,8 +557,9 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
 
 def _glossary_html() -> str:
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in GLOSSARY)
-    return (f"<details><summary>Glossary of the columns</summary><table>{rows}</table>"
-            f"</details>")
+    return (f"<details><summary>Glossary of the columns</summary><table class=\"info\">"
+            f"<caption>clips.csv columns (N = {len(GLOSSARY)} entries)</caption><tbody>{rows}"
+            f"</tbody></table></details>")
 
 
 def settings_warnings(sources: Sequence[SourceResults]) -> list[str]:
@@ -489,13 +623,13 @@ def render_html(sources: Sequence[SourceResults], alpha: float = 0.05,
 <h2>Side by side</h2>
 <h3>Table 1</h3>
 {tables.table1_side_by_side_html({key(r, p): p.table1 for r, p in parts})}
-<h3>Paired t-tests (adversarial MAE)</h3>
-{tables.ttests_side_by_side_html({key(r, p): p.ttests for r, p in parts})}
+<h3>Planned comparisons (each store's own family)</h3>
+{tables.family_side_by_side_html({r.name: r.family for r in sources})}
 <h3>Perceptibility</h3>
 {tables.snr_side_by_side_html({key(r, p): p.snr for r, p in parts})}
 </section>"""
         nav = '<a href="#side-by-side">side by side</a> ' + nav
-    body = "\n".join([*(_source_html(r, alpha) for r in sources), *extra])
+    body = "\n".join([*(_source_html(r) for r in sources), *extra])
     title = sources[0].name if sources else "L2I"
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -516,8 +650,10 @@ performance, statistics and listening examples, computed from the results store(
 {body}
 <footer>
 {_glossary_html()}
-<details><summary>Report generated with</summary><pre>{esc(_dump(versions()))}</pre></details>
+<details><summary>Report generated with</summary>
+{info_table(versions(), "Versions the report ran with")}</details>
 </footer>
+<script>{_PICK_JS}</script>
 </body>
 </html>
 """
@@ -533,6 +669,7 @@ def build_report(
     alpha: float = 0.05,
     media_clips: int = 2,
     l2i: Sequence[str | os.PathLike[str]] = (),
+    n_boot: int = DEFAULT_N_BOOT,
 ) -> Path:
     """Write the HTML report of ``results_dir`` (and of each ``compare`` store side by side) to
     ``out`` (default ``results_dir/report.html``) atomically; figures also go to
@@ -552,7 +689,7 @@ def build_report(
     extra = [l2i_section_html(x, out_dir) for x in l2i_dirs if x is not None]
     stores = ([] if main_is_l2i_only else [results_dir]) + list(compare)
     sources = [analyse_store(p, out_dir, emotions=emotions, comparisons=comparisons,
-                             alpha=alpha, media_clips=media_clips, taken=taken)
+                             alpha=alpha, media_clips=media_clips, taken=taken, n_boot=n_boot)
                for p in stores]
     write_text(out_path, render_html(sources, alpha, extra))
     return out_path

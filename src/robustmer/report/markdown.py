@@ -1,9 +1,11 @@
-"""The numbers of a results store as Markdown: Table 1, the t-tests and the SNR table per attack
-setting, the robustness curves' area table and tests, and the checks' summary. For pasting into
-a paper or a results page (docs/results.md is written from it); no figures, no audio.
+"""The numbers of a results store as Markdown: how the intervals and the tests are made (stated
+once), the one family of planned comparisons, Table 1 and the SNR table per attack setting with
+every clip accounted for, the robustness curves' area table, and the checks' summary. For
+pasting into a paper or a results page (docs/results.md is written from it); no figures, no
+audio.
 
 Every number comes from the same functions as the HTML report (``evaluate.stats``,
-``report.checks.summary``), so the two never disagree.
+``report.checks.summary``) and the same sentences (``report.tables``), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ import pandas as pd
 from robustmer.errors import ConfigError
 from robustmer.evaluate import stats
 from robustmer.evaluate.checks_table import read_checks
+from robustmer.evaluate.intervals import DEFAULT_N_BOOT
 from robustmer.evaluate.store import ResultsStore, select_setting, setting_label, settings
 from robustmer.io import write_text
 from robustmer.report.checks import CHECK_LABELS, summary
+from robustmer.report.tables import (
+    CONVERGED_WORDS,
+    accounting_lines,
+    intervals_statement,
+    tested_on,
+)
 
 CHECKS_FILE = "checks.csv"
 
@@ -35,7 +44,7 @@ def _num(x: object, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
-def _pm(mean: object, std: object, digits: int = 4) -> str:
+def _pm(mean: object, std: object, digits: int = 4) -> str:  # the checks' mean ± s.d.
     s = _num(std, digits)
     return _num(mean, digits) if s == "–" else f"{_num(mean, digits)} ± {s}"
 
@@ -51,48 +60,75 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header))] + [line(r) for r in rows])
 
 
+def _ci(est: object, lo: object, hi: object, digits: int = 4) -> str:
+    """``est [lo, hi]`` (the estimate alone when the interval is undefined)."""
+    e, a, b = _num(est, digits), _num(lo, digits), _num(hi, digits)
+    return e if "–" in (a, b) or e == "–" else f"{e} [{a}, {b}]"
+
+
 def table1_md(t1: pd.DataFrame) -> str:
-    """Table 1: clean r and MAE, attacked MAE, ΔMAE, mean ± s.d. over seeds."""
-    rows = [[r["model_type"], f"{int(r['n_runs'])}", _pm(r["clean_mean_r_mean"],
-             r["clean_mean_r_std"], 3), _pm(r["clean_mae_mean"], r["clean_mae_std"]),
-             _pm(r["adv_mae_mean"], r["adv_mae_std"]), _pm(r["delta_mae_mean"],
-             r["delta_mae_std"])] for _, r in t1.iterrows()]
-    return md_table(["model", "runs", "clean mean r", "clean MAE", "attacked MAE", "ΔMAE"], rows)
+    """Table 1: runs, N clips; clean r and MAE, attacked MAE, ΔMAE as mean over seeds [95 %
+    interval] (``stats.table1``)."""
+    rows = [[r["model_type"], f"{int(r['n_runs'])}", f"{int(r['n_clips'])}",
+             _ci(r["clean_mean_r_mean"], r["clean_mean_r_lo"], r["clean_mean_r_hi"], 3),
+             _ci(r["clean_mae_mean"], r["clean_mae_lo"], r["clean_mae_hi"]),
+             _ci(r["adv_mae_mean"], r["adv_mae_lo"], r["adv_mae_hi"]),
+             _ci(r["delta_mae_mean"], r["delta_mae_lo"], r["delta_mae_hi"])]
+            for _, r in t1.iterrows()]
+    return md_table(["model", "runs (seeds)", "N clips", "clean mean r [95 % CI]",
+                     "clean MAE [95 % CI]", "attacked MAE [95 % CI]", "ΔMAE [95 % CI]"], rows)
 
 
-def tests_md(tests: Sequence[stats.Comparison]) -> str:
-    """The paired t-tests of per-clip attacked MAE (Bonferroni level in the table)."""
+def family_md(family: stats.PlannedFamily) -> str:
+    """The family's tests: per comparison and what it is tested on, N pairs (seeds), the mean
+    difference and d_z with their intervals, t, p, the adjusted p and the decision."""
     rows = []
-    for c in tests:
-        if c.skipped:
-            rows.append([f"{c.a} vs {c.b}", "–", "–", "–", "–", "–", "–", c.note or "skipped"])
+    for t in family.tests:
+        what = tested_on(t)
+        name = f"{t.a} vs {t.b}" + (" (adv. training)" if t.why != stats.PLANNED else "")
+        e = t.effect
+        if e is None:
+            rows.append([name, what, "–", "–", "–", "–", "–", "–", t.note or "skipped"])
             continue
-        rows.append([f"{c.a} vs {c.b}", f"{c.n}", _num(c.mean_a), _num(c.mean_b),
-                     f"t({c.df}) = {c.t:.2f}", _p(c.p), f"{c.d_z:.2f}",
-                     f"{'yes' if c.significant else 'no'} (α' = {c.alpha_corrected:.4g})"])
-    return md_table(["comparison", "pairs", "mean a", "mean b", "t", "p", "d_z",
-                     "significant"], rows)
+        md, dz = e.mean_diff_bootstrap, e.d_z_bootstrap
+        decision = "yes" if t.significant else "no"
+        if not t.agrees:
+            decision += " (bootstrap interval of a − b " + (
+                "includes 0)" if t.significant else "excludes 0)")
+        rows.append([name, what, f"{e.n} ({e.n_clusters})", _ci(md.estimate, md.low, md.high),
+                     _ci(dz.estimate, dz.low, dz.high, 2), f"t({e.df}) = {e.t:.2f}", _p(e.p),
+                     _p(t.p_adjusted), decision + (f"; {t.note}" if t.note else "")])
+    return md_table(["comparison", "tested on", "N pairs (seeds)", "a − b [95 % CI]",
+                     "d_z [95 % CI]", "t", "p", f"p ({family.method})", "significant"], rows)
 
 
 def snr_md(snr: pd.DataFrame) -> str:
-    """Perceptibility: SNR of the perturbation, iterations, share of clips that converged."""
-    rows = [[r["model_type"], _pm(r["snr_db_mean"], r["snr_db_std"], 1),
-             _num(r["delta_linf_mean"]), _num(r["iterations_mean"], 1),
-             _num(r["converged_frac"], 2)] for _, r in snr.iterrows()]
-    return md_table(["model", "SNR dB", "mean ‖δ‖∞", "iterations", "converged"], rows)
+    """Perceptibility: N clips, SNR over the clips with a finite SNR [95 % interval], the clips
+    left out of it, ‖δ‖∞, iterations, share of clips that converged."""
+    rows = [[r["model_type"], f"{int(r['n_clips'])}", f"{int(r['n_snr'])}",
+             _ci(r["snr_db_mean"], r["snr_db_lo"], r["snr_db_hi"], 1),
+             f"{int(r['n_zero_delta'])}", _num(r["delta_linf_mean"]),
+             _num(r["iterations_mean"], 1), _num(r["converged_frac"], 2)]
+            for _, r in snr.iterrows()]
+    return md_table(["model", "N clips", "N in SNR", "SNR dB [95 % CI]", "δ = 0 (left out)",
+                     "mean ‖δ‖∞", "iterations", "converged*"], rows)
 
 
 def curves_md(curves: Sequence[stats.Curve]) -> str:
-    """Per curve: the area under ΔMAE(log10 ε) per model type and the paired tests on it."""
+    """Per curve: the area under ΔMAE(log10 ε) per model type (the tests on it are in the
+    family)."""
     parts = []
     for c in curves:
-        rows = [[r["model_type"], f"{int(r['n_runs'])}", _pm(r["auc_mean"], r["auc_std"]),
-                 f"[{_num(r['auc_lo'])}, {_num(r['auc_hi'])}]", _num(r["mean_delta_mae"])]
+        rows = [[r["model_type"], f"{int(r['n_runs'])}", f"{int(r['n_clips'])}",
+                 _ci(r["auc_mean"], r["auc_lo"], r["auc_hi"]), _num(r["auc_std"]),
+                 _num(r["mean_delta_mae"])]
                 for _, r in c.table.iterrows()]
         parts.append(f"#### Robustness curve: {c.label}\n\nArea under ΔMAE over log10 ε "
-                     f"({c.decades:.2f} decades; smaller = more robust):\n\n"
-                     + md_table(["model", "runs", "area", "95 % interval", "mean ΔMAE"], rows)
-                     + "\n\nPaired tests on the per-clip area:\n\n" + tests_md(c.tests))
+                     f"({c.decades:.2f} decades; smaller = more robust; mean over seeds [95 % "
+                     "interval over seeds and clips]; the s.d. over seeds is a description). "
+                     "The paired tests on the area are in the family above.\n\n"
+                     + md_table(["model", "runs (seeds)", "N clips", "area [95 % CI]",
+                                 "s.d. over seeds", "mean ΔMAE"], rows))
     return "\n\n".join(parts)
 
 
@@ -117,9 +153,9 @@ def checks_md(checks: pd.DataFrame) -> str:
 
 def markdown_summary(results_dir: str | os.PathLike[str], *,
                      comparisons: Sequence[tuple[str, str]] | None = None,
-                     alpha: float = 0.05) -> str:
+                     alpha: float = 0.05, n_boot: int = DEFAULT_N_BOOT) -> str:
     """Every table of the store at ``results_dir`` as one Markdown text (``comparisons``:
-    default the store's planned ones)."""
+    default the store's planned ones; the family adds adversarially trained vs plain)."""
     store = ResultsStore(results_dir)
     if not (store.path / "clips.csv").is_file():
         raise ConfigError(f"RESULTS_DIR {store.path}: no clips.csv (not a results store)")
@@ -128,15 +164,25 @@ def markdown_summary(results_dir: str | os.PathLike[str], *,
         comparisons = stats.store_comparisons(store.read_config(),
                                               list(dict.fromkeys(runs["model_type"])))
     found = settings(clips)
+    family = stats.planned_family(clips, runs, comparisons, alpha=alpha, n_boot=n_boot)
     out = [f"# Results: {store.path.name}\n",
-           f"Per-clip tests: paired t-tests of attacked MAE, Bonferroni over comparisons x "
-           f"settings at α = {alpha}. Mean ± s.d. over seeds."]
-    tests = stats.compare_by_setting(clips, comparisons, alpha=alpha, runs=runs) if found else []
-    for st, comps in tests:
+           f"**Intervals.** {intervals_statement(n_boot)}",
+           f"**Tests.** {family.statement()}",
+           "## Planned comparisons (one family)", family_md(family)]
+    not_done = runs[runs["status"] != "done"].drop_duplicates(subset=["run_id"])
+    if len(not_done):
+        out.append("Runs not done (left out of every statistic): " + "; ".join(
+            f"{r.run_id} ({r.model_type}, seed {r.seed}): {r.status}"
+            for r in not_done.itertuples()) + ".")
+    for st in found:
         r_sel, c_sel = select_setting(runs, st, keep_unset=True), select_setting(clips, st)
-        out += [f"## {setting_label(st)}", table1_md(stats.table1(r_sel, c_sel)),
-                tests_md(comps), snr_md(stats.snr_table(r_sel, c_sel))]
-    curves = stats.robustness_curves(runs, clips, comparisons, alpha=alpha)
+        snr = stats.snr_table(r_sel, c_sel, n_boot=n_boot)
+        zero = stats.zero_delta_clips(c_sel, r_sel)
+        out += [f"## {setting_label(st)}", table1_md(stats.table1(r_sel, c_sel, n_boot=n_boot)),
+                snr_md(snr), " ".join(["Clips accounted for:",
+                                       *accounting_lines(snr, zero, st[0])])
+                + f"\n\n\\*{CONVERGED_WORDS}"]
+    curves = stats.robustness_curves(runs, clips, comparisons, alpha=alpha, n_boot=n_boot)
     if curves:
         out += ["## Robustness curves", curves_md(curves)]
     checks_path = store.path / CHECKS_FILE

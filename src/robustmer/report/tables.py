@@ -1,8 +1,11 @@
-"""The report's tables as HTML fragments (Table 1, t-tests, perceptibility, runs), for one
-results source or several side by side (one column group per source).
+"""The report's tables as HTML fragments (Table 1, the planned comparisons, perceptibility,
+runs), for one results source or several side by side (one column group per source).
 
 Hand-written rather than ``DataFrame.to_html`` because the tables need column groups spanning
-sources and ``mean ± std`` cells; every value from the data is HTML-escaped.
+sources and interval cells; every value from the data is HTML-escaped. Every table has a
+``<caption>`` stating its N, and every interval is a ``<span class="ci">`` with machine-readable
+``data-quantity``, ``data-estimate``, ``data-low`` and ``data-high`` (the browser test checks
+that no correlation's interval leaves [-1, 1]).
 """
 
 from __future__ import annotations
@@ -14,8 +17,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from robustmer.evaluate.stats import TABLE1_METRICS, Comparison, Curve
-from robustmer.evaluate.store import order_model_types, setting_label, settings
+from robustmer.evaluate.stats import (
+    INTERVAL_SHORT,
+    INTERVAL_WORDS,
+    TABLE1_METRICS,
+    Curve,
+    PlannedFamily,
+    PlannedTest,
+)
+from robustmer.evaluate.store import REFERENCE_SETTING, order_model_types, setting_label, settings
 
 TABLE1_LABELS: dict[str, str] = {
     "clean_mean_r": "clean mean r",
@@ -23,6 +33,17 @@ TABLE1_LABELS: dict[str, str] = {
     "adv_mae": "attacked MAE",
     "delta_mae": "ΔMAE",
 }
+
+QUANTITY: dict[str, str] = {"clean_mean_r": "r", "adv_mean_r": "r", "clean_mae": "mae",
+                            "adv_mae": "mae", "delta_mae": "delta_mae"}
+"""``data-quantity`` of each metric's interval (``r``: a correlation, inside [-1, 1])."""
+
+CONVERGED_WORDS = ("converged = the attack passed its stopping rule's final threshold (the "
+                   "corr rule: a per-clip correlation of −1; the mse rule: the MSE limit) before "
+                   "its iterations ran out. A budget-limited attack rarely does: with a small ε "
+                   "0 % is expected and does not mean the attack failed; ΔMAE says how much it "
+                   "did.")
+"""The explanation printed beside every "converged" column."""
 
 
 def esc(value: object) -> str:
@@ -59,41 +80,98 @@ def mean_std(mean: float, std: float, digits: int = 3) -> str:
     return f"{fmt(mean, digits)} ± {fmt(std, digits)}"
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
-    """Assemble a table from already-escaped header rows (``<tr>...</tr>``) and cell rows."""
+def ci_span(estimate: object, low: object, high: object, quantity: str, digits: int = 3
+            ) -> str:
+    """``0.141 [0.123, 0.161]`` as a ``<span class="ci">`` whose ``data-*`` attributes carry
+    the numbers (``data-quantity``: ``r`` for a correlation, ``mae``, ``diff``, ...); the
+    estimate alone (and no ``data-low``) when the interval is undefined."""
+    def num(x: object) -> float:
+        try:
+            return float(x)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return float("nan")
+
+    est, lo, hi = num(estimate), num(low), num(high)
+    if not math.isfinite(est):
+        return "–"
+    attrs = f'class="ci" data-quantity="{esc(quantity)}" data-estimate="{est!r}"'
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"<span {attrs}>{fmt(est, digits)}</span>"
+    return (f'<span {attrs} data-low="{lo!r}" data-high="{hi!r}">{fmt(est, digits)} '
+            f"[{fmt(lo, digits)}, {fmt(hi, digits)}]</span>")
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], css: str = "",
+           caption: str = "") -> str:
+    """Assemble a table from already-escaped header rows (``<tr>...</tr>``) and cell rows, with
+    an already-escaped ``caption`` (which states the table's N)."""
     body = "\n".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
     cls = f' class="{esc(css)}"' if css else ""
-    return f"<table{cls}>\n<thead>\n{''.join(head)}\n</thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    cap = f"<caption>{caption}</caption>\n" if caption else ""
+    return (f"<table{cls}>\n{cap}<thead>\n{''.join(head)}\n</thead>\n<tbody>\n{body}\n"
+            "</tbody>\n</table>")
 
 
 def _td(text: str, numeric: bool = True) -> str:
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
+def _n_range(values: Sequence[object]) -> str:
+    """``24`` or ``20-24``: the N of a column of counts."""
+    nums = sorted({int(float(v)) for v in values  # type: ignore[arg-type]
+                   if v is not None and not pd.isna(v)})
+    if not nums:
+        return "0"
+    return str(nums[0]) if len(nums) == 1 else f"{nums[0]}–{nums[-1]}"
+
+
+def _t1_cells(rec: Mapping[str, object]) -> list[str]:
+    return [_td(ci_span(rec[f"{m}_mean"], rec.get(f"{m}_lo"), rec.get(f"{m}_hi"),
+                        QUANTITY[m])) for m in TABLE1_METRICS]
+
+
+def _t1_runs(rec: Mapping[str, object]) -> str:
+    return f"{rec['n_runs']}" + (f" (+{rec['n_not_done']} not done)" if rec["n_not_done"]
+                                 else "")
+
+
+def table1_caption(t1: pd.DataFrame, level: float = 0.95) -> str:
+    """What Table 1's cells are, with N (escaped HTML)."""
+    if len(t1) == 0:
+        return "Table 1: no model type with results (N = 0 runs)."
+    excl = int(t1["n_excluded"].sum()) if "n_excluded" in t1 else 0
+    return esc(
+        f"N per row: runs (seeds) and clip rows (here {_n_range(t1['n_clips'])} clip rows over "
+        f"{_n_range(t1['n_seeds'])} seeds). Each cell: mean over seeds of each run's value "
+        f"[{100 * level:g} % interval: {INTERVAL_SHORT}; for mean r the Pearson r is recomputed "
+        "in every replicate, so it stays inside [−1, 1]]."
+        + (f" {excl} clip rows with a non-finite value left out." if excl else ""))
+
+
 def table1_html(t1: pd.DataFrame) -> str:
-    """Table 1 of one source: runs, and mean ± std over seeds of each ``TABLE1_METRICS``."""
-    head = ["<tr><th>model type</th><th>runs</th>"
-            + "".join(f"<th>{esc(TABLE1_LABELS[m])}</th>" for m in TABLE1_METRICS) + "</tr>"]
+    """Table 1 of one source: runs (seeds), N clips, and each of ``TABLE1_METRICS`` as the mean
+    over seeds with its clip-bootstrap interval (``stats.table1``)."""
+    head = ["<tr><th>model type</th><th>runs (seeds)</th><th>N clips</th>"
+            + "".join(f"<th>{esc(TABLE1_LABELS[m])} [95 % interval]</th>"
+                      for m in TABLE1_METRICS) + "</tr>"]
     rows = []
     for rec in t1.to_dict("records"):
-        n = f"{rec['n_runs']}" + (f" (+{rec['n_not_done']} not done)" if rec["n_not_done"]
-                                  else "")
-        rows.append([_td(esc(rec["model_type"]), False), _td(esc(n))]
-                    + [_td(mean_std(rec[f"{m}_mean"], rec[f"{m}_std"])) for m in TABLE1_METRICS])
-    return _table(head, rows, "table1")
+        rows.append([_td(esc(rec["model_type"]), False), _td(esc(_t1_runs(rec))),
+                     _td(esc(rec.get("n_clips", "–"))), *_t1_cells(rec)])
+    return _table(head, rows, "table1", table1_caption(t1))
 
 
 def table1_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
     """Table 1 of several sources: one column group per source, rows = union of model types."""
     names = list(tables)
     types = order_model_types(t for df in tables.values() for t in df["model_type"])
-    ncol = len(TABLE1_METRICS) + 1
+    ncol = len(TABLE1_METRICS) + 2
     head = [
         "<tr><th rowspan=\"2\">model type</th>"
         + "".join(f'<th colspan="{ncol}" class="group">{esc(n)}</th>' for n in names) + "</tr>",
-        "<tr>" + "".join("<th>runs</th>" + "".join(f"<th>{esc(TABLE1_LABELS[m])}</th>"
-                                                     for m in TABLE1_METRICS)
-                         for _ in names) + "</tr>",
+        "<tr>" + "".join("<th>runs</th><th>N clips</th>" + "".join(
+            f"<th>{esc(TABLE1_LABELS[m])}</th>" for m in TABLE1_METRICS) for _ in names)
+        + "</tr>",
     ]
     rows = []
     for t in types:
@@ -103,55 +181,118 @@ def table1_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
             if len(sel) == 0:
                 cells += [_td("–")] * ncol
                 continue
-            rec = sel.iloc[0]
-            cells.append(_td(esc(rec["n_runs"])))
-            cells += [_td(mean_std(rec[f"{m}_mean"], rec[f"{m}_std"])) for m in TABLE1_METRICS]
+            rec = sel.iloc[0].to_dict()
+            cells += [_td(esc(rec["n_runs"])), _td(esc(rec.get("n_clips", "–")))]
+            cells += _t1_cells(rec)
         rows.append(cells)
-    return _table(head, rows, "table1 compare")
+    caption = esc("N per source and row: runs (seeds) and clip rows. Each cell: mean over "
+                  f"seeds [95 % interval: {INTERVAL_SHORT}].")
+    return _table(head, rows, "table1 compare", caption)
 
 
-def _ttest_cells(c: Comparison) -> list[str]:
-    if c.skipped:
-        return [_td("–")] * 6
-    return [_td(esc(c.n)), _td(esc(c.formatted)), _td(fmt_p(c.p)), _td(fmt(c.d_z, 2)),
-            _td(f"{fmt(c.mean_a)} vs {fmt(c.mean_b)}"),
-            _td("significant" if c.significant else "not significant", False)]
+TESTED = {"setting": "per-clip attacked MAE", "area": "per-clip area under ΔMAE(log10 ε)"}
 
 
-_TTEST_HEAD = ("pairs", "t(df)", "p", "Cohen's d_z", "mean MAE_adv (a vs b)",
-               "Bonferroni decision")
+def _decision(t: PlannedTest) -> str:
+    if t.skipped:
+        return "–"
+    word = "yes" if t.significant else "no"
+    if t.agrees:
+        return word
+    if t.significant:
+        return (f"{word}, but the bootstrap interval of a − b includes 0: not established "
+                "once seeds are treated as clusters")
+    return f"{word}, although the bootstrap interval of a − b excludes 0"
 
 
-_TESTED = {
-    "adv": ("mean MAE_adv (a vs b)", "per-clip adversarial MAE"),
-    "auc": ("mean area (a vs b)", "the per-clip area under ΔMAE(ε) (log10 ε)"),
-}
+def _family_cells(t: PlannedTest) -> list[str]:
+    e = t.effect
+    if e is None:
+        return [_td("–")] * 8
+    md, dz = e.mean_diff_bootstrap, e.d_z_bootstrap
+    return [_td(f"{e.n} ({e.n_clusters})"), _td(f"{fmt(e.mean_a, 4)} vs {fmt(e.mean_b, 4)}"),
+            _td(ci_span(md.estimate, md.low, md.high, "diff", 4)),
+            _td(ci_span(dz.estimate, dz.low, dz.high, "d_z", 2)),
+            _td(esc(t.formatted)), _td(fmt_p(e.p)), _td(fmt_p(t.p_adjusted)),
+            _td(esc(_decision(t)), False)]
 
 
-def ttests_html(comparisons: Sequence[Comparison], alpha: float = 0.05, what: str = "adv"
-                ) -> str:
-    """The paired t-tests of one source, with the Bonferroni level and any skip notes;
-    ``what`` is ``adv`` (per-clip adversarial MAE) or ``auc`` (per-clip area under ΔMAE(ε))."""
-    column, tested = _TESTED[what]
-    heads = (*_TTEST_HEAD[:4], column, _TTEST_HEAD[5])
-    head = ["<tr><th>comparison</th>" + "".join(f"<th>{esc(h)}</th>" for h in heads)
-            + "<th>note</th></tr>"]
-    rows = [[_td(f"{esc(c.a)} vs {esc(c.b)}", False), *_ttest_cells(c), _td(esc(c.note), False)]
-            for c in comparisons]
-    ran = [c for c in comparisons if not c.skipped]
-    level = ran[0].alpha_corrected if ran else float("nan")
-    m = round(alpha / level) if ran and level > 0 else 0
-    family = "" if m == len(ran) else f" (m = {m}: every test of the family, over all settings)"
-    caption = (f"<p class=\"caption\">Two-sided paired t-tests (scipy.stats.ttest_rel) of "
-               f"{tested} pooled over seeds, paired by (seed, clip). "
-               f"Bonferroni: α = {fmt(alpha, 2)} / {m} = {fmt(level, 4)}{family}.</p>"
-               if ran else "<p class=\"caption\">No comparison could be run.</p>")
-    return _table(head, rows, "ttests") + "\n" + caption
+FAMILY_HEAD = ("N pairs (seeds)", "mean a vs b", "a − b [95 % interval]",
+               "Cohen's d_z [95 % interval]", "t(df)", "p", "p adjusted", "significant")
+
+
+def tested_on(t: PlannedTest) -> str:
+    """``per-clip attacked MAE at bim eps=0.001 (spectrogram)``: what a test compares."""
+    return f"{TESTED[t.scope]} at {t.label.removeprefix('area: ')}"
+
+
+def family_html(family: PlannedFamily) -> str:
+    """Every test of the family, grouped by what it tests (each setting, then each curve's
+    area: a spanning row), with the effect sizes and intervals beside each p, and one caption
+    stating N and the correction."""
+    notes = any(t.note for t in family.tests)
+    ncol = len(FAMILY_HEAD) + 1 + notes
+    method = {"holm": "Holm", "bonferroni": "Bonferroni"}[family.method]
+    head = ["<tr><th>comparison (a vs b)</th>"
+            + "".join(f"<th>{esc(h if h != 'p adjusted' else f'p ({method})')}</th>"
+                      for h in FAMILY_HEAD) + ("<th>note</th>" if notes else "") + "</tr>"]
+    rows: list[list[str]] = []
+    current = None
+    for t in family.tests:
+        if tested_on(t) != current:
+            current = tested_on(t)
+            rows.append([f'<th colspan="{ncol}" class="group">{esc(current)}</th>'])
+        why = " (adversarial training)" if t.why != "planned" else ""
+        rows.append([_td(f"{esc(t.a)} vs {esc(t.b)}{esc(why)}", False), *_family_cells(t),
+                     *([_td(esc(t.note), False)] if notes else [])])
+    ran = [t.effect for t in family.tests if t.effect is not None]
+    caption = esc(
+        f"The family: {len(family.tests)} tests, {len(ran)} run (m = {family.m}), {method} at "
+        f"α = {family.alpha:g}; N = pairs of (seed, clip) values per test, "
+        f"{_n_range([e.n for e in ran])} pairs over {_n_range([e.n_clusters for e in ran])} "
+        "seeds. a − b > 0: the first type has the larger error. 'significant': p adjusted "
+        f"≤ α; the 95 % intervals are from the {INTERVAL_SHORT}.")
+    if not family.tests:
+        caption = esc("No planned comparison (N = 0 tests).")
+    return '<div class="wide">' + _table(head, rows, "family", caption) + "</div>"
+
+
+def family_side_by_side_html(families: Mapping[str, PlannedFamily]) -> str:
+    """The families of several sources: per comparison and setting, the mean difference with its
+    interval, the adjusted p and the decision of each source."""
+    names = list(families)
+    keys = list(dict.fromkeys((t.a, t.b, t.scope, t.label) for f in families.values()
+                              for t in f.tests))
+    sub = ("N pairs", "a − b [95 % interval]", "p adjusted", "decision")
+    head = [
+        "<tr><th rowspan=\"2\">comparison</th><th rowspan=\"2\">tested on</th>"
+        + "".join(f'<th colspan="{len(sub)}" class="group">{esc(n)}</th>' for n in names)
+        + "</tr>",
+        "<tr>" + "".join(f"<th>{esc(s)}</th>" for _ in names for s in sub) + "</tr>",
+    ]
+    rows = []
+    for a, b, scope, label in keys:
+        cells = [_td(f"{esc(a)} vs {esc(b)}", False),
+                 _td(esc(f"{TESTED[scope]} at {label.removeprefix('area: ')}"), False)]
+        for n in names:
+            t = next((t for t in families[n].tests
+                      if (t.a, t.b, t.scope, t.label) == (a, b, scope, label)), None)
+            if t is None or t.effect is None:
+                cells += [_td("–")] * len(sub)
+                continue
+            md = t.effect.mean_diff_bootstrap
+            cells += [_td(str(t.effect.n)), _td(ci_span(md.estimate, md.low, md.high, "diff", 4)),
+                      _td(fmt_p(t.p_adjusted)),
+                      _td("sig." if t.significant else "n.s.", False)]
+        rows.append(cells)
+    caption = esc("N = (seed, clip) pairs per test; each source's own family and correction "
+                  "(stated in its section).")
+    return _table(head, rows, "family compare", caption)
 
 
 def curve_points_html(points: pd.DataFrame, metric: str = "delta_mae") -> str:
     """The numbers behind the curve figure: per model type (rows) and setting (columns), the
-    mean over seeds of ``metric`` with its 95 % interval."""
+    mean over seeds of ``metric`` with its clip-bootstrap interval (``stats.curve_points``)."""
     found = settings(points)
     types = order_model_types(points["model_type"]) if len(points) else []
     head = ["<tr><th>model type</th>" + "".join(f"<th>{esc(setting_label(st))}</th>"
@@ -169,93 +310,171 @@ def curve_points_html(points: pd.DataFrame, metric: str = "delta_mae") -> str:
                 cells.append(_td("–"))
                 continue
             r = sel.iloc[0]
-            ci = (f" [{fmt(r[f'{metric}_lo'])}, {fmt(r[f'{metric}_hi'])}]"
-                  if math.isfinite(r[f"{metric}_lo"]) else "")
-            cells.append(_td(f"{fmt(r[f'{metric}_mean'])}{ci}"))
+            cells.append(_td(ci_span(r[f"{metric}_mean"], r[f"{metric}_lo"], r[f"{metric}_hi"],
+                                     "r" if metric.endswith("mean_r") else metric)))
         rows.append(cells)
-    return _table(head, rows, "curve-points")
+    caption = esc(f"N per cell: {_n_range(points['n_clips'])} clip rows over "
+                  f"{_n_range(points['n_seeds'])} seeds. Mean over seeds [95 % interval: "
+                  f"{INTERVAL_SHORT}].") if len(points) else esc("No points (N = 0).")
+    return _table(head, rows, "curve-points", caption)
 
 
 def auc_html(curve: Curve) -> str:
-    """Per model type: the area under ΔMAE(ε) over the curve's budgets, mean ± std over seeds
-    with its 95 % interval, and the log-ε average ΔMAE (area / decades)."""
-    head = ["<tr><th>model type</th><th>runs</th><th>area under ΔMAE(ε)</th>"
-            "<th>95 % interval</th><th>mean ΔMAE over log ε</th></tr>"]
+    """Per model type: the area under ΔMAE(ε) over the curve's budgets, mean over seeds with
+    its clip-bootstrap interval, the s.d. over seeds (a description), and the log-ε average
+    ΔMAE (area / decades)."""
+    head = ["<tr><th>model type</th><th>runs (seeds)</th><th>N clips</th>"
+            "<th>area under ΔMAE(ε) [95 % interval]</th><th>s.d. over seeds</th>"
+            "<th>mean ΔMAE over log ε</th></tr>"]
     rows = []
     for rec in curve.table.to_dict("records"):
         n = f"{rec['n_runs']}" + (f" (+{rec['n_left_out']} left out)" if rec["n_left_out"]
                                   else "")
-        ci = (f"{fmt(rec['auc_lo'], 4)} to {fmt(rec['auc_hi'], 4)}"
-              if math.isfinite(rec["auc_lo"]) else "–")
-        rows.append([_td(esc(rec["model_type"]), False), _td(esc(n)),
-                     _td(mean_std(rec["auc_mean"], rec["auc_std"], 4)), _td(ci),
-                     _td(fmt(rec["mean_delta_mae"], 4))])
+        rows.append([_td(esc(rec["model_type"]), False), _td(esc(n)), _td(esc(rec["n_clips"])),
+                     _td(ci_span(rec["auc_mean"], rec["auc_lo"], rec["auc_hi"], "area", 4)),
+                     _td(fmt(rec["auc_std"], 4)), _td(fmt(rec["mean_delta_mae"], 4))])
     notes = [f"{r.run_id}: {r.note}" for r in curve.run_auc.itertuples() if r.note]
-    caption = (f"<p class=\"caption\">Area by the trapezoid rule over log10 ε between "
-               f"ε = {curve.budgets[0]:g} and {curve.budgets[-1]:g} "
-               f"({fmt(curve.decades, 2)} decades; budgets "
-               f"{', '.join(f'{e:g}' for e in curve.budgets)}), one area per run (seed); "
-               "mean ± std (ddof = 1) and t-interval over seeds. Mean ΔMAE over log ε = area / "
-               "decades." + (f" Left out: {esc('; '.join(notes))}." if notes else "") + "</p>")
-    return _table(head, rows, "auc") + "\n" + caption
-
-
-def ttests_side_by_side_html(results: Mapping[str, Sequence[Comparison]]) -> str:
-    """t-tests of several sources: one column group (t(df), p, d_z, decision) per source."""
-    names = list(results)
-    keys = list(dict.fromkeys((c.a, c.b) for cs in results.values() for c in cs))
-    sub = ("t(df)", "p", "d_z", "decision")
-    head = [
-        "<tr><th rowspan=\"2\">comparison</th>"
-        + "".join(f'<th colspan="{len(sub)}" class="group">{esc(n)}</th>' for n in names)
-        + "</tr>",
-        "<tr>" + "".join(f"<th>{esc(s)}</th>" for _ in names for s in sub) + "</tr>",
-    ]
-    rows = []
-    for a, b in keys:
-        cells = [_td(f"{esc(a)} vs {esc(b)}", False)]
-        for n in names:
-            c = next((c for c in results[n] if (c.a, c.b) == (a, b)), None)
-            if c is None or c.skipped:
-                cells += [_td("–")] * len(sub)
-            else:
-                cells += [_td(esc(c.formatted)), _td(fmt_p(c.p)), _td(fmt(c.d_z, 2)),
-                          _td("sig." if c.significant else "n.s.", False)]
-        rows.append(cells)
-    return _table(head, rows, "ttests compare")
+    caption = esc(
+        f"N per row: runs with an area and the per-clip areas behind the interval. Area by the "
+        f"trapezoid rule over log10 ε between ε = {curve.budgets[0]:g} and "
+        f"{curve.budgets[-1]:g} ({fmt(curve.decades, 2)} decades; budgets "
+        f"{', '.join(f'{e:g}' for e in curve.budgets)}), one area per run; mean over seeds "
+        f"[95 % interval: {INTERVAL_SHORT}, of the per-clip areas]; s.d. over seeds describes "
+        "the spread between runs, it is not an interval. Mean ΔMAE over log ε = area / decades."
+        + (f" Left out: {'; '.join(notes)}." if notes else ""))
+    return _table(head, rows, "auc", caption)
 
 
 def snr_html(snr: pd.DataFrame) -> str:
-    """Perceptibility per model type: mean SNR (± std over seeds), norms, iterations."""
-    head = ["<tr><th>model type</th><th>runs</th><th>clips</th><th>SNR (dB)</th>"
+    """Perceptibility per model type: mean SNR over the clips with a finite SNR with its
+    interval, every clip accounted for (δ = 0, no SNR), norms, iterations, converged."""
+    head = ["<tr><th>model type</th><th>runs</th><th>N clips</th><th>N in SNR</th>"
+            "<th>SNR (dB) [95 % interval]</th><th>left out of SNR</th>"
             "<th>mean ‖δ‖₂</th><th>mean ‖δ‖∞</th><th>mean iterations</th>"
-            "<th>converged</th></tr>"]
+            "<th>converged*</th></tr>"]
     rows = []
     for rec in snr.to_dict("records"):
         rows.append([_td(esc(rec["model_type"]), False), _td(esc(rec["n_runs"])),
-                     _td(esc(rec["n_clips"])),
-                     _td(mean_std(rec["snr_db_mean"], rec["snr_db_std"], 2)),
+                     _td(esc(rec["n_clips"])), _td(esc(rec["n_snr"])),
+                     _td(ci_span(rec["snr_db_mean"], rec["snr_db_lo"], rec["snr_db_hi"],
+                                 "snr_db", 2)),
+                     _td(esc(_left_out(rec)), False),
                      _td(fmt(rec["delta_l2_mean"], 4)), _td(fmt(rec["delta_linf_mean"], 5)),
                      _td(fmt(rec["iterations_mean"], 1)),
                      _td(f"{100 * rec['converged_frac']:.0f} %")])
-    return _table(head, rows, "snr")
+    caption = esc(
+        f"N = clips of done runs per model type ({_n_range(snr['n_clips'])}); the SNR is the mean "
+        f"over the N in SNR clips with a finite SNR [95 % interval: {INTERVAL_SHORT}]; every "
+        "other clip is counted under 'left out of SNR' with its reason. *" + CONVERGED_WORDS
+    ) if len(snr) else esc("No clips (N = 0).")
+    return _table(head, rows, "snr", caption)
+
+
+def _left_out(rec: Mapping[str, object]) -> str:
+    parts = []
+    if rec.get("n_zero_delta"):
+        parts.append(f"{rec['n_zero_delta']} with δ = 0 (infinite SNR)")
+    if rec.get("n_snr_missing"):
+        parts.append(f"{rec['n_snr_missing']} without an SNR recorded")
+    return "; ".join(parts) or "none"
+
+
+def accounting_lines(snr: pd.DataFrame, zero: pd.DataFrame, attack: str = "",
+                     max_listed: int = 6) -> list[str]:
+    """Every clip accounted for, in sentences (plain text) for beside the SNR table: the clips
+    left out of the SNR mean and why, the δ = 0 clips whose logged error still rose (with the
+    reason: the reference preset logs the prediction at the last evaluated δ), and the
+    zero-gradient starts. ``snr``: ``stats.snr_table``; ``zero``: ``stats.zero_delta_clips`` of
+    the same setting; ``attack``: its attack name."""
+    if len(snr) == 0:
+        return []
+    out = []
+    n_zero = int(snr["n_zero_delta"].sum())
+    n_rose = int(snr["n_zero_delta_rose"].sum())
+    n_missing = int(snr["n_snr_missing"].sum())
+    n_zg = int(snr["n_zero_grad_start"].sum())
+    total = int(snr["n_clips"].sum())
+    if n_zero:
+        per = ", ".join(f"{r['model_type']} {r['n_zero_delta']}" for r in snr.to_dict("records")
+                        if r["n_zero_delta"])
+        out.append(f"{n_zero} of {total} clips have δ = 0: the attack returned the clean input, "
+                   f"so their SNR is infinite and they are left out of the SNR mean ({per}). "
+                   "They stay in Table 1 and the tests with their logged predictions.")
+    if n_rose and len(zero):
+        rose = zero[zero["error_rose"]]
+        listed = "; ".join(f"{r.model_type} seed {r.seed} clip {r.clip_id}: "
+                           f"{r.mae_clean:.3f} → {r.mae_adv:.3f}"
+                           for r in rose.head(max_listed).itertuples())
+        more = f"; and {len(rose) - max_listed} more" if len(rose) > max_listed else ""
+        if attack == REFERENCE_SETTING[0]:
+            why = ("the reference preset logs the prediction at the last evaluated δ, not at "
+                   "the returned δ = 0 (log_prediction = \"last_evaluated\", as the reference "
+                   "implementation does; docs/attacks.md, \"The reference preset\"): the "
+                   "attacked MAE counted for these clips is that of the last δ the attack "
+                   "tried, which it then discarded")
+        else:
+            why = ("the logged attacked prediction is not the one at the returned δ (see the "
+                   "attack's log_prediction option in docs/attacks.md)")
+        out.append(f"{n_rose} of these δ = 0 clips still show a higher error after the attack "
+                   f"(MAE clean → attacked: {listed}{more}): {why}.")
+    if n_missing:
+        out.append(f"{n_missing} clips have no SNR recorded (the source did not log one) and "
+                   "are left out of the SNR mean only.")
+    if n_zg:
+        per = ", ".join(f"{r['model_type']} {r['n_zero_grad_start']}"
+                        for r in snr.to_dict("records") if r["n_zero_grad_start"])
+        out.append(f"{n_zg} clips had a zero gradient at the clean input, so their attack "
+                   f"started from a seeded random point inside the budget instead ({per}); "
+                   "they count in every statistic.")
+    if not out:
+        out.append(f"All {total} clips are in every statistic (none with δ = 0 or without an "
+                   "SNR).")
+    return out
+
+
+def accounting_html(snr: pd.DataFrame, zero: pd.DataFrame, attack: str = "") -> str:
+    """``accounting_lines`` as the caption paragraph beside the SNR table."""
+    lines = accounting_lines(snr, zero, attack)
+    if not lines:
+        return ""
+    return ('<p class="caption accounting">Clips accounted for: '
+            + " ".join(esc(x) for x in lines) + "</p>")
+
+
+def intervals_statement(n_boot: int, level: float = 0.95) -> str:
+    """How every interval of the report is made, in one paragraph of plain text."""
+    return (f"Every interval is a {100 * level:g} % interval shown as estimate [low, high], "
+            "with its N beside it. MAE, ΔMAE, SNR, the area under ΔMAE(ε) and the mean "
+            f"differences: the percentile {INTERVAL_WORDS} ({n_boot} replicates, seeded). "
+            "Correlations (mean r): the same bootstrap of the "
+            "mean-over-outputs Pearson r, recomputed in every replicate, so the interval stays "
+            "inside [−1, 1]. No t interval over seeds is shown: with 2 or 3 seeds it has 1-2 "
+            "degrees of freedom and is many standard errors wide. Where a spread over seeds is "
+            "shown (± s.d., or an 's.d. over seeds' column) it describes the runs; it is not an "
+            "interval.")
 
 
 def snr_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
-    """Mean SNR (dB) per model type, one column per source."""
+    """Mean SNR (dB) per model type with its interval, one column per source."""
     names = list(tables)
     types = order_model_types(t for df in tables.values() for t in df["model_type"])
-    head = ["<tr><th>model type</th>" + "".join(f"<th>{esc(n)}: SNR (dB)</th>" for n in names)
-            + "</tr>"]
+    head = ["<tr><th>model type</th>" + "".join(f"<th>{esc(n)}: SNR (dB) [95 % interval] "
+                                                "(N in SNR)</th>" for n in names) + "</tr>"]
     rows = []
     for t in types:
         cells = [_td(esc(t), False)]
         for n in names:
             sel = tables[n][tables[n]["model_type"] == t]
-            cells.append(_td(mean_std(sel["snr_db_mean"].iloc[0], sel["snr_db_std"].iloc[0], 2)
-                             if len(sel) else "–"))
+            if len(sel) == 0:
+                cells.append(_td("–"))
+                continue
+            r = sel.iloc[0]
+            cells.append(_td(ci_span(r["snr_db_mean"], r["snr_db_lo"], r["snr_db_hi"], "snr_db",
+                                     2) + f" ({int(r['n_snr'])})"))
         rows.append(cells)
-    return _table(head, rows, "snr compare")
+    caption = esc("N in SNR = clips with a finite SNR (δ = 0 clips are counted in each "
+                  "source's own table).")
+    return _table(head, rows, "snr compare", caption)
 
 
 def runs_html(per_run: pd.DataFrame) -> str:
@@ -278,7 +497,10 @@ def runs_html(per_run: pd.DataFrame) -> str:
                      _td(fmt(rec["adv_mae"])), _td(fmt(rec["delta_mae"])),
                      _td(fmt(rec["mean_snr_db"], 2)),
                      _td(fmt(rec.get("clean_concept_mean_r"))), _td(esc(rec["message"]), False)])
-    return _table(head, rows, "runs")
+    caption = esc(f"N = {len(per_run)} rows (one per run and attack setting; runs that are "
+                  "not done have one row without a setting). Each run's own numbers, "
+                  "recomputed from clips.csv.")
+    return _table(head, rows, "runs", caption)
 
 
 def outputs_html(per_run: pd.DataFrame, outputs: Sequence[str], units: str = "") -> str:
@@ -301,6 +523,7 @@ def outputs_html(per_run: pd.DataFrame, outputs: Sequence[str], units: str = "")
                 text += f" ({len(vals) - len(ok)} undefined)"
             cells.append(_td(text))
         rows.append(cells)
-    caption = (f'<p class="caption">Clean test Pearson r per output, mean ± s.d. over runs'
-               f'{"; targets " + esc(units) if units else ""}.</p>')
-    return caption + _table(head, rows, "outputs")
+    caption = esc(f"Clean test Pearson r per output: mean ± s.d. over runs (the s.d. describes "
+                  f"the spread between seeds; it is not an interval); N = runs per row"
+                  f"{'; targets ' + units if units else ''}.")
+    return _table(head, rows, "outputs", caption)
