@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.test_budgets import BUDGETS, budget_clips, write_store
 from typer.testing import CliRunner
 
 from robustmer.cli import app
@@ -15,6 +14,7 @@ from robustmer.errors import ConfigError
 from robustmer.evaluate import stats
 from robustmer.evaluate.store import select_setting, settings
 from robustmer.report.markdown import markdown_summary, md_table
+from test_budgets import BUDGETS, budget_clips, write_store
 
 
 def test_markdown_has_every_setting_and_the_computed_numbers(tmp_path: Path) -> None:

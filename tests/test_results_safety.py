@@ -72,7 +72,8 @@ def test_settings_diff_names_nested_keys() -> None:
 
 def test_import_into_a_study_store_is_refused_then_replaced_whole(tmp_path: Path) -> None:
     import numpy as np
-    from tests.test_cpjku_import import _rows, _write_run
+
+    from test_cpjku_import import _rows, _write_run
 
     logs = tmp_path / "logs"
     rng = np.random.default_rng(0)
@@ -325,7 +326,8 @@ def test_readme_python_api_example_runs(tiny: dict[str, Path], tmp_path: Path,
     import re
 
     import numpy as np
-    from tests.test_cpjku_import import _rows, _write_run
+
+    from test_cpjku_import import _rows, _write_run
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Python API\n\n```python\n(.*?)```", text, re.S)

@@ -7,13 +7,23 @@ from pathlib import Path
 import typer
 
 
+def _has_other_results(run_dir: Path) -> bool:
+    """A run folder holding more than L2I results (explanations, attack folders, explainer
+    evaluations), which gets an index page rather than the L2I page alone."""
+    from robustmer.report.folders import folder_kind
+
+    return any(folder_kind(p) in ("explanation", "attack", "explainer-eval")
+               for p in run_dir.rglob("*") if p.is_dir())
+
+
 def register(app: typer.Typer) -> None:
     """Add ``report`` and ``import-cpjku`` to the main app."""
 
     @app.command("report")
     def report(
         results_dir: Path = typer.Argument(
-            ..., help="Results store (runs.csv + clips.csv), or a run folder with l2i/ results."),
+            ..., help="Results store (runs.csv + clips.csv), an attack, explain, "
+            "explainer-eval or l2i folder, or a run folder (an index page of what it holds)."),
         out: Path | None = typer.Option(
             None, "--out", help="HTML file to write (default RESULTS_DIR/report.html)."),
         compare: list[Path] = typer.Option(
@@ -32,7 +42,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write the HTML report (tables, figures, t-tests, SNR embedded; audio players read
         the store's media/ folder, which must travel with the page)."""
-        from robustmer.report.explain import build_explain_report, is_explainer_eval
+        from robustmer.report.explain import build_explain_report
         from robustmer.report.html import build_report
 
         if markdown:
@@ -40,12 +50,29 @@ def register(app: typer.Typer) -> None:
 
             typer.echo(str(write_markdown(results_dir, out, alpha=alpha)))
             return
-        if is_explainer_eval(results_dir):  # a folder written by `robustmer explainer-eval`
+        from robustmer.report.folders import (
+            explanation_page,
+            folder_kind,
+            l2i_page,
+            run_index_page,
+        )
+
+        kind = folder_kind(results_dir)
+        if kind == "explainer-eval":  # a folder written by `robustmer explainer-eval`
             typer.echo(str(build_explain_report(results_dir, out)))
             return
-        from robustmer.evaluate.attack_folder import attack_folder_store, is_attack_folder
+        if kind == "explanation":  # a folder written by `robustmer explain`
+            typer.echo(str(explanation_page(results_dir, out)))
+            return
+        if kind == "l2i":  # a run's l2i/ folder
+            typer.echo(str(l2i_page(results_dir, out or results_dir / "report.html")))
+            return
+        if kind == "run" and not l2i and not compare and _has_other_results(results_dir):
+            typer.echo(str(run_index_page(results_dir, out)))  # explain/, attacks, ... inside
+            return
+        from robustmer.evaluate.attack_folder import attack_folder_store
 
-        if is_attack_folder(results_dir):  # one `robustmer attack` folder, without a study
+        if kind == "attack":  # one `robustmer attack` folder, without a study
             store = attack_folder_store(results_dir, media_clips)
             out = out or results_dir / "report.html"
             results_dir = store.path

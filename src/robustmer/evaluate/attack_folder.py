@@ -41,16 +41,24 @@ def _setting(config: dict[str, Any]) -> tuple[str, str, float]:
     return str(name), str(setting.get("domain") or config.get("domain") or "spectrogram"), eps
 
 
-def _model_type(config: dict[str, Any]) -> tuple[str, str]:
-    """``(model type, run id)`` from the attacked run's own config.yaml, when it is there."""
+def _model_type(folder: Path, config: dict[str, Any]) -> tuple[str, str, int]:
+    """``(model type, run id, seed)`` of the attacked run, from its own config.yaml: the run
+    the attack config names (``robustmer attack``), else the study run the folder sits in
+    (``runs/<run>/attack/<setting>/`` beside ``runs/<run>/train/``)."""
     run = config.get("run") or {}
-    path = Path(run["path"]) if run.get("path") else None
-    run_id = path.name if path is not None else "run"
-    if path is not None and (path / "config.yaml").is_file():
-        cfg = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-        kind = (cfg.get("model") or {}).get("kind", "model")
-        return str(cfg.get("model_type") or str(kind).upper()), run_id
-    return "model", run_id
+    candidates: list[tuple[Path, str]] = []
+    if run.get("path"):
+        path = Path(run["path"])
+        candidates += [(path / "config.yaml", path.name)]
+    study_run = folder.resolve().parent.parent
+    candidates += [(study_run / "train" / "config.yaml", study_run.name)]
+    for cfg_path, run_id in candidates:
+        if cfg_path.is_file():
+            cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+            kind = (cfg.get("model") or {}).get("kind", "model")
+            seed = (cfg.get("train") or {}).get("seed", cfg.get("seed", 0))
+            return str(cfg.get("model_type") or str(kind).upper()), run_id, int(seed or 0)
+    return "model", candidates[0][1] if run.get("path") else folder.name, 0
 
 
 def attack_folder_store(folder: str | os.PathLike[str], media_clips: int = 2) -> ResultsStore:
@@ -63,8 +71,7 @@ def attack_folder_store(folder: str | os.PathLike[str], media_clips: int = 2) ->
     config = yaml.safe_load((src / "config.yaml").read_text(encoding="utf-8")) or {}
     setting = _setting(config)
     domain = setting[1]
-    model_type, run_id = _model_type(config)
-    seed = 0
+    model_type, run_id, seed = _model_type(src, config)
     clips = clips_from_attack_table(table, run_id, model_type, seed, setting)
     dest = src / STORE_DIR
     if dest.exists():

@@ -8,7 +8,6 @@ from disk without a server.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import urllib.parse
@@ -19,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
@@ -40,6 +38,7 @@ from robustmer.io import versions, write_text
 from robustmer.report import figures, tables
 from robustmer.report.checks import checks_section
 from robustmer.report.l2i import find_l2i, l2i_section_html
+from robustmer.report.page import CSS, data_uri, dump
 from robustmer.report.tables import esc
 
 REPORT_FILE = "report.html"
@@ -119,8 +118,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-").lower() or "source"
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+_data_uri = data_uri  # the shared helpers of every page (report/page.py)
 
 
 def _rel_url(target: Path, base_dir: Path) -> str:
@@ -295,31 +293,7 @@ def analyse_store(
     return res
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;
-color:#222}
-table{border-collapse:collapse;margin:.5rem 0 1rem}
-caption{caption-side:bottom;text-align:left;font-size:.85em;color:#555;padding-top:.25rem;
-max-width:75rem}
-th,td{border:1px solid #ccc;padding:.25rem .5rem}
-th{background:#f3f3f3}
-th.group{background:#e4ecf7}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-img{max-width:100%}
-pre{background:#f7f7f7;padding:.5rem;overflow:auto;max-height:30rem}
-.caption{font-size:.9em;color:#555}
-.statement{border-left:4px solid #4a7ab5;background:#f4f7fb;padding:.5rem 1rem}
-.media{display:flex;flex-wrap:wrap;gap:1rem}
-.media figure{border:1px solid #ddd;padding:.5rem;margin:0}
-.media figure div{display:flex;align-items:center;gap:.5rem}
-.media figure div span{min-width:6rem;font-size:.9em}
-.pick figure{margin:0}
-nav a{margin-right:1rem}
-.warning{border:2px solid #c60;background:#fff4e5;padding:.5rem 1rem;margin:1rem 0}
-table.info th{text-align:left}
-.wide{overflow-x:auto}
-tr th.group{text-align:left}
-"""
+_CSS = CSS  # the shared style sheet (report/page.py)
 
 _PICK_JS = """
 document.querySelectorAll('select[data-pick]').forEach(function (s) {
@@ -357,11 +331,7 @@ def _media_html(items: Sequence[MediaItem], setting: str = "") -> str:
     return '<div class="media">' + "\n".join(parts) + "</div>"
 
 
-def _dump(obj: Any) -> str:
-    try:
-        return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
-    except yaml.YAMLError:
-        return repr(obj)
+_dump = dump
 
 
 def _flat(obj: Any, prefix: str = "") -> list[tuple[str, str]]:

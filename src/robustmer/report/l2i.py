@@ -21,11 +21,12 @@ L2I_DIR = "l2i"
 
 
 def find_l2i(path: str | os.PathLike[str]) -> Path | None:
-    """``path/l2i`` or ``path`` itself when it holds L2I results (``fidelity.csv`` or
-    ``explain/``), else None."""
+    """``path/l2i`` or ``path`` itself when it holds L2I results (``fit.json`` or
+    ``fidelity.csv``: a run's ``explain/`` folder of ``robustmer explain`` is not one), else
+    None."""
     p = Path(path)
     for cand in (p / L2I_DIR, p):
-        if (cand / "fidelity.csv").is_file() or (cand / "explain").is_dir():
+        if (cand / "fit.json").is_file() or (cand / "fidelity.csv").is_file():
             return cand
     return None
 
@@ -39,17 +40,20 @@ def _df_html(df: pd.DataFrame, p_cols: tuple[str, ...] = ()) -> str:
             v = row[c]
             if c in p_cols:
                 cells.append(_td(fmt_p(float(v))))
+            elif c == "n" or (isinstance(v, float) and c.startswith("n_") and v == int(v)):
+                cells.append(_td(str(int(v))))
             elif isinstance(v, int | float) and not isinstance(v, bool):
                 cells.append(_td(fmt(v)))
             else:
                 cells.append(_td(esc(v), numeric=False))
         rows.append(cells)
-    return _table(head, rows)
+    return _table(head, rows).replace("<table>", f"<table><caption>N = {len(df)} rows"
+                                                  "</caption>", 1)
 
 
 def _audio(path: Path, base: Path, label: str) -> str:
     src = esc(Path(os.path.relpath(path, base)).as_posix())
-    return f'<div>{esc(label)} <audio controls preload="none" src="{src}"></audio></div>'
+    return f'<div>{esc(label)} <audio controls preload="metadata" src="{src}"></audio></div>'
 
 
 def l2i_section_html(l2i_dir: str | os.PathLike[str], page_dir: str | os.PathLike[str],
@@ -62,8 +66,11 @@ def l2i_section_html(l2i_dir: str | os.PathLike[str], page_dir: str | os.PathLik
              '<p class="caption">Post-hoc NMF interpreter (Parekh et al. 2022), see '
              "docs/l2i.md. Fidelity: agreement of the interpreter Θ with the model (top-k for a "
              "classifier, Pearson r / MAE for a regressor). Faithfulness: drop of the model's "
-             "output when the selected components are removed (FF), against removing as many "
-             "random components; Wilcoxon signed-rank p of the paired difference.</p>"]
+             "output when the selected components are removed, FF = f(x) − f(x without them), "
+             "against removing as many random components; FF &gt; 0: the selected components "
+             "raise the output (removing them lowers it, as a faithful explanation should), "
+             "FF &lt; 0: they lower it. n = the (clip, output) pairs; Wilcoxon signed-rank p of "
+             "the paired difference.</p>"]
     if (d / "fidelity.csv").is_file():
         parts += ["<h3>Fidelity</h3>", _df_html(pd.read_csv(d / "fidelity.csv"))]
     if (d / "faithfulness.csv").is_file():
