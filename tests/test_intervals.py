@@ -277,3 +277,54 @@ def test_holm_and_bonferroni_hand_example() -> None:
     assert nan.adjusted[2] == 1.0
     with pytest.raises(ConfigError, match="method"):
         iv.family_correction(p, "bh")
+
+
+def _loop_and_vector(design: "iv._Design", stat_groups, vector, n_boot: int = 300
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The replicates of one statistic by the per-replicate loop and by the counts."""
+    rng = np.random.default_rng(7)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loop = np.array([stat_groups(g) for g in iv._draws(design, n_boot, rng)])
+    rng = np.random.default_rng(7)
+    return loop, vector(*iv._crossed_counts(design, n_boot, rng))
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_crossed_replicates_at_once_equal_the_loop(missing: bool) -> None:
+    """The vectorised crossed bootstrap (means, d_z, mean-over-outputs r) draws the same
+    replicates as the loop over ``_draws`` and gives the same statistic in each, including
+    resamples that are constant (r and d_z undefined) and seeds that miss some clips."""
+    rng = np.random.default_rng(1)
+    seeds, clips = np.repeat([1, 2, 3], 6), np.tile([f"c{i}" for i in range(6)], 3)
+    keep = np.ones(len(seeds), bool)
+    if missing:
+        keep[[2, 9, 10]] = False  # seed 1 misses c2, seed 2 misses c3 and c4
+    seeds, clips = seeds[keep], clips[keep]
+    y = rng.normal(size=(len(seeds), 3))
+    y[:, 2] = np.round(y[:, 2])  # ties: some resamples of this output are constant
+    pred = y + rng.normal(scale=0.5, size=y.shape)
+    d = np.round(rng.normal(size=len(seeds)), 0)  # ties: some d_z undefined
+    design = iv._design(len(seeds), iv._labels(seeds, len(seeds), "c"),
+                        iv._labels(clips, len(seeds), "i"), None)
+    assert design.scheme == "crossed"
+
+    def mean_groups(groups: list[np.ndarray]) -> float:
+        idx = np.concatenate(groups)
+        return float(np.mean(d[idx])) if len(idx) else float("nan")
+
+    def dz_groups(groups: list[np.ndarray]) -> float:
+        return iv._dz(d[np.concatenate(groups)])
+
+    def r_groups(groups: list[np.ndarray]) -> float:
+        vals = [iv._mean_r(y[g], pred[g]) for g in groups if len(g) > 1]
+        vals = [v for v in vals if np.isfinite(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    for groups, vector in ((mean_groups, iv._weighted_mean_reps(d, design)),
+                           (dz_groups, iv._weighted_dz_reps(d, design)),
+                           (r_groups, iv._weighted_r_reps(y, pred, design))):
+        loop, fast = _loop_and_vector(design, groups, vector)
+        np.testing.assert_array_equal(np.isnan(loop), np.isnan(fast))
+        np.testing.assert_allclose(fast, loop, rtol=1e-9, atol=1e-12, equal_nan=True)
+    _, fast_dz = _loop_and_vector(design, dz_groups, iv._weighted_dz_reps(d, design))
+    assert np.isnan(fast_dz).any() or missing  # the constant-resample path was exercised
