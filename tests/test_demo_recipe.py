@@ -55,12 +55,9 @@ def test_the_demo_recipe_learns_the_emotions_and_the_concepts(tmp_path: Path) ->
     assert ev["concept_metrics"]["mean_r"] >= 0.6
 
 
-@pytest.mark.slow
-def test_the_demo_shrunk_gives_byte_identical_results_twice(tmp_path: Path) -> None:
-    """The demo's pipeline (its data generator, two workers, standardised targets, BatchNorm
-    recalibration, adversarial training, waveform budgets and the reference preset) twice in
-    one environment: byte-identical results stores. 30 clips, so that the 3 test clips give
-    every r a value."""
+def shrunk_demo_config() -> dict:
+    """configs/demo.yaml shrunk to seconds: 30 clips, A2M2E and aA2B2E, one seed, 2 epochs of
+    a width-0.0625 network, 2-3 attack iterations (set ``output`` before parsing)."""
     raw = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
     raw.update(models=["A2M2E", "aA2B2E"], seeds=[1], media_clips=1)
     raw["data"] = {**raw["data"], "synth_clips": 30}
@@ -68,6 +65,16 @@ def test_the_demo_shrunk_gives_byte_identical_results_twice(tmp_path: Path) -> N
                     "adv_iters": 1}
     preset = {**raw["attack"]["presets"][0], "iters": 3}
     raw["attack"] = {**raw["attack"], "iters": 2, "presets": [preset]}
+    return raw
+
+
+@pytest.mark.slow
+def test_the_demo_shrunk_gives_byte_identical_results_twice(tmp_path: Path) -> None:
+    """The demo's pipeline (its data generator, two workers, standardised targets, BatchNorm
+    recalibration, adversarial training, waveform budgets and the reference preset) twice in
+    one environment: byte-identical results stores. 30 clips, so that the 3 test clips give
+    every r a value."""
+    raw = shrunk_demo_config()
     outs = [tmp_path / "first", tmp_path / "second"]
     for out in outs:
         res = run_study(parse_config({**raw, "output": str(out)}), progress=False,

@@ -106,6 +106,18 @@ def test_each_folder_kind_gets_its_own_page(run: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_folder_pages_open_cleanly_in_chromium(run: Path) -> None:
+    index = Path(invoke("report", run).strip().splitlines()[-1])
+    pages = [index] + [(run / link).resolve() for link in
+                       re.findall(r'<a href="([^"]+)"', index.read_text(encoding="utf-8"))]
+    assert len(pages) == 5
+    n_audio = sum(_open_pages(pages))
+    assert n_audio >= 2  # the L2I page's input and interpretation at least
+
+
+def _open_pages(pages: list[Path]) -> list[int]:
+    """Open each page in Chromium and check it as a reader sees it: a title, no console or
+    page error, no failed request, every image decoded with alt text, every table stating N,
+    every audio player loading a duration > 0. Returns the number of players per page."""
     from test_report_browser import CHROMIUM, CHROMIUM_ARGS, _benign_abort
 
     if not CHROMIUM.is_file():
@@ -113,11 +125,8 @@ def test_folder_pages_open_cleanly_in_chromium(run: Path) -> None:
                     "(apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
-    index = Path(invoke("report", run).strip().splitlines()[-1])
-    pages = [index] + [(run / link).resolve() for link in
-                       re.findall(r'<a href="([^"]+)"', index.read_text(encoding="utf-8"))]
-    assert len(pages) == 5
     errors: list[str] = []
+    players: list[int] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -127,7 +136,6 @@ def test_folder_pages_open_cleanly_in_chromium(run: Path) -> None:
             tab.on("pageerror", lambda e: errors.append(f"page error: {e}"))
             tab.on("requestfailed", lambda r: None if _benign_abort(r) else errors.append(
                 f"request failed: {r.url} ({r.failure})"))
-            n_audio = 0
             for path in pages:
                 tab.goto(path.as_uri(), wait_until="load")
                 assert tab.title().strip(), path
@@ -140,13 +148,38 @@ def test_folder_pages_open_cleanly_in_chromium(run: Path) -> None:
                                         "t => t.caption ? t.caption.textContent : '')")
                 for text in captions:
                     assert re.search(r"\bN\b", text), f"{path}: a table without N: {text!r}"
+                rs = tab.evaluate("""Array.from(document.querySelectorAll(
+                    'span.ci[data-quantity="r"][data-low]')).map(s => [+s.dataset.low,
+                    +s.dataset.high])""")
+                for lo, hi in rs:
+                    assert -1.0 <= lo <= hi <= 1.0, (path, lo, hi)
                 tab.wait_for_function("Array.from(document.querySelectorAll('audio')).every("
                                       "a => a.readyState >= 1 || a.error)", timeout=15000)
                 durations = tab.evaluate(
                     "Array.from(document.querySelectorAll('audio')).map(a => a.duration)")
                 assert all(d > 0 for d in durations), (path, durations)
-                n_audio += len(durations)
-            assert n_audio >= 2  # the L2I page's input and interpretation at least
+                players.append(len(durations))
         finally:
             browser.close()
     assert not errors, errors
+    return players
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_demo_report_opens_cleanly_in_chromium(tmp_path: Path) -> None:
+    """The demo's own pipeline (configs/demo.yaml shrunk to seconds: data generator, plain and
+    adversarially trained types, waveform budgets, the reference preset with its δ = 0 clips)
+    and `robustmer report` on its store, as a reader's browser shows the page."""
+    from robustmer.study.config import parse_config
+    from robustmer.study.runner import run_study
+    from test_demo_recipe import shrunk_demo_config
+
+    out = tmp_path / "demo"
+    run_study(parse_config({**shrunk_demo_config(), "output": str(out)}), progress=False,
+              log=lambda m: None)
+    page = Path(invoke("report", out).strip().splitlines()[-1])
+    (n_audio,) = _open_pages([page])
+    assert n_audio >= 2  # clean and adversarial audio of the listened example
+    html = page.read_text(encoding="utf-8")
+    assert html.count('data-quantity="r"') >= 4
