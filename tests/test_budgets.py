@@ -20,8 +20,9 @@ from scipy import stats as sps
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError
 from robustmer.evaluate import stats
+from robustmer.evaluate.attack_settings import select_setting, setting_label, settings
 from robustmer.evaluate.metrics import per_sample_mae
-from robustmer.evaluate.store import ResultsStore, select_setting, setting_label, settings
+from robustmer.evaluate.store import ResultsStore
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.io import run_meta
 from robustmer.report.html import FIGURES_DIR, build_report, settings_warnings

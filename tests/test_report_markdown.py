@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from robustmer.cli import app
 from robustmer.errors import ConfigError
 from robustmer.evaluate import stats
-from robustmer.evaluate.store import select_setting, settings
+from robustmer.evaluate.attack_settings import select_setting, settings
 from robustmer.report.markdown import markdown_summary, md_table
 from test_budgets import BUDGETS, budget_clips, write_store
 

@@ -23,6 +23,13 @@ import pandas as pd
 from scipy import stats
 
 from robustmer.errors import ConfigError, DatasetError
+from robustmer.evaluate.attack_settings import (
+    Setting,
+    select_setting,
+    setting_key,
+    setting_label,
+    settings,
+)
 from robustmer.evaluate.intervals import (
     DEFAULT_N_BOOT,
     Interval,
@@ -33,16 +40,7 @@ from robustmer.evaluate.intervals import (
     paired_effect,
 )
 from robustmer.evaluate.metrics import per_sample_mae
-from robustmer.evaluate.store import (
-    Setting,
-    order_model_types,
-    output_columns,
-    output_names,
-    select_setting,
-    setting_key,
-    setting_label,
-    settings,
-)
+from robustmer.evaluate.store import order_model_types, output_columns, output_names
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.models.types import PAPER_COMPARISONS, REGISTRY, default_comparisons
 
@@ -73,7 +71,7 @@ def _one_setting(frame: pd.DataFrame | None, what: str) -> None:
         raise ConfigError(
             f"{what}: the table holds {len(found)} attack settings "
             f"({'; '.join(setting_label(x) for x in found)}); select one with "
-            "store.select_setting or use the *_by_setting functions")
+            "attack_settings.select_setting or use the *_by_setting functions")
 
 
 def done_runs(runs: pd.DataFrame | None, clips: pd.DataFrame) -> pd.DataFrame:
@@ -432,8 +430,8 @@ def compare_by_setting(
     which: str = "adv",
     runs: pd.DataFrame | None = None,
 ) -> list[tuple[Setting, list[Comparison]]]:
-    """``compare_model_types`` at every attack setting (``store.settings`` order), with one
-    Bonferroni family over comparisons x settings: each test is significant when
+    """``compare_model_types`` at every attack setting (``attack_settings.settings`` order),
+    with one Bonferroni family over comparisons x settings: each test is significant when
     ``p < alpha / m``, m = the number of tests that could be run at all settings together."""
     found = settings(clips)  # before dropping runs that are not done: one entry per setting
     clips = _done_clips(clips, runs)

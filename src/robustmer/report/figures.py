@@ -32,7 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullFormatter
 
 from robustmer.errors import ConfigError
-from robustmer.evaluate.store import order_model_types, setting_key, setting_label
+from robustmer.evaluate.attack_settings import setting_key, setting_label
+from robustmer.evaluate.store import order_model_types
 from robustmer.io import atomic_open
 
 FIG4_EMOTIONS: tuple[str, ...] = ("tension", "tender")

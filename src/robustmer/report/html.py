@@ -22,17 +22,15 @@ import pandas as pd
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate import stats
-from robustmer.evaluate.intervals import DEFAULT_N_BOOT
-from robustmer.evaluate.store import (
-    ResultsStore,
+from robustmer.evaluate.attack_settings import (
     Setting,
-    order_model_types,
-    output_names,
     select_setting,
     setting_key,
     setting_label,
     settings,
 )
+from robustmer.evaluate.intervals import DEFAULT_N_BOOT
+from robustmer.evaluate.store import ResultsStore, order_model_types, output_names
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.io import versions, write_text
 from robustmer.report import figures, tables
@@ -74,7 +72,7 @@ class SettingPart:
 
     @property
     def label(self) -> str:
-        """The setting's human label (``store.setting_label``)."""
+        """The setting's human label (``attack_settings.setting_label``)."""
         return setting_label(self.setting) if self.setting is not None else "no attack setting"
 
 
@@ -109,7 +107,7 @@ class SourceResults:
 
     @property
     def settings(self) -> list[Setting]:
-        """The store's attack settings (``store.settings`` order)."""
+        """The store's attack settings (``attack_settings.settings`` order)."""
         return [p.setting for p in self.parts if p.setting is not None]
     checks: str = ""
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from robustmer.evaluate.attack_settings import REFERENCE_SETTING, setting_label, settings
 from robustmer.evaluate.stats import (
     INTERVAL_SHORT,
     INTERVAL_WORDS,
@@ -25,7 +26,7 @@ from robustmer.evaluate.stats import (
     PlannedFamily,
     PlannedTest,
 )
-from robustmer.evaluate.store import REFERENCE_SETTING, order_model_types, setting_label, settings
+from robustmer.evaluate.store import order_model_types
 
 TABLE1_LABELS: dict[str, str] = {
     "clean_mean_r": "clean mean r",
