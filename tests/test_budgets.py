@@ -277,7 +277,8 @@ def test_run_missing_a_budget_is_left_out_of_the_area() -> None:
 
 def test_curve_points_mean_over_seeds_and_clip_bootstrap_interval() -> None:
     clips = budget_clips(preset=1.0)
-    from robustmer.evaluate.intervals import bootstrap_correlation_ci, cluster_bootstrap_ci
+    from robustmer.evaluate.correlations import bootstrap_correlation_ci
+    from robustmer.evaluate.intervals import cluster_bootstrap_ci
     from robustmer.evaluate.summary import summarize_runs
     pts = stats.curve_points(summarize_runs(clips, budget_runs(clips)), clips, n_boot=400)
     assert len(pts) == 3 * 2 and (pts["n"] == len(SEEDS)).all()

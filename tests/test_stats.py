@@ -143,11 +143,8 @@ def test_single_seed_has_undefined_std_and_snr_table() -> None:
 
 # --- issue 22: honest intervals, every clip accounted for, one family ----------------------
 
-from robustmer.evaluate.intervals import (  # noqa: E402
-    bootstrap_correlation_ci,
-    cluster_bootstrap_ci,
-    paired_effect,
-)
+from robustmer.evaluate.correlations import bootstrap_correlation_ci  # noqa: E402
+from robustmer.evaluate.intervals import cluster_bootstrap_ci, paired_effect  # noqa: E402
 
 Y8 = [f"y_{e}" for e in EMOTIONS]
 P8 = [f"pred_{e}" for e in EMOTIONS]
@@ -339,7 +336,7 @@ def test_planned_test_flags_a_decision_the_bootstrap_does_not_support() -> None:
     assert t.effect is not None
     from dataclasses import replace
 
-    from robustmer.evaluate.intervals import Interval
+    from robustmer.evaluate.resampling import Interval
     wide = Interval(0.01, -0.02, 0.04, t.effect.n, t.effect.n_clusters, "x", 0.95)
     t2 = replace(t, effect=replace(t.effect, mean_diff_bootstrap=wide), significant=True)
     assert not t2.interval_excludes_zero and not t2.agrees

@@ -30,16 +30,15 @@ from robustmer.evaluate.attack_settings import (
     setting_label,
     settings,
 )
+from robustmer.evaluate.correlations import bootstrap_correlation_ci
 from robustmer.evaluate.intervals import (
-    DEFAULT_N_BOOT,
-    Interval,
     PairedEffect,
-    bootstrap_correlation_ci,
     cluster_bootstrap_ci,
     family_correction,
     paired_effect,
 )
 from robustmer.evaluate.metrics import per_sample_mae
+from robustmer.evaluate.resampling import DEFAULT_N_BOOT, Interval
 from robustmer.evaluate.store import order_model_types, output_columns, output_names
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.models.types import PAPER_COMPARISONS, REGISTRY, default_comparisons

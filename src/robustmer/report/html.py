@@ -29,7 +29,7 @@ from robustmer.evaluate.attack_settings import (
     setting_label,
     settings,
 )
-from robustmer.evaluate.intervals import DEFAULT_N_BOOT
+from robustmer.evaluate.resampling import DEFAULT_N_BOOT
 from robustmer.evaluate.store import ResultsStore, order_model_types, output_names
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.io import versions, write_text

@@ -21,7 +21,7 @@ from robustmer.errors import ConfigError
 from robustmer.evaluate import stats
 from robustmer.evaluate.attack_settings import select_setting, setting_label, settings
 from robustmer.evaluate.checks_table import read_checks
-from robustmer.evaluate.intervals import DEFAULT_N_BOOT
+from robustmer.evaluate.resampling import DEFAULT_N_BOOT
 from robustmer.evaluate.store import ResultsStore
 from robustmer.io import write_text
 from robustmer.report.checks import CHECK_LABELS, summary
