@@ -46,7 +46,7 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
 
 def points(budgets: tuple[float, ...], types: tuple[str, ...] = ("A2E", "A2M2E"),
            preset: bool = False) -> pd.DataFrame:
-    """A ``stats.curve_points`` table: every type at every budget (and an unbounded preset)."""
+    """A ``curves.curve_points`` table: every type at every budget (and an unbounded preset)."""
     rows = []
     settings = [("bim", e) for e in budgets] + ([("reference", float("nan"))] if preset else [])
     for (attack, eps), (q, t) in itertools.product(settings, enumerate(types)):

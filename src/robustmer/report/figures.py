@@ -306,7 +306,7 @@ def robustness_curves(
     line suggest a curve nobody measured). The ε axis is labelled at the budgets present as
     plain decimals (``eps_axis``, ``declutter_ticks``). Settings on no curve (presets without a
     bound, a lone budget) get a last column of their own with categorical x positions, so an
-    unbounded preset never sits on the ε axis. ``points`` is ``stats.curve_points``."""
+    unbounded preset never sits on the ε axis. ``points`` is ``curves.curve_points``."""
     if len(points) == 0:
         return placeholder_png("Robustness curves: no finished runs", path)
     eps = points["eps"].to_numpy(np.float64)

@@ -21,7 +21,6 @@ import pandas as pd
 
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
-from robustmer.evaluate import stats
 from robustmer.evaluate.attack_settings import (
     Setting,
     select_setting,
@@ -29,8 +28,12 @@ from robustmer.evaluate.attack_settings import (
     setting_label,
     settings,
 )
+from robustmer.evaluate.clip_stats import INTERVAL_SHORT
+from robustmer.evaluate.curves import Curve, curve_points, robustness_curves
+from robustmer.evaluate.planned import PlannedFamily, PlannedTest, planned_family, store_comparisons
 from robustmer.evaluate.resampling import DEFAULT_N_BOOT
 from robustmer.evaluate.store import ResultsStore, order_model_types, output_names
+from robustmer.evaluate.study_tables import snr_table, table1, zero_delta_clips
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.io import versions, write_text
 from robustmer.report import figures, tables
@@ -58,13 +61,13 @@ class MediaItem:
 @dataclass
 class SettingPart:
     """Table 1, the family's tests at this setting, the SNR table with its clip accounting
-    (``zero``: ``stats.zero_delta_clips``) and Figures 3-4 (``figure4``: one figure per output)
-    of one attack setting of a store."""
+    (``zero``: ``study_tables.zero_delta_clips``) and Figures 3-4 (``figure4``: one figure per
+    output) of one attack setting of a store."""
 
     setting: Setting | None
     slug: str
     table1: pd.DataFrame
-    tests: list[stats.PlannedTest]
+    tests: list[PlannedTest]
     snr: pd.DataFrame
     zero: pd.DataFrame = field(default_factory=pd.DataFrame)
     figure3: bytes = b""
@@ -90,7 +93,7 @@ class SourceResults:
     per_run: pd.DataFrame
     clips: pd.DataFrame
     table1: pd.DataFrame
-    family: stats.PlannedFamily
+    family: PlannedFamily
     snr: pd.DataFrame
     config: dict[str, Any]
     meta: dict[str, Any]
@@ -98,7 +101,7 @@ class SourceResults:
     figure4: dict[str, bytes] = field(default_factory=dict)
     media: list[MediaItem] = field(default_factory=list)
     parts: list[SettingPart] = field(default_factory=list)
-    curves: list[stats.Curve] = field(default_factory=list)
+    curves: list[Curve] = field(default_factory=list)
     curve_points: pd.DataFrame = field(default_factory=pd.DataFrame)
     curve_figure: bytes = b""
     outputs: list[str] = field(default_factory=list)
@@ -232,7 +235,7 @@ def analyse_store(
                               f"{', '.join(outputs)}")
     config, meta = store.read_config(), store.read_meta()
     if comparisons is None:
-        comparisons = stats.store_comparisons(config, order_model_types(runs["model_type"]))
+        comparisons = store_comparisons(config, order_model_types(runs["model_type"]))
     name = _source_name(store, meta, config)
     slug = _slug(name)
     taken = taken if taken is not None else set()
@@ -247,7 +250,7 @@ def analyse_store(
     found: list[Setting | None] = list(settings(clips)) or [None]
     boot = {"n_boot": n_boot}
     # one family over pairs x (settings + curve areas), Holm
-    family = stats.planned_family(clips, runs, comparisons, alpha=alpha, **boot)
+    family = planned_family(clips, runs, comparisons, alpha=alpha, **boot)
     parts = []
     for st in found:
         c_sel = clips if st is None else select_setting(clips, st)
@@ -257,9 +260,9 @@ def analyse_store(
         d_sel = c_sel[c_sel["run_id"].isin(done_ids)]
         pr_sel = summarize_runs(c_sel, r_sel)
         part = SettingPart(
-            setting=st, slug=pslug, table1=stats.table1(r_sel, c_sel, **boot),
+            setting=st, slug=pslug, table1=table1(r_sel, c_sel, **boot),
             tests=family.for_setting(st) if st is not None else list(family.tests),
-            snr=stats.snr_table(r_sel, c_sel, **boot), zero=stats.zero_delta_clips(d_sel))
+            snr=snr_table(r_sel, c_sel, **boot), zero=zero_delta_clips(d_sel))
         part.figure3 = figures.delta_mae_boxplot(
             pr_sel[pr_sel["status"] == "done"], fig_dir / f"{pslug}-figure3.png",
             title=f"ΔMAE per model type: {name}{label}")
@@ -277,11 +280,11 @@ def analyse_store(
             "ratings divided by 10" if outputs == list(EMOTIONS) else "")),
         table1=first.table1, family=family, snr=first.snr, config=config, meta=meta,
         figure3=first.figure3, figure4=first.figure4, parts=parts,
-        curves=stats.robustness_curves(runs, clips, comparisons, alpha=alpha, **boot),
+        curves=robustness_curves(runs, clips, comparisons, alpha=alpha, **boot),
         media_setting=setting_label(m_st) if m_st is not None else "",
     )
     if res.curves:
-        res.curve_points = stats.curve_points(per_run, clips, **boot)
+        res.curve_points = curve_points(per_run, clips, **boot)
         res.curve_figure = figures.robustness_curves(
             res.curve_points, fig_dir / f"{slug}-curves.png",
             title=f"Robustness against the attack budget: {name} (mean over seeds, 95 % "
@@ -407,7 +410,7 @@ def _curves_html(r: SourceResults) -> str:
     parts = [f"""
 <h3 id="{s}-curves">Robustness curves: ΔMAE and attacked mean r against the budget ε</h3>
 <img alt="{alt}" src="{_data_uri(r.curve_figure)}">
-<p class="caption">Mean over seeds and its 95 % interval ({esc(stats.INTERVAL_SHORT)}; for the
+<p class="caption">Mean over seeds and its 95 % interval ({esc(INTERVAL_SHORT)}; for the
 attacked mean r the correlation is recomputed in every replicate, so the interval stays inside
 [−1, 1]), per model type, on a log ε axis: a line and band over 3 or more budgets, points with
 error bars over fewer. Settings on no curve (an attack without an effective bound, or a lone

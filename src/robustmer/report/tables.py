@@ -18,15 +18,11 @@ import numpy as np
 import pandas as pd
 
 from robustmer.evaluate.attack_settings import REFERENCE_SETTING, setting_label, settings
-from robustmer.evaluate.stats import (
-    INTERVAL_SHORT,
-    INTERVAL_WORDS,
-    TABLE1_METRICS,
-    Curve,
-    PlannedFamily,
-    PlannedTest,
-)
+from robustmer.evaluate.clip_stats import INTERVAL_SHORT, INTERVAL_WORDS
+from robustmer.evaluate.curves import Curve
+from robustmer.evaluate.planned import PlannedFamily, PlannedTest
 from robustmer.evaluate.store import order_model_types
+from robustmer.evaluate.study_tables import TABLE1_METRICS
 
 TABLE1_LABELS: dict[str, str] = {
     "clean_mean_r": "clean mean r",
@@ -151,7 +147,7 @@ def table1_caption(t1: pd.DataFrame, level: float = 0.95) -> str:
 
 def table1_html(t1: pd.DataFrame) -> str:
     """Table 1 of one source: runs (seeds), N clips, and each of ``TABLE1_METRICS`` as the mean
-    over seeds with its clip-bootstrap interval (``stats.table1``)."""
+    over seeds with its clip-bootstrap interval (``study_tables.table1``)."""
     head = ["<tr><th>model type</th><th>runs (seeds)</th><th>N clips</th>"
             + "".join(f"<th>{esc(TABLE1_LABELS[m])} [95 % interval]</th>"
                       for m in TABLE1_METRICS) + "</tr>"]
@@ -293,7 +289,7 @@ def family_side_by_side_html(families: Mapping[str, PlannedFamily]) -> str:
 
 def curve_points_html(points: pd.DataFrame, metric: str = "delta_mae") -> str:
     """The numbers behind the curve figure: per model type (rows) and setting (columns), the
-    mean over seeds of ``metric`` with its clip-bootstrap interval (``stats.curve_points``)."""
+    mean over seeds of ``metric`` with its clip-bootstrap interval (``curves.curve_points``)."""
     found = settings(points)
     types = order_model_types(points["model_type"]) if len(points) else []
     head = ["<tr><th>model type</th>" + "".join(f"<th>{esc(setting_label(st))}</th>"
@@ -385,8 +381,8 @@ def accounting_lines(snr: pd.DataFrame, zero: pd.DataFrame, attack: str = "",
     """Every clip accounted for, in sentences (plain text) for beside the SNR table: the clips
     left out of the SNR mean and why, the δ = 0 clips whose logged error still rose (with the
     reason: the reference preset logs the prediction at the last evaluated δ), and the
-    zero-gradient starts. ``snr``: ``stats.snr_table``; ``zero``: ``stats.zero_delta_clips`` of
-    the same setting; ``attack``: its attack name."""
+    zero-gradient starts. ``snr``: ``study_tables.snr_table``; ``zero``:
+    ``study_tables.zero_delta_clips`` of the same setting; ``attack``: its attack name."""
     if len(snr) == 0:
         return []
     out = []
