@@ -35,7 +35,8 @@ from robustmer.evaluate.store import ResultsStore
 from robustmer.evaluate.study_tables import snr_by_setting, snr_table, table1, table1_by_setting
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.io import run_meta
-from robustmer.report.html import FIGURES_DIR, build_report, settings_warnings
+from robustmer.report.html import build_report, settings_warnings
+from robustmer.report.page import FIGURES_DIR
 
 SEEDS = (6, 21, 42)
 BUDGETS = (1e-3, 1e-2)

@@ -32,7 +32,7 @@ from robustmer.report.explain import map_png
 def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
     """The Figure objects the report's PNG functions draw (captured before they are closed)."""
     kept: list[Figure] = []
-    finish = figures._finish
+    finish = figures.finish
 
     def capture(fig: Figure, path: object, alt: str | None = None) -> figures.FigurePNG:
         kept.append(fig)
@@ -40,7 +40,8 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
         FigureCanvasAgg(fig)  # plt.close took its canvas; the layout is as saved
         return png
 
-    monkeypatch.setattr(figures, "_finish", capture)
+    monkeypatch.setattr(figures, "finish", capture)
+    monkeypatch.setattr(figures, "_finish", capture)  # report/explain.py calls the old name
     return kept
 
 

@@ -74,8 +74,11 @@ def _auto_alt(fig: Figure) -> str:
     return f"Figure: {text}." if text else "Figure."
 
 
-def _finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = None
-            ) -> FigurePNG:
+def finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = None
+           ) -> FigurePNG:
+    """Close ``fig`` and return its PNG bytes (reproducible: no software or date metadata) with
+    ``alt`` (default: a description made from the figure) as their alt text; written atomically
+    to ``path`` too when one is given. Every figure of every page ends here."""
     buf = io.BytesIO()
     description = alt or _auto_alt(fig)
     # metadata without the Software/date keys keeps the bytes reproducible for a given input
@@ -87,6 +90,9 @@ def _finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = 
         with atomic_open(path, "wb") as fh:
             fh.write(data)
     return FigurePNG(data, description)
+
+
+_finish = finish  # the old name, still used by report/explain.py
 
 
 def eps_label(eps: float) -> str:
@@ -168,7 +174,7 @@ def placeholder_png(text: str, path: str | os.PathLike[str] | None = None) -> Fi
     fig, ax = plt.subplots(figsize=(5, 1.2))
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    return _finish(fig, path, f"No figure: {text}.")
+    return finish(fig, path, f"No figure: {text}.")
 
 
 def delta_mae_boxplot(per_run: pd.DataFrame, path: str | os.PathLike[str] | None = None,
@@ -203,7 +209,7 @@ def delta_mae_boxplot(per_run: pd.DataFrame, path: str | os.PathLike[str] | None
                f"({', '.join(f'{t}: {len(v)} runs' for t, v in zip(types, data, strict=True))}),"
                " one point per run" + (f", boxes for the types with at least {MIN_BOX_VALUES}"
                                       if boxed else "") + ".")
-    return _finish(fig, path, alt)
+    return finish(fig, path, alt)
 
 
 def outputs_in(clips: pd.DataFrame) -> list[str]:
@@ -278,7 +284,7 @@ def prediction_scatter(
         alt = (f"Scatter plots of true against predicted values, clean and adversarial, for "
                f"{nr} output(s) ({', '.join(outputs)}) and {nc} model type(s) "
                f"({', '.join(types)}).")
-    return _finish(fig, path, alt)
+    return finish(fig, path, alt)
 
 
 CURVE_LABELS: dict[str, str] = {
@@ -404,7 +410,7 @@ def robustness_curves(
                + "; ".join(shapes)
                + (f"; {len(off_settings)} setting(s) without a budget shown apart"
                   if off_settings else "") + ".")
-    return _finish(fig, path, alt)
+    return finish(fig, path, alt)
 
 
 def delta_image(delta: np.ndarray, path: str | os.PathLike[str] | None = None,
@@ -423,7 +429,7 @@ def delta_image(delta: np.ndarray, path: str | os.PathLike[str] | None = None,
     ax.set_ylabel("band")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="δ (0 = white)")
-    return _finish(fig, path, alt or f"Perturbation δ over {d.shape[0]} frames and "
+    return finish(fig, path, alt or f"Perturbation δ over {d.shape[0]} frames and "
                    f"{d.shape[1]} bands, red positive and blue negative, largest |δ| {lim:.3g}.")
 
 

@@ -28,12 +28,8 @@ from robustmer.evaluate.store import ResultsStore
 from robustmer.evaluate.study_tables import snr_table, table1, zero_delta_clips
 from robustmer.io import write_text
 from robustmer.report.checks import CHECK_LABELS, summary
-from robustmer.report.tables import (
-    CONVERGED_WORDS,
-    accounting_lines,
-    intervals_statement,
-    tested_on,
-)
+from robustmer.report.family_tables import tested_on
+from robustmer.report.tables import CONVERGED_WORDS, accounting_lines, intervals_statement
 
 CHECKS_FILE = "checks.csv"
 
