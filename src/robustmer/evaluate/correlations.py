@@ -115,12 +115,15 @@ def _weighted_r_reps(t: np.ndarray, p: np.ndarray, design: Design
     """All crossed replicates of ``bootstrap_correlation_ci``'s statistic at once: per drawn
     seed the mean-over-outputs r of its drawn clips (weighted moments), averaged over the drawn
     seeds with a defined r, as ``stat_groups`` does one replicate at a time."""
+    item = design.item
+    assert item is not None, "only a crossed design (with item codes) has these replicates"
+
     def reps(seeds: np.ndarray, clips: np.ndarray) -> np.ndarray:
         num = np.zeros(len(seeds))
         den = np.zeros(len(seeds))
         for g in range(design.n_clusters):
             rows = np.flatnonzero(design.cluster == g)
-            w = clips[:, design.item[rows]].astype(np.float64)  # (B, rows)
+            w = clips[:, item[rows]].astype(np.float64)  # (B, rows)
             n = w.sum(axis=1)
             a = t[rows] - t[rows].mean(axis=0)
             b = p[rows] - p[rows].mean(axis=0)
