@@ -59,8 +59,9 @@ def test_aliases_defaults_and_effective_budget() -> None:
         0.001, 0.002, False, True, "last_evaluated")
     assert setting_id(spec, "spectrogram") == "bim-spectrogram-eps1"
     assert setting_id(ref, "spectrogram") == "reference-spectrogram"
-    assert setting_label("bim", "waveform", 0.001) == "bim eps=0.001 (waveform)"
-    assert setting_label("reference", "spectrogram", math.nan) == "reference (spectrogram)"
+    assert setting_label(("bim", "waveform", 0.001)) == "bim eps=0.001 (waveform)"
+    assert setting_label(("reference", "spectrogram", math.nan)) == (
+        "reference, no bound (spectrogram)")
     assert AttackSpec.from_dict("cw").task == "classification"
 
 

@@ -19,12 +19,24 @@ from scipy import stats as sps
 
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError
-from robustmer.evaluate import stats
+from robustmer.evaluate.attack_settings import select_setting, setting_label, settings
+from robustmer.evaluate.curves import (
+    auc_log_eps,
+    clip_auc,
+    curve_groups,
+    curve_points,
+    mean_ci,
+    off_curve_settings,
+    robustness_curves,
+)
 from robustmer.evaluate.metrics import per_sample_mae
-from robustmer.evaluate.store import ResultsStore, select_setting, setting_label, settings
+from robustmer.evaluate.paired_tests import compare_by_setting, compare_model_types
+from robustmer.evaluate.store import ResultsStore
+from robustmer.evaluate.study_tables import snr_by_setting, snr_table, table1, table1_by_setting
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.io import run_meta
-from robustmer.report.html import FIGURES_DIR, build_report, settings_warnings
+from robustmer.report.html import build_report, settings_warnings
+from robustmer.report.page import FIGURES_DIR
 
 SEEDS = (6, 21, 42)
 BUDGETS = (1e-3, 1e-2)
@@ -108,8 +120,8 @@ def test_settings_sorted_nan_last_labelled_and_selected() -> None:
 
 def test_single_setting_functions_refuse_mixed_settings() -> None:
     clips = budget_clips()
-    for fn in (lambda: stats.table1(None, clips), lambda: stats.compare_model_types(clips),
-               lambda: stats.snr_table(None, clips)):
+    for fn in (lambda: table1(None, clips), lambda: compare_model_types(clips),
+               lambda: snr_table(None, clips)):
         with pytest.raises(ConfigError, match=r"2 attack settings.*bim eps=0\.01"):
             fn()
 
@@ -119,7 +131,7 @@ def test_single_setting_functions_refuse_mixed_settings() -> None:
 def test_per_eps_ttests_match_scipy_with_bonferroni_over_comparisons_x_budgets() -> None:
     clips = budget_clips()
     runs = budget_runs(clips)
-    out = stats.compare_by_setting(clips, [("A2E", "A2M2E"), ("A2B2E", "A2M2E")], runs=runs)
+    out = compare_by_setting(clips, [("A2E", "A2M2E"), ("A2B2E", "A2M2E")], runs=runs)
     assert [st for st, _ in out] == [("bim", "spectrogram", e) for e in BUDGETS]
     for (_, comps), eps in zip(out, BUDGETS, strict=True):
         c, skipped = comps
@@ -141,7 +153,7 @@ def test_per_eps_ttests_match_scipy_with_bonferroni_over_comparisons_x_budgets()
 def test_bonferroni_family_counts_every_setting_and_comparison() -> None:
     clips = budget_clips({"A2E": (0.05, 0.4), "A2B2E": (0.05, 0.3), "A2M2E": (0.03, 0.2)},
                          preset=1.0)
-    out = stats.compare_by_setting(clips, alpha=0.06)  # the two default comparisons
+    out = compare_by_setting(clips, alpha=0.06)  # the two default comparisons
     assert len(out) == 3 and all(len(c) == 2 for _, c in out)
     levels = [c.alpha_corrected for _, cs in out for c in cs]
     assert levels == pytest.approx([0.06 / 6] * 6)  # 2 comparisons x 3 settings
@@ -150,15 +162,15 @@ def test_bonferroni_family_counts_every_setting_and_comparison() -> None:
             assert c.significant == (c.p < 0.01)
     # a single setting is the old per-store family: m = the comparisons run
     one = select_setting(clips, ("bim", "spectrogram", 1e-3))
-    assert stats.compare_by_setting(one, alpha=0.06)[0][1][0].alpha_corrected == pytest.approx(
+    assert compare_by_setting(one, alpha=0.06)[0][1][0].alpha_corrected == pytest.approx(
         0.03)
-    assert stats.compare_model_types(one, alpha=0.06)[0].alpha_corrected == pytest.approx(0.03)
+    assert compare_model_types(one, alpha=0.06)[0].alpha_corrected == pytest.approx(0.03)
 
 
 def test_table1_per_setting_matches_hand_computation() -> None:
     clips = budget_clips()
     runs = budget_runs(clips)
-    out = stats.table1_by_setting(runs, clips)
+    out = table1_by_setting(runs, clips)
     assert [st for st, _ in out] == [("bim", "spectrogram", e) for e in BUDGETS]
     for (_, t1), eps in zip(out, BUDGETS, strict=True):
         row = t1[t1["model_type"] == "A2E"].iloc[0]
@@ -172,16 +184,16 @@ def test_table1_per_setting_matches_hand_computation() -> None:
     # clean numbers do not depend on the budget
     assert out[0][1]["clean_mae_mean"].tolist() == pytest.approx(
         out[1][1]["clean_mae_mean"].tolist())
-    snr = stats.snr_by_setting(runs, clips)
+    snr = snr_by_setting(runs, clips)
     assert snr[0][1]["snr_db_mean"].iloc[0] > snr[1][1]["snr_db_mean"].iloc[0]
 
 
 def test_mean_ci_is_the_t_interval() -> None:
     v = np.array([0.1, 0.4, 0.25, 0.3])
-    m, lo, hi = stats.mean_ci(v)
+    m, lo, hi = mean_ci(v)
     ref = sps.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=sps.sem(v))
     assert m == pytest.approx(v.mean()) and (lo, hi) == pytest.approx(ref)
-    m, lo, hi = stats.mean_ci([0.3, float("nan")])
+    m, lo, hi = mean_ci([0.3, float("nan")])
     assert m == pytest.approx(0.3) and math.isnan(lo) and math.isnan(hi)
 
 
@@ -189,18 +201,18 @@ def test_mean_ci_is_the_t_interval() -> None:
 
 def test_auc_log_eps_known_answers() -> None:
     # constant 0.2 over two decades: 0.4
-    assert stats.auc_log_eps([1e-4, 1e-3, 1e-2], [0.2, 0.2, 0.2]) == pytest.approx(0.4)
+    assert auc_log_eps([1e-4, 1e-3, 1e-2], [0.2, 0.2, 0.2]) == pytest.approx(0.4)
     # linear in log10 eps (1, 2, 3 at 1e-4, 1e-3, 1e-2): the trapezoid is exact, 4
-    assert stats.auc_log_eps([1e-2, 1e-4, 1e-3], [3.0, 1.0, 2.0]) == pytest.approx(4.0)
+    assert auc_log_eps([1e-2, 1e-4, 1e-3], [3.0, 1.0, 2.0]) == pytest.approx(4.0)
     # a budget grid with uneven spacing: 1e-3 -> 2e-3 is log10(2) decades wide
-    area = stats.auc_log_eps([1e-3, 2e-3, 1e-2], [0.0, 1.0, 1.0])
+    area = auc_log_eps([1e-3, 2e-3, 1e-2], [0.0, 1.0, 1.0])
     assert area == pytest.approx(0.5 * math.log10(2) + (1 - math.log10(2)))
-    assert math.isnan(stats.auc_log_eps([1e-3], [0.5]))
-    assert math.isnan(stats.auc_log_eps([1e-3, 1e-2], [0.5, float("nan")]))
+    assert math.isnan(auc_log_eps([1e-3], [0.5]))
+    assert math.isnan(auc_log_eps([1e-3, 1e-2], [0.5, float("nan")]))
     with pytest.raises(ConfigError, match="positive"):
-        stats.auc_log_eps([0.0, 1e-2], [0.1, 0.2])
+        auc_log_eps([0.0, 1e-2], [0.1, 0.2])
     with pytest.raises(ConfigError, match="repeat"):
-        stats.auc_log_eps([1e-2, 1e-2], [0.1, 0.2])
+        auc_log_eps([1e-2, 1e-2], [0.1, 0.2])
 
 
 def _exact_clips(deltas: dict[str, dict[int, tuple[float, ...]]],
@@ -225,7 +237,7 @@ def test_run_auc_and_table_known_answers() -> None:
     deltas = {"A2E": {1: (0.1, 0.2, 0.4), 2: (0.1, 0.3, 0.5), 3: (0.2, 0.2, 0.2)},
               "A2M2E": {1: (0.0, 0.1, 0.1), 2: (0.0, 0.0, 0.2), 3: (0.1, 0.1, 0.1)}}
     clips = _exact_clips(deltas, budgets)
-    curves = stats.robustness_curves(None, clips, [("A2E", "A2M2E")])
+    curves = robustness_curves(None, clips, [("A2E", "A2M2E")])
     assert len(curves) == 1
     c = curves[0]
     assert (c.attack, c.domain, c.budgets) == ("bim", "spectrogram", list(budgets))
@@ -244,7 +256,7 @@ def test_run_auc_and_table_known_answers() -> None:
     assert row["n_runs"] == 3 and row["auc_mean"] == pytest.approx(np.mean(vals))
     assert row["auc_std"] == pytest.approx(np.std(vals, ddof=1))
     # per-clip areas (the tested values) average to the run's area, paired by (seed, clip)
-    per_clip = stats.clip_auc(clips, "bim", "spectrogram", budgets)
+    per_clip = clip_auc(clips, "bim", "spectrogram", budgets)
     assert len(per_clip) == 2 * 3 * 3
     means = per_clip.groupby("run_id")["value"].mean()
     assert means.loc["A2E-1"] == pytest.approx(area(deltas["A2E"][1]))
@@ -261,24 +273,25 @@ def test_run_missing_a_budget_is_left_out_of_the_area() -> None:
     clips = budget_clips({"A2E": (0.05, 0.4, 0.6), "A2M2E": (0.03, 0.2, 0.3)},
                          budgets=(1e-3, 1e-2, 1e-1), preset=1.0)
     gone = (clips["run_id"] == "A2E-6") & np.isclose(clips["eps"], 1e-1)
-    c = stats.robustness_curves(None, clips[~gone], [("A2E", "A2M2E")])[0]
+    c = robustness_curves(None, clips[~gone], [("A2E", "A2M2E")])[0]
     assert c.budgets == [1e-3, 1e-2, 1e-1]  # the preset (eps NaN) is on no curve
     row = c.run_auc.set_index("run_id").loc["A2E-6"]
     assert math.isnan(row["auc"]) and "no ΔMAE at eps 0.1" in row["note"]
     t = c.table.set_index("model_type")
     assert t.loc["A2E", "n_runs"] == 2 and t.loc["A2E", "n_left_out"] == 1
     assert c.tests[0].n == 2 * N_CLIPS  # seed 6 has no A2E area: its clips have no partner
-    assert stats.off_curve_settings(clips)[0][0] == "reference"
+    assert off_curve_settings(clips)[0][0] == "reference"
     # one budget only: no curve at all
     one = clips[np.isclose(clips["eps"], 1e-3)]
-    assert stats.robustness_curves(None, one) == [] and stats.curve_groups(one) == []
+    assert robustness_curves(None, one) == [] and curve_groups(one) == []
 
 
 def test_curve_points_mean_over_seeds_and_clip_bootstrap_interval() -> None:
     clips = budget_clips(preset=1.0)
-    from robustmer.evaluate.intervals import bootstrap_correlation_ci, cluster_bootstrap_ci
+    from robustmer.evaluate.correlations import bootstrap_correlation_ci
+    from robustmer.evaluate.intervals import cluster_bootstrap_ci
     from robustmer.evaluate.summary import summarize_runs
-    pts = stats.curve_points(summarize_runs(clips, budget_runs(clips)), clips, n_boot=400)
+    pts = curve_points(summarize_runs(clips, budget_runs(clips)), clips, n_boot=400)
     assert len(pts) == 3 * 2 and (pts["n"] == len(SEEDS)).all()
     assert (pts["n_seeds"] == len(SEEDS)).all() and (pts["n_clips"] == len(SEEDS) * N_CLIPS).all()
     one = pts[(pts["model_type"] == "A2E") & np.isclose(pts["eps"], 1e-2)].iloc[0]

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from robustmer import EMOTIONS
 from robustmer.cli import app
 from robustmer.errors import DatasetError
-from robustmer.evaluate.store import ResultsStore, settings
+from robustmer.evaluate.attack_settings import settings
+from robustmer.evaluate.store import ResultsStore
 from robustmer.evaluate.summary import summarize_runs
 from robustmer.study.cpjku import import_cpjku, parse_array, parse_clip_id
 

@@ -32,7 +32,7 @@ from robustmer.report.explain import map_png
 def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
     """The Figure objects the report's PNG functions draw (captured before they are closed)."""
     kept: list[Figure] = []
-    finish = figures._finish
+    finish = figures.finish
 
     def capture(fig: Figure, path: object, alt: str | None = None) -> figures.FigurePNG:
         kept.append(fig)
@@ -40,13 +40,14 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
         FigureCanvasAgg(fig)  # plt.close took its canvas; the layout is as saved
         return png
 
-    monkeypatch.setattr(figures, "_finish", capture)
+    monkeypatch.setattr(figures, "finish", capture)
+    monkeypatch.setattr(figures, "_finish", capture)  # report/explain.py calls the old name
     return kept
 
 
 def points(budgets: tuple[float, ...], types: tuple[str, ...] = ("A2E", "A2M2E"),
            preset: bool = False) -> pd.DataFrame:
-    """A ``stats.curve_points`` table: every type at every budget (and an unbounded preset)."""
+    """A ``curves.curve_points`` table: every type at every budget (and an unbounded preset)."""
     rows = []
     settings = [("bim", e) for e in budgets] + ([("reference", float("nan"))] if preset else [])
     for (attack, eps), (q, t) in itertools.product(settings, enumerate(types)):

@@ -1,6 +1,6 @@
-"""evaluate.intervals: known answers (t interval, d_z, Fisher z, Holm), agreement with scipy
-(bootstrap, ttest_rel, nct), determinism, correlations inside [-1, 1], and coverage sanity of
-the cluster bootstrap on simulated nested and crossed data."""
+"""evaluate.intervals, .correlations and .resampling: known answers (t interval, d_z, Fisher z,
+Holm), agreement with scipy (bootstrap, ttest_rel, nct), determinism, correlations inside
+[-1, 1], and coverage sanity of the cluster bootstrap on simulated nested and crossed data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from robustmer.errors import ConfigError
+from robustmer.evaluate import correlations as cor
 from robustmer.evaluate import intervals as iv
+from robustmer.evaluate import resampling as rs
 
 
 def test_t_interval_and_d_z_known_vector() -> None:
@@ -182,23 +184,23 @@ def test_paired_effect_bootstrap_intervals_with_clusters() -> None:
 
 def test_fisher_z_known_values_and_vectorised() -> None:
     # textbook: r = .5, n = 28: z = 0.5493, se = 0.2, z ± 1.96·0.2 -> tanh -> [0.156, 0.736]
-    r = iv.fisher_z_ci(0.5, 28)
+    r = cor.fisher_z_ci(0.5, 28)
     assert (r.low, r.high) == pytest.approx((math.tanh(0.549306 - 0.391993),
                                              math.tanh(0.549306 + 0.391993)), abs=1e-5)
     assert (r.low, r.high) == pytest.approx((0.156, 0.736), abs=5e-4)
     assert r.n == 28
-    v = iv.fisher_z_ci([0.5, -0.3, 0.9, np.nan, 1.0], [28, 3, 10, 50, 10])
+    v = cor.fisher_z_ci([0.5, -0.3, 0.9, np.nan, 1.0], [28, 3, 10, 50, 10])
     assert v.low[0] == pytest.approx(r.low) and np.isnan(v.low[1]) and np.isnan(v.high[3])
     assert v.low[4] == v.high[4] == 1.0  # a perfect correlation: [1, 1]
     assert list(v.n) == [28, 3, 10, 50, 10]
     with pytest.raises(ConfigError, match=r"\[-1, 1\]"):
-        iv.fisher_z_ci(1.2, 10)
+        cor.fisher_z_ci(1.2, 10)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.floats(-1.0, 1.0), st.integers(0, 10_000), st.floats(0.5, 0.999))
 def test_fisher_z_ci_inside_minus_one_one(r: float, n: int, level: float) -> None:
-    ci = iv.fisher_z_ci(r, n, level)
+    ci = cor.fisher_z_ci(r, n, level)
     if n <= 3:
         assert math.isnan(ci.low) and math.isnan(ci.high)
     else:
@@ -209,7 +211,7 @@ def test_fisher_z_ci_inside_minus_one_one(r: float, n: int, level: float) -> Non
 @given(st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=6), st.floats(0.5, 0.999))
 def test_mean_correlation_ci_inside_minus_one_one_even_with_two_seeds(
         rs: list[float], level: float) -> None:
-    ci = iv.mean_correlation_ci(rs, level=level)
+    ci = cor.mean_correlation_ci(rs, level=level)
     assert -1.0 <= ci.low <= ci.estimate <= ci.high <= 1.0
     assert ci.n == len(rs) and ci.n_clusters == len(rs)
 
@@ -218,15 +220,15 @@ def test_mean_correlation_ci_averages_z_with_a_t_quantile() -> None:
     rs = [0.6, 0.7, 0.8]
     z = np.arctanh(rs)
     half = stats.t.ppf(0.975, 2) * z.std(ddof=1) / math.sqrt(3)
-    ci = iv.mean_correlation_ci(rs)
+    ci = cor.mean_correlation_ci(rs)
     assert ci.estimate == pytest.approx(math.tanh(z.mean()))
     assert (ci.low, ci.high) == pytest.approx((math.tanh(z.mean() - half),
                                                math.tanh(z.mean() + half)))
-    one = iv.mean_correlation_ci([0.5], [28])
-    assert (one.low, one.high) == pytest.approx((iv.fisher_z_ci(0.5, 28).low,
-                                                 iv.fisher_z_ci(0.5, 28).high))
-    assert math.isnan(iv.mean_correlation_ci([0.5]).low)
-    nan = iv.mean_correlation_ci([0.5, np.nan, 0.7])
+    one = cor.mean_correlation_ci([0.5], [28])
+    assert (one.low, one.high) == pytest.approx((cor.fisher_z_ci(0.5, 28).low,
+                                                 cor.fisher_z_ci(0.5, 28).high))
+    assert math.isnan(cor.mean_correlation_ci([0.5]).low)
+    nan = cor.mean_correlation_ci([0.5, np.nan, 0.7])
     assert nan.n == 2 and nan.n_excluded == 1
 
 
@@ -239,7 +241,7 @@ def test_bootstrap_correlation_ci_inside_minus_one_one(seed: int, n: int, seeds:
     p = slope * y + rng.normal(size=y.shape)
     cl = np.repeat(np.arange(seeds), n)
     items = np.tile(np.arange(n), seeds)
-    ci = iv.bootstrap_correlation_ci(y, p, cl, items=items, n_boot=40, seed=seed)
+    ci = cor.bootstrap_correlation_ci(y, p, cl, items=items, n_boot=40, seed=seed)
     assert -1.0 <= ci.low <= ci.high <= 1.0 and -1.0 <= ci.estimate <= 1.0
     assert ci.n == n * seeds and ci.n_clusters == seeds
 
@@ -251,12 +253,12 @@ def test_bootstrap_correlation_ci_estimate_is_the_mean_over_seeds_of_mean_r() ->
     y = rng.normal(size=(60, 4))
     p = y + rng.normal(size=y.shape)
     cl = np.repeat([1, 2], 30)
-    ci = iv.bootstrap_correlation_ci(y, p, cl, n_boot=100)
+    ci = cor.bootstrap_correlation_ci(y, p, cl, n_boot=100)
     want = np.mean([regression_metrics(y[:30], p[:30])["mean_r"],
                     regression_metrics(y[30:], p[30:])["mean_r"]])
     assert ci.estimate == pytest.approx(want)
     assert ci.low < ci.estimate < ci.high
-    single = iv.bootstrap_correlation_ci(y, p, n_boot=300, seed=1, method="bca")
+    single = cor.bootstrap_correlation_ci(y, p, n_boot=300, seed=1, method="bca")
     assert single.estimate == pytest.approx(regression_metrics(y, p)["mean_r"])
     assert "BCa" in single.method and -1 <= single.low < single.high <= 1
 
@@ -279,20 +281,20 @@ def test_holm_and_bonferroni_hand_example() -> None:
         iv.family_correction(p, "bh")
 
 
-def _loop_and_vector(design: "iv._Design", stat_groups, vector, n_boot: int = 300
+def _loop_and_vector(design: rs.Design, stat_groups, vector, n_boot: int = 300
                      ) -> tuple[np.ndarray, np.ndarray]:
     """The replicates of one statistic by the per-replicate loop and by the counts."""
     rng = np.random.default_rng(7)
     with np.errstate(invalid="ignore", divide="ignore"):
-        loop = np.array([stat_groups(g) for g in iv._draws(design, n_boot, rng)])
+        loop = np.array([stat_groups(g) for g in rs.draws(design, n_boot, rng)])
     rng = np.random.default_rng(7)
-    return loop, vector(*iv._crossed_counts(design, n_boot, rng))
+    return loop, vector(*rs.crossed_counts(design, n_boot, rng))
 
 
 @pytest.mark.parametrize("missing", [False, True])
 def test_crossed_replicates_at_once_equal_the_loop(missing: bool) -> None:
     """The vectorised crossed bootstrap (means, d_z, mean-over-outputs r) draws the same
-    replicates as the loop over ``_draws`` and gives the same statistic in each, including
+    replicates as the loop over ``resampling.draws`` and gives the same statistic in each, including
     resamples that are constant (r and d_z undefined) and seeds that miss some clips."""
     rng = np.random.default_rng(1)
     seeds, clips = np.repeat([1, 2, 3], 6), np.tile([f"c{i}" for i in range(6)], 3)
@@ -304,8 +306,8 @@ def test_crossed_replicates_at_once_equal_the_loop(missing: bool) -> None:
     y[:, 2] = np.round(y[:, 2])  # ties: some resamples of this output are constant
     pred = y + rng.normal(scale=0.5, size=y.shape)
     d = np.round(rng.normal(size=len(seeds)), 0)  # ties: some d_z undefined
-    design = iv._design(len(seeds), iv._labels(seeds, len(seeds), "c"),
-                        iv._labels(clips, len(seeds), "i"), None)
+    design = rs.make_design(len(seeds), rs.as_labels(seeds, len(seeds), "c"),
+                            rs.as_labels(clips, len(seeds), "i"), None)
     assert design.scheme == "crossed"
 
     def mean_groups(groups: list[np.ndarray]) -> float:
@@ -316,13 +318,13 @@ def test_crossed_replicates_at_once_equal_the_loop(missing: bool) -> None:
         return iv._dz(d[np.concatenate(groups)])
 
     def r_groups(groups: list[np.ndarray]) -> float:
-        vals = [iv._mean_r(y[g], pred[g]) for g in groups if len(g) > 1]
+        vals = [cor._mean_r(y[g], pred[g]) for g in groups if len(g) > 1]
         vals = [v for v in vals if np.isfinite(v)]
         return float(np.mean(vals)) if vals else float("nan")
 
     for groups, vector in ((mean_groups, iv._weighted_mean_reps(d, design)),
                            (dz_groups, iv._weighted_dz_reps(d, design)),
-                           (r_groups, iv._weighted_r_reps(y, pred, design))):
+                           (r_groups, cor._weighted_r_reps(y, pred, design))):
         loop, fast = _loop_and_vector(design, groups, vector)
         np.testing.assert_array_equal(np.isnan(loop), np.isnan(fast))
         np.testing.assert_allclose(fast, loop, rtol=1e-9, atol=1e-12, equal_nan=True)

@@ -22,7 +22,8 @@ from robustmer.errors import ConfigError, DatasetError
 from robustmer.evaluate.store import ResultsStore
 from robustmer.evaluate.summary import clips_frame, run_row
 from robustmer.io import run_meta
-from robustmer.report.html import FIGURES_DIR, build_report
+from robustmer.report.html import build_report
+from robustmer.report.page import FIGURES_DIR
 
 SEEDS = (6, 21)
 N_CLIPS = 6

@@ -11,8 +11,10 @@ from typer.testing import CliRunner
 
 from robustmer.cli import app
 from robustmer.errors import ConfigError
-from robustmer.evaluate import stats
-from robustmer.evaluate.store import select_setting, settings
+from robustmer.evaluate.attack_settings import select_setting, settings
+from robustmer.evaluate.paired_tests import compare_by_setting
+from robustmer.evaluate.planned import planned_family, store_comparisons
+from robustmer.evaluate.study_tables import table1
 from robustmer.report.markdown import markdown_summary, md_table
 from test_budgets import BUDGETS, budget_clips, write_store
 
@@ -25,16 +27,16 @@ def test_markdown_has_every_setting_and_the_computed_numbers(tmp_path: Path) -> 
     for st in settings(clips):
         label = f"## bim eps={st[2]:g} (spectrogram)"
         assert label in text
-        t1 = stats.table1(select_setting(runs, st, keep_unset=True), select_setting(clips, st))
+        t1 = table1(select_setting(runs, st, keep_unset=True), select_setting(clips, st))
         row = t1[t1["model_type"] == "A2E"].iloc[0]
         # mean over seeds [the page's clip-bootstrap interval], N clips beside it
         assert (f"| A2E | 3 | 15 | {row['clean_mean_r_mean']:.3f} [" in text
                 and f"{row['delta_mae_mean']:.4f} [{row['delta_mae_lo']:.4f}, "
                     f"{row['delta_mae_hi']:.4f}]" in text)
-    comps = stats.compare_by_setting(clips, runs=runs)
+    comps = compare_by_setting(clips, runs=runs)
     c = comps[0][1][0]
     assert f"t({c.df}) = {c.t:.2f}" in text  # the family's tests pair the clips the same way
-    fam = stats.planned_family(clips, runs, stats.store_comparisons({}, ["A2E", "A2M2E"]))
+    fam = planned_family(clips, runs, store_comparisons({}, ["A2E", "A2M2E"]))
     assert text.count("One family of planned comparisons") == 1
     assert f"Holm's step-down correction over all m = {fam.m}" in text
     assert "## Robustness curves" in text and f"{len(BUDGETS)} budgets" in text

@@ -10,8 +10,11 @@ from scipy import stats as sps
 
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
-from robustmer.evaluate import stats
+from robustmer.evaluate.curves import clip_auc, curve_points, mean_ci
 from robustmer.evaluate.metrics import per_sample_mae, regression_metrics
+from robustmer.evaluate.paired_tests import bonferroni, compare_model_types, paired_ttest
+from robustmer.evaluate.planned import ADVERSARIAL, adversarial_comparisons, planned_family
+from robustmer.evaluate.study_tables import snr_table, table1, zero_delta_clips
 from robustmer.evaluate.summary import clips_frame, run_row
 
 N_CLIPS = 9
@@ -41,7 +44,7 @@ def test_paired_ttest_matches_scipy_and_dz() -> None:
     rng = np.random.default_rng(1)
     a = rng.normal(1.0, 1.0, 40)
     b = a - 0.3 + rng.normal(0, 0.5, 40)
-    res = stats.paired_ttest(a, b)
+    res = paired_ttest(a, b)
     ref = sps.ttest_rel(a, b)
     assert res.t == pytest.approx(ref.statistic) and res.p == pytest.approx(ref.pvalue)
     assert res.df == 39 and res.n == 40
@@ -50,23 +53,23 @@ def test_paired_ttest_matches_scipy_and_dz() -> None:
     assert res.d_z == pytest.approx(res.t / np.sqrt(40))
     assert res.formatted == f"t(39)={ref.statistic:.2f}"
     with pytest.raises(ConfigError, match="at least 2"):
-        stats.paired_ttest([1.0], [2.0])
+        paired_ttest([1.0], [2.0])
 
 
 def test_bonferroni_arithmetic() -> None:
-    level, dec = stats.bonferroni([0.01, 0.03, float("nan")], alpha=0.06)
+    level, dec = bonferroni([0.01, 0.03, float("nan")], alpha=0.06)
     assert level == pytest.approx(0.02)
     assert dec == [True, False, False]
-    level, dec = stats.bonferroni([0.024, 0.026])
+    level, dec = bonferroni([0.024, 0.026])
     assert level == pytest.approx(0.025) and dec == [True, False]
     with pytest.raises(ConfigError, match="alpha"):
-        stats.bonferroni([0.1], alpha=1.5)
+        bonferroni([0.1], alpha=1.5)
 
 
 def test_comparisons_pair_by_seed_and_clip_and_match_scipy() -> None:
     clips = _study()
     shuffled = clips.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    out = stats.compare_model_types(shuffled)
+    out = compare_model_types(shuffled)
     assert [(c.a, c.b) for c in out] == [("A2E", "A2M2E"), ("A2B2E", "A2M2E")]
     for c in out:
         xa = clips[clips["model_type"] == c.a].sort_values(["seed", "clip_id"])
@@ -85,7 +88,7 @@ def test_comparisons_pair_by_seed_and_clip_and_match_scipy() -> None:
 
 def test_missing_model_type_is_skipped_with_note_and_bonferroni_counts_run_tests() -> None:
     clips = _study({"A2M2E": 0.2, "A2E": 0.6})
-    out = stats.compare_model_types(clips)
+    out = compare_model_types(clips)
     assert not out[0].skipped and out[1].skipped
     assert "A2B2E" in out[1].note and out[1].formatted == "n/a"
     assert out[0].alpha_corrected == pytest.approx(0.05)  # one test run: no correction
@@ -94,12 +97,12 @@ def test_missing_model_type_is_skipped_with_note_and_bonferroni_counts_run_tests
 def test_unpaired_rows_are_left_out_with_a_note_and_duplicates_refused() -> None:
     clips = _study()
     clips = clips[~((clips["model_type"] == "A2E") & (clips["clip_id"] == "000"))]
-    c = stats.compare_model_types(clips)[0]
+    c = compare_model_types(clips)[0]
     assert c.n == len(SEEDS) * (N_CLIPS - 1) and "without a partner" in c.note
     dup = _study()
     extra = dup[(dup["model_type"] == "A2E") & (dup["seed"] == 6)].assign(run_id="again")
     with pytest.raises(DatasetError, match="A2E has more than one row for seed 6"):
-        stats.compare_model_types(pd.concat([dup, extra], ignore_index=True))
+        compare_model_types(pd.concat([dup, extra], ignore_index=True))
 
 
 def test_table1_matches_hand_computation() -> None:
@@ -108,7 +111,7 @@ def test_table1_matches_hand_computation() -> None:
                                  names=EMOTIONS) for t in ("A2E", "A2B2E", "A2M2E")
                          for s in SEEDS] + [run_row("x", "A2E", 99, "failed", "boom",
                                                     names=EMOTIONS)])
-    t1 = stats.table1(runs, clips)
+    t1 = table1(runs, clips)
     assert t1["model_type"].tolist() == ["A2E", "A2B2E", "A2M2E"]
     row = t1.iloc[0]
     assert row["n_runs"] == 3 and row["n_not_done"] == 1
@@ -130,9 +133,9 @@ def test_table1_matches_hand_computation() -> None:
 def test_single_seed_has_undefined_std_and_snr_table() -> None:
     clips = _study()
     one = clips[clips["seed"] == 6]
-    t1 = stats.table1(None, one)
+    t1 = table1(None, one)
     assert (t1["n_runs"] == 1).all() and t1["adv_mae_std"].isna().all()
-    snr = stats.snr_table(None, clips)
+    snr = snr_table(None, clips)
     sel = clips[clips["model_type"] == "A2E"]
     row = snr[snr["model_type"] == "A2E"].iloc[0]
     assert row["snr_db_mean"] == pytest.approx(sel["snr_db"].mean())
@@ -143,11 +146,8 @@ def test_single_seed_has_undefined_std_and_snr_table() -> None:
 
 # --- issue 22: honest intervals, every clip accounted for, one family ----------------------
 
-from robustmer.evaluate.intervals import (  # noqa: E402
-    bootstrap_correlation_ci,
-    cluster_bootstrap_ci,
-    paired_effect,
-)
+from robustmer.evaluate.correlations import bootstrap_correlation_ci  # noqa: E402
+from robustmer.evaluate.intervals import cluster_bootstrap_ci, paired_effect  # noqa: E402
 
 Y8 = [f"y_{e}" for e in EMOTIONS]
 P8 = [f"pred_{e}" for e in EMOTIONS]
@@ -160,7 +160,7 @@ def _hand_mae(g: pd.DataFrame, cols: list[str]) -> np.ndarray:
 
 def test_table1_intervals_are_the_clip_bootstrap_with_n() -> None:
     clips = _study()
-    t1 = stats.table1(None, clips, n_boot=300)
+    t1 = table1(None, clips, n_boot=300)
     row = t1[t1["model_type"] == "A2E"].iloc[0]
     g = clips[clips["model_type"] == "A2E"]
     assert row["n_clips"] == len(SEEDS) * N_CLIPS and row["n_seeds"] == len(SEEDS)
@@ -176,7 +176,7 @@ def test_table1_intervals_are_the_clip_bootstrap_with_n() -> None:
     assert "crossed" in row["mae_method"] and "3 clusters" in row["mae_method"]
     # one seed: the ordinary clip bootstrap, which is scipy.stats.bootstrap's percentile
     one = clips[(clips["seed"] == 6) & (clips["model_type"] == "A2E")]
-    row = stats.table1(None, one, n_boot=300).iloc[0]
+    row = table1(None, one, n_boot=300).iloc[0]
     ref_sp = sps.bootstrap((_hand_mae(one, A8),), np.mean, n_resamples=300,
                            method="percentile", rng=np.random.default_rng(0))
     assert (row["adv_mae_lo"], row["adv_mae_hi"]) == pytest.approx(
@@ -196,9 +196,9 @@ def test_two_seeds_r_interval_stays_in_range_where_the_t_interval_did_not() -> N
     clips = pd.concat(frames, ignore_index=True)
     from robustmer.evaluate.summary import summarize_runs
     per_run = summarize_runs(clips)
-    _, lo_t, hi_t = stats.mean_ci(per_run["adv_mean_r"])
+    _, lo_t, hi_t = mean_ci(per_run["adv_mean_r"])
     assert lo_t < -1.0 or hi_t > 1.0  # what the page used to show
-    pts = stats.curve_points(per_run, clips, n_boot=300)
+    pts = curve_points(per_run, clips, n_boot=300)
     assert -1.0 <= pts["adv_mean_r_lo"].iloc[0] <= pts["adv_mean_r_hi"].iloc[0] <= 1.0
 
 
@@ -229,7 +229,7 @@ def _snr_clips() -> pd.DataFrame:
 
 def test_snr_table_accounts_for_every_clip() -> None:
     clips = _snr_clips()
-    row = stats.snr_table(None, clips, n_boot=200).iloc[0]
+    row = snr_table(None, clips, n_boot=200).iloc[0]
     assert row["n_clips"] == 8 and row["n_seeds"] == 2
     assert row["n_zero_delta"] == 2 and row["n_zero_delta_rose"] == 1
     assert row["n_snr_missing"] == 1 and row["n_zero_grad_start"] == 1
@@ -244,7 +244,7 @@ def test_snr_table_accounts_for_every_clip() -> None:
                                items=clips["clip_id"][ok], n_boot=200)
     assert (row["snr_db_lo"], row["snr_db_hi"]) == pytest.approx((ref.low, ref.high))
     assert row["converged_frac"] == pytest.approx(2 / 8)
-    zero = stats.zero_delta_clips(clips)
+    zero = zero_delta_clips(clips)
     assert zero["clip_id"].tolist() == ["a", "b"] and zero["error_rose"].tolist() == [True,
                                                                                       False]
     g = clips.iloc[:1]
@@ -252,10 +252,10 @@ def test_snr_table_accounts_for_every_clip() -> None:
 
 
 def test_adversarial_comparisons_come_from_the_registry() -> None:
-    assert stats.adversarial_comparisons(["A2E", "aA2E", "aA2B2E", "mine"]) == [("aA2E", "A2E")]
-    assert stats.adversarial_comparisons(["aA2B2E", "A2B2E", "aA2E", "A2E"]) == [
+    assert adversarial_comparisons(["A2E", "aA2E", "aA2B2E", "mine"]) == [("aA2E", "A2E")]
+    assert adversarial_comparisons(["aA2B2E", "A2B2E", "aA2E", "A2E"]) == [
         ("aA2E", "A2E"), ("aA2B2E", "A2B2E")]
-    assert stats.adversarial_comparisons(["A2E", "A2M2E"]) == []
+    assert adversarial_comparisons(["A2E", "A2M2E"]) == []
 
 
 def _holm(p: list[float]) -> np.ndarray:
@@ -282,7 +282,7 @@ def test_planned_family_matches_scipy_and_hand_holm() -> None:
                                           y, p, p + rng.normal(sh, 0.2, y.shape), eps=eps,
                                           names=EMOTIONS))
     clips = pd.concat(frames, ignore_index=True)
-    fam = stats.planned_family(clips, None, [("A2E", "A2M2E"), ("A2B2E", "A2M2E")], n_boot=200)
+    fam = planned_family(clips, None, [("A2E", "A2M2E"), ("A2B2E", "A2M2E")], n_boot=200)
     assert fam.pairs == [("A2E", "A2M2E", "planned"), ("A2B2E", "A2M2E", "planned"),
                          ("aA2E", "A2E", "adversarial training")]
     # 3 pairs x (2 budgets + 1 area); the A2B2E tests are skipped and not counted
@@ -299,7 +299,7 @@ def test_planned_family_matches_scipy_and_hand_holm() -> None:
             xa, xb = _hand_mae(a, A8), _hand_mae(b, A8)
             seeds, ids = a["seed"].to_numpy(), a["clip_id"].to_numpy()
         else:
-            area = stats.clip_auc(clips, "bim", "spectrogram", [1e-3, 1e-2])
+            area = clip_auc(clips, "bim", "spectrogram", [1e-3, 1e-2])
             a = area[area["model_type"] == t.a].sort_values(["seed", "clip_id"])
             b = area[area["model_type"] == t.b].sort_values(["seed", "clip_id"])
             xa, xb = a["value"].to_numpy(), b["value"].to_numpy()
@@ -326,7 +326,7 @@ def test_planned_family_matches_scipy_and_hand_holm() -> None:
         assert t.p_adjusted == pytest.approx(adj)
         assert t.significant == (adj <= 0.05)
     # the adversarially trained type has the smaller attacked error by construction
-    adv = [t for t in ran if t.why == stats.ADVERSARIAL]
+    adv = [t for t in ran if t.why == ADVERSARIAL]
     assert all(t.effect.mean_diff_bootstrap.high < 0 and t.significant for t in adv)
     text = fam.statement()
     assert "m = 6" in text and "aA2E vs A2E" in text and "3 test(s) could not be run" in text
@@ -334,12 +334,12 @@ def test_planned_family_matches_scipy_and_hand_holm() -> None:
 
 def test_planned_test_flags_a_decision_the_bootstrap_does_not_support() -> None:
     clips = _study()
-    fam = stats.planned_family(clips, n_boot=200)
+    fam = planned_family(clips, n_boot=200)
     t = fam.tests[0]
     assert t.effect is not None
     from dataclasses import replace
 
-    from robustmer.evaluate.intervals import Interval
+    from robustmer.evaluate.resampling import Interval
     wide = Interval(0.01, -0.02, 0.04, t.effect.n, t.effect.n_clusters, "x", 0.95)
     t2 = replace(t, effect=replace(t.effect, mean_diff_bootstrap=wide), significant=True)
     assert not t2.interval_excludes_zero and not t2.agrees

@@ -10,13 +10,13 @@ import pytest
 
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
+from robustmer.evaluate.attack_settings import settings
 from robustmer.evaluate.metrics import per_sample_mae, regression_metrics
 from robustmer.evaluate.store import (
     ResultsStore,
     clips_columns,
     order_model_types,
     runs_columns,
-    settings,
 )
 from robustmer.evaluate.summary import clips_frame, run_row, summarize_run, summarize_runs
 

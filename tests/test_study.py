@@ -172,7 +172,7 @@ def test_study_with_two_budgets_and_a_preset_resumes_per_setting(
     assert len(runs) == 3 and list(runs["status"]) == ["done"] * 3
     # clean metrics repeat on each row of a run; the attack summary is per setting
     assert runs["clean_mae"].nunique() == 1
-    from robustmer.evaluate.store import settings
+    from robustmer.evaluate.attack_settings import settings
     assert settings(clips)[-1][0] == "reference"
     import yaml
     recorded = yaml.safe_load((run_dir / ids[2] / "config.yaml").read_text())

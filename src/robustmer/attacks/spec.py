@@ -253,11 +253,14 @@ def setting_id(spec: AttackSpec, domain: str) -> str:
     return base if math.isnan(eps) else f"{base}-eps{eps:g}"
 
 
-def setting_label(attack: str, domain: str, eps: float) -> str:
-    """Human label of a setting: ``bim eps=0.001 (spectrogram)``, ``reference (spectrogram)``."""
-    if eps is None or (isinstance(eps, float) and math.isnan(eps)):
-        return f"{attack} ({domain})"
-    return f"{attack} eps={eps:g} ({domain})"
+def setting_label(setting: tuple[str, str, float | None]) -> str:
+    """Human label of one attack setting ``(attack, domain, eps)``, the one every page, table
+    and figure shows: ``bim eps=0.001 (spectrogram)``; ``reference, no bound (spectrogram)``
+    for an attack without an effective bound (ε NaN or None)."""
+    attack, domain, eps = setting
+    if eps is None or math.isnan(float(eps)):
+        return f"{attack}, no bound ({domain})"
+    return f"{attack} eps={float(eps):g} ({domain})"
 
 
 def _register_builtins() -> None:

@@ -14,20 +14,22 @@ import numpy as np
 import pandas as pd
 
 from robustmer.errors import DatasetError
-from robustmer.evaluate.metrics import per_sample_mae, regression_metrics
-from robustmer.evaluate.store import (
-    CLIPS_OPTIONAL_COLUMNS,
+from robustmer.evaluate.attack_settings import (
     DEFAULT_SETTING,
     SETTING_COLUMNS,
     Setting,
+    setting_key,
+    settings,
+)
+from robustmer.evaluate.metrics import per_sample_mae, regression_metrics
+from robustmer.evaluate.store import (
+    CLIPS_OPTIONAL_COLUMNS,
     clips_columns,
     order_model_types,
     output_columns,
     output_names,
     runs_columns,
     runs_metric_columns,
-    setting_key,
-    settings,
 )
 
 
@@ -62,11 +64,11 @@ def clips_frame(
     eps: float = float("nan"),
 ) -> pd.DataFrame:
     """The ``clips.csv`` rows of one run under one attack setting ``(attack, domain, eps)``
-    (default: ``store.DEFAULT_SETTING``): targets, clean and adversarial predictions ``(N, K)``
-    of the outputs ``names`` (for classification: one-hot labels and softmax probabilities
-    per class), per-clip MAEs (``per_sample_mae``) and the attack's per-clip stats (NaN / False
-    where a source does not provide them); ``zero_grad_start`` adds its optional column when
-    some clip has it."""
+    (default: ``attack_settings.DEFAULT_SETTING``): targets, clean and adversarial predictions
+    ``(N, K)`` of the outputs ``names`` (for classification: one-hot labels and softmax
+    probabilities per class), per-clip MAEs (``per_sample_mae``) and the attack's per-clip
+    stats (NaN / False where a source does not provide them); ``zero_grad_start`` adds its
+    optional column when some clip has it."""
     n = len(clip_ids)
     k = len(names)
     arrays = {}

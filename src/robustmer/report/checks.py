@@ -17,8 +17,8 @@ import pandas as pd
 
 from robustmer.evaluate.checks_table import CHECK_NAMES, read_checks
 from robustmer.evaluate.store import order_model_types
-from robustmer.report.figures import _finish, placeholder_png
-from robustmer.report.tables import _table, _td, esc, mean_std
+from robustmer.report.figures import finish, placeholder_png
+from robustmer.report.tables import esc, mean_std, table, td
 
 CHECK_LABELS: dict[str, str] = {
     "convergence": "convergence in iterations",
@@ -92,19 +92,19 @@ def tables_html(summ: pd.DataFrame) -> str:
         rows = []
         for _, r in g.iterrows():
             rows.append([
-                _td(esc(CHECK_LABELS.get(r["check"], r["check"])), False),
-                _td(esc(r["setting"]), False),
-                _td("none" if not math.isfinite(float(r["eps"])) else f"{float(r['eps']):g}"),
-                _td(esc(r["metric"]), False),
-                _td(mean_std(r["value_mean"], r["value_std"], 4)),
-                _td(mean_std(r["reference_mean"], r["reference_std"], 4)),
-                _td(_verdict(r), False), _td(esc(r["rule"]), False)])
+                td(esc(CHECK_LABELS.get(r["check"], r["check"])), False),
+                td(esc(r["setting"]), False),
+                td("none" if not math.isfinite(float(r["eps"])) else f"{float(r['eps']):g}"),
+                td(esc(r["metric"]), False),
+                td(mean_std(r["value_mean"], r["value_std"], 4)),
+                td(mean_std(r["reference_mean"], r["reference_std"], 4)),
+                td(_verdict(r), False), td(esc(r["rule"]), False)])
         n_flag = int(g["flagged"].sum())
         runs = sorted({int(x) for x in g["runs"]})
         caption = esc(f"N = {'–'.join(str(x) for x in dict.fromkeys([runs[0], runs[-1]]))} "
                       "runs (seeds) per check; value and reference: mean ± s.d. over them.")
         parts.append(f"<h4>{esc(mt)}: {'no flags' if n_flag == 0 else f'{n_flag} flag(s)'}"
-                     f"</h4>\n{_table(head, rows, caption=caption)}")
+                     f"</h4>\n{table(head, rows, caption=caption)}")
     return "\n".join(parts)
 
 
@@ -129,7 +129,7 @@ def convergence_figure(checks: pd.DataFrame, path: str | os.PathLike[str] | None
         ax.legend(fontsize=8)
     fig.suptitle("Convergence: ΔMAE over iterations (mean over seeds)")
     fig.tight_layout()
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def transfer_figure(summ: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> bytes:
@@ -148,7 +148,7 @@ def transfer_figure(summ: pd.DataFrame, path: str | os.PathLike[str] | None = No
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def _uri(png: bytes) -> str:

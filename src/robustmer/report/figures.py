@@ -32,7 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullFormatter
 
 from robustmer.errors import ConfigError
-from robustmer.evaluate.store import order_model_types, setting_key, setting_label
+from robustmer.evaluate.attack_settings import setting_key, setting_label
+from robustmer.evaluate.store import order_model_types
 from robustmer.io import atomic_open
 
 FIG4_EMOTIONS: tuple[str, ...] = ("tension", "tender")
@@ -73,8 +74,11 @@ def _auto_alt(fig: Figure) -> str:
     return f"Figure: {text}." if text else "Figure."
 
 
-def _finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = None
-            ) -> FigurePNG:
+def finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = None
+           ) -> FigurePNG:
+    """Close ``fig`` and return its PNG bytes (reproducible: no software or date metadata) with
+    ``alt`` (default: a description made from the figure) as their alt text; written atomically
+    to ``path`` too when one is given. Every figure of every page ends here."""
     buf = io.BytesIO()
     description = alt or _auto_alt(fig)
     # metadata without the Software/date keys keeps the bytes reproducible for a given input
@@ -86,6 +90,9 @@ def _finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = 
         with atomic_open(path, "wb") as fh:
             fh.write(data)
     return FigurePNG(data, description)
+
+
+_finish = finish  # the old name, still used by report/explain.py
 
 
 def eps_label(eps: float) -> str:
@@ -167,7 +174,7 @@ def placeholder_png(text: str, path: str | os.PathLike[str] | None = None) -> Fi
     fig, ax = plt.subplots(figsize=(5, 1.2))
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    return _finish(fig, path, f"No figure: {text}.")
+    return finish(fig, path, f"No figure: {text}.")
 
 
 def delta_mae_boxplot(per_run: pd.DataFrame, path: str | os.PathLike[str] | None = None,
@@ -202,7 +209,7 @@ def delta_mae_boxplot(per_run: pd.DataFrame, path: str | os.PathLike[str] | None
                f"({', '.join(f'{t}: {len(v)} runs' for t, v in zip(types, data, strict=True))}),"
                " one point per run" + (f", boxes for the types with at least {MIN_BOX_VALUES}"
                                       if boxed else "") + ".")
-    return _finish(fig, path, alt)
+    return finish(fig, path, alt)
 
 
 def outputs_in(clips: pd.DataFrame) -> list[str]:
@@ -277,7 +284,7 @@ def prediction_scatter(
         alt = (f"Scatter plots of true against predicted values, clean and adversarial, for "
                f"{nr} output(s) ({', '.join(outputs)}) and {nc} model type(s) "
                f"({', '.join(types)}).")
-    return _finish(fig, path, alt)
+    return finish(fig, path, alt)
 
 
 CURVE_LABELS: dict[str, str] = {
@@ -305,7 +312,7 @@ def robustness_curves(
     line suggest a curve nobody measured). The ε axis is labelled at the budgets present as
     plain decimals (``eps_axis``, ``declutter_ticks``). Settings on no curve (presets without a
     bound, a lone budget) get a last column of their own with categorical x positions, so an
-    unbounded preset never sits on the ε axis. ``points`` is ``stats.curve_points``."""
+    unbounded preset never sits on the ε axis. ``points`` is ``curves.curve_points``."""
     if len(points) == 0:
         return placeholder_png("Robustness curves: no finished runs", path)
     eps = points["eps"].to_numpy(np.float64)
@@ -403,7 +410,7 @@ def robustness_curves(
                + "; ".join(shapes)
                + (f"; {len(off_settings)} setting(s) without a budget shown apart"
                   if off_settings else "") + ".")
-    return _finish(fig, path, alt)
+    return finish(fig, path, alt)
 
 
 def delta_image(delta: np.ndarray, path: str | os.PathLike[str] | None = None,
@@ -422,7 +429,7 @@ def delta_image(delta: np.ndarray, path: str | os.PathLike[str] | None = None,
     ax.set_ylabel("band")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="δ (0 = white)")
-    return _finish(fig, path, alt or f"Perturbation δ over {d.shape[0]} frames and "
+    return finish(fig, path, alt or f"Perturbation δ over {d.shape[0]} frames and "
                    f"{d.shape[1]} bands, red positive and blue negative, largest |δ| {lim:.3g}.")
 
 

@@ -1,299 +1,38 @@
 """The HTML report of one or more results stores (figures embedded; audio beside it in media/).
 
-Reads the results store(s) only (never study/ or train/): tables and statistics are recomputed
-from ``clips.csv`` + ``runs.csv``, figures are embedded as base64 PNG data URIs (and saved as
-PNG beside the page), audio players reference ``media/`` by relative path so the page opens
-from disk without a server.
+Reads the results store(s) only (never study/ or train/): ``report.analysis`` recomputes the
+tables and statistics from ``clips.csv`` + ``runs.csv`` and draws the figures (also saved as PNG
+beside the page); this module lays them out as one page, figures embedded as base64 PNG data
+URIs, audio players referencing ``media/`` by relative path so the page opens from disk without
+a server.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from robustmer import EMOTIONS
-from robustmer.errors import ConfigError, DatasetError
-from robustmer.evaluate import stats
-from robustmer.evaluate.intervals import DEFAULT_N_BOOT
-from robustmer.evaluate.store import (
-    ResultsStore,
-    Setting,
-    order_model_types,
-    output_names,
-    select_setting,
-    setting_key,
-    setting_label,
-    settings,
-)
-from robustmer.evaluate.summary import summarize_runs
+from robustmer.errors import ConfigError
+from robustmer.evaluate.attack_settings import setting_key
+from robustmer.evaluate.clip_stats import INTERVAL_SHORT
+from robustmer.evaluate.resampling import DEFAULT_N_BOOT
 from robustmer.io import versions, write_text
-from robustmer.report import figures, tables
-from robustmer.report.checks import checks_section
+from robustmer.report import family_tables, figures, tables
+from robustmer.report.analysis import MediaItem, SettingPart, SourceResults, analyse_store
 from robustmer.report.l2i import find_l2i, l2i_section_html
 from robustmer.report.page import CSS, data_uri, dump
+from robustmer.report.page import FIGURES_DIR as FIGURES_DIR  # re-exported for report/explain.py
 from robustmer.report.tables import esc
 
 REPORT_FILE = "report.html"
-FIGURES_DIR = "report-figures"
 
-
-@dataclass
-class MediaItem:
-    """One clip's media for the page: audio paths (relative URLs) or a δ image (data URI)."""
-
-    model_type: str
-    run_id: str
-    clip_id: str
-    clean_src: str | None = None
-    adv_src: str | None = None
-    delta_src: str | None = None
-
-
-@dataclass
-class SettingPart:
-    """Table 1, the family's tests at this setting, the SNR table with its clip accounting
-    (``zero``: ``stats.zero_delta_clips``) and Figures 3-4 (``figure4``: one figure per output)
-    of one attack setting of a store."""
-
-    setting: Setting | None
-    slug: str
-    table1: pd.DataFrame
-    tests: list[stats.PlannedTest]
-    snr: pd.DataFrame
-    zero: pd.DataFrame = field(default_factory=pd.DataFrame)
-    figure3: bytes = b""
-    figure4: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """The setting's human label (``store.setting_label``)."""
-        return setting_label(self.setting) if self.setting is not None else "no attack setting"
-
-
-@dataclass
-class SourceResults:
-    """Everything the report shows for one results store. ``table1``, ``snr``, ``figure3`` and
-    ``figure4`` are those of the first attack setting (the only one of a one-setting store);
-    ``parts`` has them for every setting, ``family`` the store's one family of planned
-    comparisons, ``curves`` the robustness curves (empty unless an attack has two bounded
-    budgets), ``media_setting`` the label of the setting the adversarial media come from."""
-
-    name: str
-    slug: str
-    store: ResultsStore
-    per_run: pd.DataFrame
-    clips: pd.DataFrame
-    table1: pd.DataFrame
-    family: stats.PlannedFamily
-    snr: pd.DataFrame
-    config: dict[str, Any]
-    meta: dict[str, Any]
-    figure3: bytes = b""
-    figure4: dict[str, bytes] = field(default_factory=dict)
-    media: list[MediaItem] = field(default_factory=list)
-    parts: list[SettingPart] = field(default_factory=list)
-    curves: list[stats.Curve] = field(default_factory=list)
-    curve_points: pd.DataFrame = field(default_factory=pd.DataFrame)
-    curve_figure: bytes = b""
-    outputs: list[str] = field(default_factory=list)
-    units: str = ""
-    media_setting: str = ""
-
-    @property
-    def settings(self) -> list[Setting]:
-        """The store's attack settings (``store.settings`` order)."""
-        return [p.setting for p in self.parts if p.setting is not None]
-    checks: str = ""
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-").lower() or "source"
-
-
-_data_uri = data_uri  # the shared helpers of every page (report/page.py)
-
-
-def _rel_url(target: Path, base_dir: Path) -> str:
-    rel = os.path.relpath(target.resolve(), base_dir.resolve())
-    return urllib.parse.quote(Path(rel).as_posix())
-
-
-def _source_name(store: ResultsStore, meta: dict[str, Any], config: dict[str, Any]) -> str:
-    origin = meta.get("source") or config.get("source") or "robustmer"
-    return f"{origin} ({store.path.resolve().name})"
-
-
-def _collect_media(store: ResultsStore, per_run: pd.DataFrame, out_dir: Path,
-                   per_type: int) -> list[MediaItem]:
-    """Up to ``per_type`` clips with media per model type, from its lowest-seed runs first."""
-    items: list[MediaItem] = []
-    if per_type <= 0 or not store.media_dir.is_dir():
-        return items
-    for t in order_model_types(per_run["model_type"]):
-        runs = per_run[(per_run["model_type"] == t) & (per_run["status"] == "done")]
-        found: list[MediaItem] = []
-        for run_id in runs.sort_values(["seed", "run_id"])["run_id"].drop_duplicates():
-            run_dir = store.media_dir / str(run_id)
-            if not run_dir.is_dir():
-                continue
-            clip_ids = sorted({p.name.rsplit("_", 1)[0] for p in run_dir.iterdir()
-                               if re.fullmatch(r".+_(clean\.wav|adv\.wav|delta\.png|delta\.npz)",
-                                               p.name)})
-            for clip in clip_ids:
-                item = MediaItem(t, str(run_id), clip)
-                clean = store.media_path(run_id, clip, "clean.wav")
-                adv = store.media_path(run_id, clip, "adv.wav")
-                png = store.media_path(run_id, clip, "delta.png")
-                npz = store.media_path(run_id, clip, "delta.npz")
-                if clean.is_file() and adv.is_file():
-                    item.clean_src = _rel_url(clean, out_dir)
-                    item.adv_src = _rel_url(adv, out_dir)
-                if png.is_file():
-                    item.delta_src = _data_uri(png.read_bytes())
-                elif npz.is_file():
-                    item.delta_src = _data_uri(figures.delta_image(
-                        _load_delta(npz), title=f"δ {t} run {run_id} clip {clip}"))
-                if item.clean_src or item.delta_src:
-                    found.append(item)
-                if len(found) >= per_type:
-                    break
-            if len(found) >= per_type:
-                break
-        items.extend(found)
-    return items
-
-
-def _load_delta(path: Path) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            key = "delta" if "delta" in z.files else (z.files[0] if z.files else None)
-            if key is None:
-                raise DatasetError(f"{path}: no array inside")
-            return np.asarray(z[key])
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: not a readable .npz with a 'delta' array ({err})") from err
-
-
-def media_setting(config: dict[str, Any], found: Sequence[Setting]) -> Setting | None:
-    """The attack setting a study's adversarial media come from: the first entry of its
-    ``config.yaml`` ``attack.settings`` (the study copies media from its first setting),
-    matched to the store's settings by attack, domain and budget (a preset without an effective
-    bound has ε NaN in the store); the only setting of a one-setting store; else ``None``."""
-    attack = config.get("attack") if isinstance(config.get("attack"), dict) else {}
-    first = (attack.get("settings") or [None])[0] if isinstance(attack, dict) else None
-    if isinstance(first, dict):
-        spec = first.get("attack") or {}
-        name, domain = str(spec.get("name", "")), str(first.get("domain", ""))
-        same = [st for st in found if st[0] == name and st[1] == domain]
-        eps = spec.get("eps")
-        for st in same:
-            if eps is not None and np.isfinite(st[2]) and np.isclose(st[2], float(eps)):
-                return st
-        unbounded = [st for st in same if not np.isfinite(st[2])]
-        if unbounded:
-            return unbounded[0]
-    return found[0] if len(found) == 1 else None
-
-
-def analyse_store(
-    path: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    *,
-    emotions: Sequence[str] | None = None,
-    comparisons: Sequence[tuple[str, str]] | None = None,
-    alpha: float = 0.05,
-    media_clips: int = 2,
-    taken: set[str] | None = None,
-    n_boot: int = DEFAULT_N_BOOT,
-) -> SourceResults:
-    """Read one results store and compute every table, test and figure of its report section.
-
-    ``emotions``: the outputs Figure 4 offers (default: every output of the store, one figure
-    each, the reader picks one); ``comparisons``: the planned pairs (default: the store's own,
-    else ``models.types.default_comparisons`` of its types), to which the family adds every
-    adversarially trained type vs its plain counterpart; ``n_boot``: bootstrap replicates of
-    every interval."""
-    store = ResultsStore(path)
-    if not store.path.is_dir():
-        raise ConfigError(f"RESULTS_DIR {store.path}: not a folder")
-    runs = store.read_runs()
-    clips = store.read_clips()
-    outputs = output_names(clips, "y_") or output_names(runs, "r_")
-    fig4_outputs = list(outputs) if emotions is None else list(emotions)
-    for e in fig4_outputs:
-        if e not in outputs:
-            raise ConfigError(f"--emotion {e!r}: expected one of the store's outputs "
-                              f"{', '.join(outputs)}")
-    config, meta = store.read_config(), store.read_meta()
-    if comparisons is None:
-        comparisons = stats.store_comparisons(config, order_model_types(runs["model_type"]))
-    name = _source_name(store, meta, config)
-    slug = _slug(name)
-    taken = taken if taken is not None else set()
-    base, k = slug, 2
-    while slug in taken:
-        slug, k = f"{base}-{k}", k + 1
-    taken.add(slug)
-    per_run = summarize_runs(clips, runs)
-    done_ids = set(per_run.loc[per_run["status"] == "done", "run_id"])
-    done_clips = clips[clips["run_id"].isin(done_ids)]
-    fig_dir = Path(out_dir) / FIGURES_DIR
-    found: list[Setting | None] = list(settings(clips)) or [None]
-    boot = {"n_boot": n_boot}
-    # one family over pairs x (settings + curve areas), Holm
-    family = stats.planned_family(clips, runs, comparisons, alpha=alpha, **boot)
-    parts = []
-    for st in found:
-        c_sel = clips if st is None else select_setting(clips, st)
-        r_sel = runs if st is None else select_setting(runs, st, keep_unset=True)
-        label = "" if len(found) == 1 else f" ({setting_label(st)})" if st else ""
-        pslug = slug if len(found) == 1 else f"{slug}-{_slug(setting_label(st))}" if st else slug
-        d_sel = c_sel[c_sel["run_id"].isin(done_ids)]
-        pr_sel = summarize_runs(c_sel, r_sel)
-        part = SettingPart(
-            setting=st, slug=pslug, table1=stats.table1(r_sel, c_sel, **boot),
-            tests=family.for_setting(st) if st is not None else list(family.tests),
-            snr=stats.snr_table(r_sel, c_sel, **boot), zero=stats.zero_delta_clips(d_sel))
-        part.figure3 = figures.delta_mae_boxplot(
-            pr_sel[pr_sel["status"] == "done"], fig_dir / f"{pslug}-figure3.png",
-            title=f"ΔMAE per model type: {name}{label}")
-        for o in fig4_outputs:
-            part.figure4[o] = figures.prediction_scatter(
-                d_sel, [o], None, fig_dir / f"{pslug}-figure4-{_slug(o)}.png",
-                title=f"{o}: true vs predicted, clean (x) and adversarial (o): {name}{label}")
-        parts.append(part)
-    first = parts[0]
-    m_st = media_setting(config, [st for st in found if st is not None])
-    res = SourceResults(
-        name=name, slug=slug, store=store, per_run=per_run, clips=done_clips,
-        outputs=list(outputs), units=str((config.get("target_info") or {}).get("units") or (
-            # stores written before units were recorded: the paper's layout, ratings / 10
-            "ratings divided by 10" if outputs == list(EMOTIONS) else "")),
-        table1=first.table1, family=family, snr=first.snr, config=config, meta=meta,
-        figure3=first.figure3, figure4=first.figure4, parts=parts,
-        curves=stats.robustness_curves(runs, clips, comparisons, alpha=alpha, **boot),
-        media_setting=setting_label(m_st) if m_st is not None else "",
-    )
-    if res.curves:
-        res.curve_points = stats.curve_points(per_run, clips, **boot)
-        res.curve_figure = figures.robustness_curves(
-            res.curve_points, fig_dir / f"{slug}-curves.png",
-            title=f"Robustness against the attack budget: {name} (mean over seeds, 95 % "
-                  "bootstrap interval over seeds and clips)")
-    res.media = _collect_media(store, per_run, Path(out_dir), media_clips)
-    res.checks = checks_section(store.path, fig_dir, slug)
-    return res
-
-
-_CSS = CSS  # the shared style sheet (report/page.py)
+# the shared helpers of every page (report/page.py) under their old names, still imported by
+# report/explain.py
+_CSS, _data_uri, _dump = CSS, data_uri, dump
 
 _PICK_JS = """
 document.querySelectorAll('select[data-pick]').forEach(function (s) {
@@ -329,9 +68,6 @@ def _media_html(items: Sequence[MediaItem], setting: str = "") -> str:
                          f', run {esc(m.run_id)}; {esc(where)})" src="{m.delta_src}">')
         parts.append("<figure>" + "".join(inner) + "</figure>")
     return '<div class="media">' + "\n".join(parts) + "</div>"
-
-
-_dump = dump
 
 
 def _flat(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -372,7 +108,7 @@ def _figure4_html(p: SettingPart, name: str) -> str:
                       "</option>" for o in outs)
     figs = "\n".join(
         f'<figure data-output="{esc(o)}"><img alt="{esc(_alt(f"Figure 4 for {name}, {o}", png))}"'
-        f' src="{_data_uri(png)}"></figure>' for o, png in p.figure4.items())
+        f' src="{data_uri(png)}"></figure>' for o, png in p.figure4.items())
     return (f'<div class="pick"><label>output: <select data-pick="{esc(target)}">{options}'
             f"</select></label> ({len(outs)} outputs; every model type in each figure)"
             f'<div id="{esc(target)}">\n{figs}\n</div></div>')
@@ -394,7 +130,7 @@ N)</{h}>
 {notes}
 {link}
 <{h} id="{s}-figure3">Figure 3: ΔMAE per model type</{h}>
-<img alt="{esc(_alt("Figure 3 for " + name, p.figure3))}" src="{_data_uri(p.figure3)}">
+<img alt="{esc(_alt("Figure 3 for " + name, p.figure3))}" src="{data_uri(p.figure3)}">
 <{h} id="{s}-figure4">Figure 4: true annotation vs prediction</{h}>
 {_figure4_html(p, name)}
 <{h} id="{s}-snr">Perceptibility: SNR of the perturbations</{h}>
@@ -408,8 +144,8 @@ def _curves_html(r: SourceResults) -> str:
     alt = esc(_alt("Robustness curves for " + r.name, r.curve_figure))
     parts = [f"""
 <h3 id="{s}-curves">Robustness curves: ΔMAE and attacked mean r against the budget ε</h3>
-<img alt="{alt}" src="{_data_uri(r.curve_figure)}">
-<p class="caption">Mean over seeds and its 95 % interval ({esc(stats.INTERVAL_SHORT)}; for the
+<img alt="{alt}" src="{data_uri(r.curve_figure)}">
+<p class="caption">Mean over seeds and its 95 % interval ({esc(INTERVAL_SHORT)}; for the
 attacked mean r the correlation is recomputed in every replicate, so the interval stays inside
 [−1, 1]), per model type, on a log ε axis: a line and band over 3 or more budgets, points with
 error bars over fewer. Settings on no curve (an attack without an effective bound, or a lone
@@ -446,7 +182,7 @@ that statistic with the reason.</p>
 def _family_html(r: SourceResults) -> str:
     return f"""
 <h3 id="{r.slug}-family">Significance: the planned comparisons (one family)</h3>
-{tables.family_html(r.family)}"""
+{family_tables.family_html(r.family)}"""
 
 
 def _source_html(r: SourceResults) -> str:
@@ -493,8 +229,8 @@ from {esc(r.media_setting or "an attack setting the store does not record")}.</p
 <details><summary>Every run</summary>
 {tables.runs_html(r.per_run)}
 </details>
-<details><summary>Configuration (config.yaml)</summary><pre>{esc(_dump(r.config))}</pre></details>
-<details><summary>Metadata and versions (meta.json)</summary><pre>{esc(_dump(r.meta))}</pre>
+<details><summary>Configuration (config.yaml)</summary><pre>{esc(dump(r.config))}</pre></details>
+<details><summary>Metadata and versions (meta.json)</summary><pre>{esc(dump(r.meta))}</pre>
 </details>
 </section>"""
 
@@ -594,7 +330,7 @@ def render_html(sources: Sequence[SourceResults], alpha: float = 0.05,
 <h3>Table 1</h3>
 {tables.table1_side_by_side_html({key(r, p): p.table1 for r, p in parts})}
 <h3>Planned comparisons (each store's own family)</h3>
-{tables.family_side_by_side_html({r.name: r.family for r in sources})}
+{family_tables.family_side_by_side_html({r.name: r.family for r in sources})}
 <h3>Perceptibility</h3>
 {tables.snr_side_by_side_html({key(r, p): p.snr for r, p in parts})}
 </section>"""
@@ -607,7 +343,7 @@ def render_html(sources: Sequence[SourceResults], alpha: float = 0.05,
 <meta charset="utf-8">
 <title>robustmer report: {esc(title)}</title>
 <link rel="icon" href="data:,">
-<style>{_CSS}</style>
+<style>{CSS}</style>
 </head>
 <body>
 <h1>robustmer report</h1>

@@ -4,8 +4,9 @@ every clip accounted for, the robustness curves' area table, and the checks' sum
 pasting into a paper or a results page (docs/results.md is written from it); no figures, no
 audio.
 
-Every number comes from the same functions as the HTML report (``evaluate.stats``,
-``report.checks.summary``) and the same sentences (``report.tables``), so the two never disagree.
+Every number comes from the same functions as the HTML report (``evaluate.study_tables``,
+``.curves``, ``.planned``, ``report.checks.summary``) and the same sentences (``report.tables``),
+so the two never disagree.
 """
 
 from __future__ import annotations
@@ -18,18 +19,17 @@ from pathlib import Path
 import pandas as pd
 
 from robustmer.errors import ConfigError
-from robustmer.evaluate import stats
+from robustmer.evaluate.attack_settings import select_setting, setting_label, settings
 from robustmer.evaluate.checks_table import read_checks
-from robustmer.evaluate.intervals import DEFAULT_N_BOOT
-from robustmer.evaluate.store import ResultsStore, select_setting, setting_label, settings
+from robustmer.evaluate.curves import Curve, robustness_curves
+from robustmer.evaluate.planned import PLANNED, PlannedFamily, planned_family, store_comparisons
+from robustmer.evaluate.resampling import DEFAULT_N_BOOT
+from robustmer.evaluate.store import ResultsStore
+from robustmer.evaluate.study_tables import snr_table, table1, zero_delta_clips
 from robustmer.io import write_text
 from robustmer.report.checks import CHECK_LABELS, summary
-from robustmer.report.tables import (
-    CONVERGED_WORDS,
-    accounting_lines,
-    intervals_statement,
-    tested_on,
-)
+from robustmer.report.family_tables import tested_on
+from robustmer.report.tables import CONVERGED_WORDS, accounting_lines, intervals_statement
 
 CHECKS_FILE = "checks.csv"
 
@@ -68,7 +68,7 @@ def _ci(est: object, lo: object, hi: object, digits: int = 4) -> str:
 
 def table1_md(t1: pd.DataFrame) -> str:
     """Table 1: runs, N clips; clean r and MAE, attacked MAE, ΔMAE as mean over seeds [95 %
-    interval] (``stats.table1``)."""
+    interval] (``study_tables.table1``)."""
     rows = [[r["model_type"], f"{int(r['n_runs'])}", f"{int(r['n_clips'])}",
              _ci(r["clean_mean_r_mean"], r["clean_mean_r_lo"], r["clean_mean_r_hi"], 3),
              _ci(r["clean_mae_mean"], r["clean_mae_lo"], r["clean_mae_hi"]),
@@ -79,13 +79,13 @@ def table1_md(t1: pd.DataFrame) -> str:
                      "clean MAE [95 % CI]", "attacked MAE [95 % CI]", "ΔMAE [95 % CI]"], rows)
 
 
-def family_md(family: stats.PlannedFamily) -> str:
+def family_md(family: PlannedFamily) -> str:
     """The family's tests: per comparison and what it is tested on, N pairs (seeds), the mean
     difference and d_z with their intervals, t, p, the adjusted p and the decision."""
     rows = []
     for t in family.tests:
         what = tested_on(t)
-        name = f"{t.a} vs {t.b}" + (" (adv. training)" if t.why != stats.PLANNED else "")
+        name = f"{t.a} vs {t.b}" + (" (adv. training)" if t.why != PLANNED else "")
         e = t.effect
         if e is None:
             rows.append([name, what, "–", "–", "–", "–", "–", "–", t.note or "skipped"])
@@ -114,7 +114,7 @@ def snr_md(snr: pd.DataFrame) -> str:
                      "mean ‖δ‖∞", "iterations", "converged*"], rows)
 
 
-def curves_md(curves: Sequence[stats.Curve]) -> str:
+def curves_md(curves: Sequence[Curve]) -> str:
     """Per curve: the area under ΔMAE(log10 ε) per model type (the tests on it are in the
     family)."""
     parts = []
@@ -161,10 +161,10 @@ def markdown_summary(results_dir: str | os.PathLike[str], *,
         raise ConfigError(f"RESULTS_DIR {store.path}: no clips.csv (not a results store)")
     runs, clips = store.read_runs(), store.read_clips()
     if comparisons is None:
-        comparisons = stats.store_comparisons(store.read_config(),
+        comparisons = store_comparisons(store.read_config(),
                                               list(dict.fromkeys(runs["model_type"])))
     found = settings(clips)
-    family = stats.planned_family(clips, runs, comparisons, alpha=alpha, n_boot=n_boot)
+    family = planned_family(clips, runs, comparisons, alpha=alpha, n_boot=n_boot)
     out = [f"# Results: {store.path.name}\n",
            f"**Intervals.** {intervals_statement(n_boot)}",
            f"**Tests.** {family.statement()}",
@@ -176,13 +176,13 @@ def markdown_summary(results_dir: str | os.PathLike[str], *,
             for r in not_done.itertuples()) + ".")
     for st in found:
         r_sel, c_sel = select_setting(runs, st, keep_unset=True), select_setting(clips, st)
-        snr = stats.snr_table(r_sel, c_sel, n_boot=n_boot)
-        zero = stats.zero_delta_clips(c_sel, r_sel)
-        out += [f"## {setting_label(st)}", table1_md(stats.table1(r_sel, c_sel, n_boot=n_boot)),
+        snr = snr_table(r_sel, c_sel, n_boot=n_boot)
+        zero = zero_delta_clips(c_sel, r_sel)
+        out += [f"## {setting_label(st)}", table1_md(table1(r_sel, c_sel, n_boot=n_boot)),
                 snr_md(snr), " ".join(["Clips accounted for:",
                                        *accounting_lines(snr, zero, st[0])])
                 + f"\n\n\\*{CONVERGED_WORDS}"]
-    curves = stats.robustness_curves(runs, clips, comparisons, alpha=alpha, n_boot=n_boot)
+    curves = robustness_curves(runs, clips, comparisons, alpha=alpha, n_boot=n_boot)
     if curves:
         out += ["## Robustness curves", curves_md(curves)]
     checks_path = store.path / CHECKS_FILE

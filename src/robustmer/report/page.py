@@ -13,6 +13,9 @@ import yaml
 from robustmer.io import versions
 from robustmer.report.tables import esc
 
+FIGURES_DIR = "report-figures"
+"""The folder beside a page that its figures are also saved to as PNG files."""
+
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;
 color:#222}

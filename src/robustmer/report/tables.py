@@ -1,5 +1,7 @@
-"""The report's tables as HTML fragments (Table 1, the planned comparisons, perceptibility,
-runs), for one results source or several side by side (one column group per source).
+"""The report's tables as HTML fragments (Table 1, perceptibility with its clip accounting, the
+curves' numbers and areas, runs, outputs), for one results source or several side by side (one
+column group per source), and the cell helpers every page's tables are built with (``esc``,
+``fmt``, ``fmt_p``, ``ci_span``, ``td``, ``table``). The family table is ``report.family_tables``.
 
 Hand-written rather than ``DataFrame.to_html`` because the tables need column groups spanning
 sources and interval cells; every value from the data is HTML-escaped. Every table has a
@@ -17,15 +19,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from robustmer.evaluate.stats import (
-    INTERVAL_SHORT,
-    INTERVAL_WORDS,
-    TABLE1_METRICS,
-    Curve,
-    PlannedFamily,
-    PlannedTest,
-)
-from robustmer.evaluate.store import REFERENCE_SETTING, order_model_types, setting_label, settings
+from robustmer.evaluate.attack_settings import REFERENCE_SETTING, setting_label, settings
+from robustmer.evaluate.clip_stats import INTERVAL_SHORT, INTERVAL_WORDS
+from robustmer.evaluate.curves import Curve
+from robustmer.evaluate.store import order_model_types
+from robustmer.evaluate.study_tables import TABLE1_METRICS
 
 TABLE1_LABELS: dict[str, str] = {
     "clean_mean_r": "clean mean r",
@@ -101,8 +99,8 @@ def ci_span(estimate: object, low: object, high: object, quantity: str, digits: 
             f"[{fmt(lo, digits)}, {fmt(hi, digits)}]</span>")
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], css: str = "",
-           caption: str = "") -> str:
+def table(head: Sequence[str], rows: Sequence[Sequence[str]], css: str = "",
+          caption: str = "") -> str:
     """Assemble a table from already-escaped header rows (``<tr>...</tr>``) and cell rows, with
     an already-escaped ``caption`` (which states the table's N)."""
     body = "\n".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
@@ -112,11 +110,16 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], css: str = "",
             "</tbody>\n</table>")
 
 
-def _td(text: str, numeric: bool = True) -> str:
+def td(text: str, numeric: bool = True) -> str:
+    """One cell of already-escaped ``text``, right-aligned as a number unless ``numeric`` is
+    False."""
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
-def _n_range(values: Sequence[object]) -> str:
+_table, _td = table, td  # old names, still imported by report/explain.py, l2i.py, folders.py
+
+
+def n_range(values: Sequence[object]) -> str:
     """``24`` or ``20-24``: the N of a column of counts."""
     nums = sorted({int(float(v)) for v in values  # type: ignore[arg-type]
                    if v is not None and not pd.isna(v)})
@@ -126,7 +129,7 @@ def _n_range(values: Sequence[object]) -> str:
 
 
 def _t1_cells(rec: Mapping[str, object]) -> list[str]:
-    return [_td(ci_span(rec[f"{m}_mean"], rec.get(f"{m}_lo"), rec.get(f"{m}_hi"),
+    return [td(ci_span(rec[f"{m}_mean"], rec.get(f"{m}_lo"), rec.get(f"{m}_hi"),
                         QUANTITY[m])) for m in TABLE1_METRICS]
 
 
@@ -141,8 +144,8 @@ def table1_caption(t1: pd.DataFrame, level: float = 0.95) -> str:
         return "Table 1: no model type with results (N = 0 runs)."
     excl = int(t1["n_excluded"].sum()) if "n_excluded" in t1 else 0
     return esc(
-        f"N per row: runs (seeds) and clip rows (here {_n_range(t1['n_clips'])} clip rows over "
-        f"{_n_range(t1['n_seeds'])} seeds). Each cell: mean over seeds of each run's value "
+        f"N per row: runs (seeds) and clip rows (here {n_range(t1['n_clips'])} clip rows over "
+        f"{n_range(t1['n_seeds'])} seeds). Each cell: mean over seeds of each run's value "
         f"[{100 * level:g} % interval: {INTERVAL_SHORT}; for mean r the Pearson r is recomputed "
         "in every replicate, so it stays inside [−1, 1]]."
         + (f" {excl} clip rows with a non-finite value left out." if excl else ""))
@@ -150,15 +153,15 @@ def table1_caption(t1: pd.DataFrame, level: float = 0.95) -> str:
 
 def table1_html(t1: pd.DataFrame) -> str:
     """Table 1 of one source: runs (seeds), N clips, and each of ``TABLE1_METRICS`` as the mean
-    over seeds with its clip-bootstrap interval (``stats.table1``)."""
+    over seeds with its clip-bootstrap interval (``study_tables.table1``)."""
     head = ["<tr><th>model type</th><th>runs (seeds)</th><th>N clips</th>"
             + "".join(f"<th>{esc(TABLE1_LABELS[m])} [95 % interval]</th>"
                       for m in TABLE1_METRICS) + "</tr>"]
     rows = []
     for rec in t1.to_dict("records"):
-        rows.append([_td(esc(rec["model_type"]), False), _td(esc(_t1_runs(rec))),
-                     _td(esc(rec.get("n_clips", "–"))), *_t1_cells(rec)])
-    return _table(head, rows, "table1", table1_caption(t1))
+        rows.append([td(esc(rec["model_type"]), False), td(esc(_t1_runs(rec))),
+                     td(esc(rec.get("n_clips", "–"))), *_t1_cells(rec)])
+    return table(head, rows, "table1", table1_caption(t1))
 
 
 def table1_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
@@ -175,131 +178,31 @@ def table1_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
     ]
     rows = []
     for t in types:
-        cells = [_td(esc(t), False)]
+        cells = [td(esc(t), False)]
         for n in names:
             sel = tables[n][tables[n]["model_type"] == t]
             if len(sel) == 0:
-                cells += [_td("–")] * ncol
+                cells += [td("–")] * ncol
                 continue
             rec = sel.iloc[0].to_dict()
-            cells += [_td(esc(rec["n_runs"])), _td(esc(rec.get("n_clips", "–")))]
+            cells += [td(esc(rec["n_runs"])), td(esc(rec.get("n_clips", "–")))]
             cells += _t1_cells(rec)
         rows.append(cells)
     caption = esc("N per source and row: runs (seeds) and clip rows. Each cell: mean over "
                   f"seeds [95 % interval: {INTERVAL_SHORT}].")
-    return _table(head, rows, "table1 compare", caption)
-
-
-TESTED = {"setting": "per-clip attacked MAE", "area": "per-clip area under ΔMAE(log10 ε)"}
-
-
-def _decision(t: PlannedTest) -> str:
-    if t.skipped:
-        return "–"
-    word = "yes" if t.significant else "no"
-    if t.agrees:
-        return word
-    if t.significant:
-        return (f"{word}, but the bootstrap interval of a − b includes 0: not established "
-                "once seeds are treated as clusters")
-    return f"{word}, although the bootstrap interval of a − b excludes 0"
-
-
-def _family_cells(t: PlannedTest) -> list[str]:
-    e = t.effect
-    if e is None:
-        return [_td("–")] * 8
-    md, dz = e.mean_diff_bootstrap, e.d_z_bootstrap
-    return [_td(f"{e.n} ({e.n_clusters})"), _td(f"{fmt(e.mean_a, 4)} vs {fmt(e.mean_b, 4)}"),
-            _td(ci_span(md.estimate, md.low, md.high, "diff", 4)),
-            _td(ci_span(dz.estimate, dz.low, dz.high, "d_z", 2)),
-            _td(esc(t.formatted)), _td(fmt_p(e.p)), _td(fmt_p(t.p_adjusted)),
-            _td(esc(_decision(t)), False)]
-
-
-FAMILY_HEAD = ("N pairs (seeds)", "mean a vs b", "a − b [95 % interval]",
-               "Cohen's d_z [95 % interval]", "t(df)", "p", "p adjusted", "significant")
-
-
-def tested_on(t: PlannedTest) -> str:
-    """``per-clip attacked MAE at bim eps=0.001 (spectrogram)``: what a test compares."""
-    return f"{TESTED[t.scope]} at {t.label.removeprefix('area: ')}"
-
-
-def family_html(family: PlannedFamily) -> str:
-    """Every test of the family, grouped by what it tests (each setting, then each curve's
-    area: a spanning row), with the effect sizes and intervals beside each p, and one caption
-    stating N and the correction."""
-    notes = any(t.note for t in family.tests)
-    ncol = len(FAMILY_HEAD) + 1 + notes
-    method = {"holm": "Holm", "bonferroni": "Bonferroni"}[family.method]
-    head = ["<tr><th>comparison (a vs b)</th>"
-            + "".join(f"<th>{esc(h if h != 'p adjusted' else f'p ({method})')}</th>"
-                      for h in FAMILY_HEAD) + ("<th>note</th>" if notes else "") + "</tr>"]
-    rows: list[list[str]] = []
-    current = None
-    for t in family.tests:
-        if tested_on(t) != current:
-            current = tested_on(t)
-            rows.append([f'<th colspan="{ncol}" class="group">{esc(current)}</th>'])
-        why = " (adversarial training)" if t.why != "planned" else ""
-        rows.append([_td(f"{esc(t.a)} vs {esc(t.b)}{esc(why)}", False), *_family_cells(t),
-                     *([_td(esc(t.note), False)] if notes else [])])
-    ran = [t.effect for t in family.tests if t.effect is not None]
-    caption = esc(
-        f"The family: {len(family.tests)} tests, {len(ran)} run (m = {family.m}), {method} at "
-        f"α = {family.alpha:g}; N = pairs of (seed, clip) values per test, "
-        f"{_n_range([e.n for e in ran])} pairs over {_n_range([e.n_clusters for e in ran])} "
-        "seeds. a − b > 0: the first type has the larger error. 'significant': p adjusted "
-        f"≤ α; the 95 % intervals are from the {INTERVAL_SHORT}.")
-    if not family.tests:
-        caption = esc("No planned comparison (N = 0 tests).")
-    return '<div class="wide">' + _table(head, rows, "family", caption) + "</div>"
-
-
-def family_side_by_side_html(families: Mapping[str, PlannedFamily]) -> str:
-    """The families of several sources: per comparison and setting, the mean difference with its
-    interval, the adjusted p and the decision of each source."""
-    names = list(families)
-    keys = list(dict.fromkeys((t.a, t.b, t.scope, t.label) for f in families.values()
-                              for t in f.tests))
-    sub = ("N pairs", "a − b [95 % interval]", "p adjusted", "decision")
-    head = [
-        "<tr><th rowspan=\"2\">comparison</th><th rowspan=\"2\">tested on</th>"
-        + "".join(f'<th colspan="{len(sub)}" class="group">{esc(n)}</th>' for n in names)
-        + "</tr>",
-        "<tr>" + "".join(f"<th>{esc(s)}</th>" for _ in names for s in sub) + "</tr>",
-    ]
-    rows = []
-    for a, b, scope, label in keys:
-        cells = [_td(f"{esc(a)} vs {esc(b)}", False),
-                 _td(esc(f"{TESTED[scope]} at {label.removeprefix('area: ')}"), False)]
-        for n in names:
-            t = next((t for t in families[n].tests
-                      if (t.a, t.b, t.scope, t.label) == (a, b, scope, label)), None)
-            if t is None or t.effect is None:
-                cells += [_td("–")] * len(sub)
-                continue
-            md = t.effect.mean_diff_bootstrap
-            cells += [_td(str(t.effect.n)), _td(ci_span(md.estimate, md.low, md.high, "diff", 4)),
-                      _td(fmt_p(t.p_adjusted)),
-                      _td("sig." if t.significant else "n.s.", False)]
-        rows.append(cells)
-    caption = esc("N = (seed, clip) pairs per test; each source's own family and correction "
-                  "(stated in its section).")
-    return _table(head, rows, "family compare", caption)
+    return table(head, rows, "table1 compare", caption)
 
 
 def curve_points_html(points: pd.DataFrame, metric: str = "delta_mae") -> str:
     """The numbers behind the curve figure: per model type (rows) and setting (columns), the
-    mean over seeds of ``metric`` with its clip-bootstrap interval (``stats.curve_points``)."""
+    mean over seeds of ``metric`` with its clip-bootstrap interval (``curves.curve_points``)."""
     found = settings(points)
     types = order_model_types(points["model_type"]) if len(points) else []
     head = ["<tr><th>model type</th>" + "".join(f"<th>{esc(setting_label(st))}</th>"
                                                 for st in found) + "</tr>"]
     rows = []
     for t in types:
-        cells = [_td(esc(t), False)]
+        cells = [td(esc(t), False)]
         for st in found:
             e = points["eps"].to_numpy(float)
             same = (np.isnan(e) if math.isnan(st[2]) else np.isclose(e, st[2], rtol=1e-12,
@@ -307,16 +210,16 @@ def curve_points_html(points: pd.DataFrame, metric: str = "delta_mae") -> str:
             sel = points[(points["model_type"] == t) & (points["attack"] == st[0])
                          & (points["domain"] == st[1]) & same]
             if len(sel) == 0:
-                cells.append(_td("–"))
+                cells.append(td("–"))
                 continue
             r = sel.iloc[0]
-            cells.append(_td(ci_span(r[f"{metric}_mean"], r[f"{metric}_lo"], r[f"{metric}_hi"],
+            cells.append(td(ci_span(r[f"{metric}_mean"], r[f"{metric}_lo"], r[f"{metric}_hi"],
                                      "r" if metric.endswith("mean_r") else metric)))
         rows.append(cells)
-    caption = esc(f"N per cell: {_n_range(points['n_clips'])} clip rows over "
-                  f"{_n_range(points['n_seeds'])} seeds. Mean over seeds [95 % interval: "
+    caption = esc(f"N per cell: {n_range(points['n_clips'])} clip rows over "
+                  f"{n_range(points['n_seeds'])} seeds. Mean over seeds [95 % interval: "
                   f"{INTERVAL_SHORT}].") if len(points) else esc("No points (N = 0).")
-    return _table(head, rows, "curve-points", caption)
+    return table(head, rows, "curve-points", caption)
 
 
 def auc_html(curve: Curve) -> str:
@@ -330,9 +233,9 @@ def auc_html(curve: Curve) -> str:
     for rec in curve.table.to_dict("records"):
         n = f"{rec['n_runs']}" + (f" (+{rec['n_left_out']} left out)" if rec["n_left_out"]
                                   else "")
-        rows.append([_td(esc(rec["model_type"]), False), _td(esc(n)), _td(esc(rec["n_clips"])),
-                     _td(ci_span(rec["auc_mean"], rec["auc_lo"], rec["auc_hi"], "area", 4)),
-                     _td(fmt(rec["auc_std"], 4)), _td(fmt(rec["mean_delta_mae"], 4))])
+        rows.append([td(esc(rec["model_type"]), False), td(esc(n)), td(esc(rec["n_clips"])),
+                     td(ci_span(rec["auc_mean"], rec["auc_lo"], rec["auc_hi"], "area", 4)),
+                     td(fmt(rec["auc_std"], 4)), td(fmt(rec["mean_delta_mae"], 4))])
     notes = [f"{r.run_id}: {r.note}" for r in curve.run_auc.itertuples() if r.note]
     caption = esc(
         f"N per row: runs with an area and the per-clip areas behind the interval. Area by the "
@@ -342,7 +245,7 @@ def auc_html(curve: Curve) -> str:
         f"[95 % interval: {INTERVAL_SHORT}, of the per-clip areas]; s.d. over seeds describes "
         "the spread between runs, it is not an interval. Mean ΔMAE over log ε = area / decades."
         + (f" Left out: {'; '.join(notes)}." if notes else ""))
-    return _table(head, rows, "auc", caption)
+    return table(head, rows, "auc", caption)
 
 
 def snr_html(snr: pd.DataFrame) -> str:
@@ -354,20 +257,20 @@ def snr_html(snr: pd.DataFrame) -> str:
             "<th>converged*</th></tr>"]
     rows = []
     for rec in snr.to_dict("records"):
-        rows.append([_td(esc(rec["model_type"]), False), _td(esc(rec["n_runs"])),
-                     _td(esc(rec["n_clips"])), _td(esc(rec["n_snr"])),
-                     _td(ci_span(rec["snr_db_mean"], rec["snr_db_lo"], rec["snr_db_hi"],
+        rows.append([td(esc(rec["model_type"]), False), td(esc(rec["n_runs"])),
+                     td(esc(rec["n_clips"])), td(esc(rec["n_snr"])),
+                     td(ci_span(rec["snr_db_mean"], rec["snr_db_lo"], rec["snr_db_hi"],
                                  "snr_db", 2)),
-                     _td(esc(_left_out(rec)), False),
-                     _td(fmt(rec["delta_l2_mean"], 4)), _td(fmt(rec["delta_linf_mean"], 5)),
-                     _td(fmt(rec["iterations_mean"], 1)),
-                     _td(f"{100 * rec['converged_frac']:.0f} %")])
+                     td(esc(_left_out(rec)), False),
+                     td(fmt(rec["delta_l2_mean"], 4)), td(fmt(rec["delta_linf_mean"], 5)),
+                     td(fmt(rec["iterations_mean"], 1)),
+                     td(f"{100 * rec['converged_frac']:.0f} %")])
     caption = esc(
-        f"N = clips of done runs per model type ({_n_range(snr['n_clips'])}); the SNR is the mean "
+        f"N = clips of done runs per model type ({n_range(snr['n_clips'])}); the SNR is the mean "
         f"over the N in SNR clips with a finite SNR [95 % interval: {INTERVAL_SHORT}]; every "
         "other clip is counted under 'left out of SNR' with its reason. *" + CONVERGED_WORDS
     ) if len(snr) else esc("No clips (N = 0).")
-    return _table(head, rows, "snr", caption)
+    return table(head, rows, "snr", caption)
 
 
 def _left_out(rec: Mapping[str, object]) -> str:
@@ -384,8 +287,8 @@ def accounting_lines(snr: pd.DataFrame, zero: pd.DataFrame, attack: str = "",
     """Every clip accounted for, in sentences (plain text) for beside the SNR table: the clips
     left out of the SNR mean and why, the δ = 0 clips whose logged error still rose (with the
     reason: the reference preset logs the prediction at the last evaluated δ), and the
-    zero-gradient starts. ``snr``: ``stats.snr_table``; ``zero``: ``stats.zero_delta_clips`` of
-    the same setting; ``attack``: its attack name."""
+    zero-gradient starts. ``snr``: ``study_tables.snr_table``; ``zero``:
+    ``study_tables.zero_delta_clips`` of the same setting; ``attack``: its attack name."""
     if len(snr) == 0:
         return []
     out = []
@@ -462,19 +365,19 @@ def snr_side_by_side_html(tables: Mapping[str, pd.DataFrame]) -> str:
                                                 "(N in SNR)</th>" for n in names) + "</tr>"]
     rows = []
     for t in types:
-        cells = [_td(esc(t), False)]
+        cells = [td(esc(t), False)]
         for n in names:
             sel = tables[n][tables[n]["model_type"] == t]
             if len(sel) == 0:
-                cells.append(_td("–"))
+                cells.append(td("–"))
                 continue
             r = sel.iloc[0]
-            cells.append(_td(ci_span(r["snr_db_mean"], r["snr_db_lo"], r["snr_db_hi"], "snr_db",
+            cells.append(td(ci_span(r["snr_db_mean"], r["snr_db_lo"], r["snr_db_hi"], "snr_db",
                                      2) + f" ({int(r['n_snr'])})"))
         rows.append(cells)
     caption = esc("N in SNR = clips with a finite SNR (δ = 0 clips are counted in each "
                   "source's own table).")
-    return _table(head, rows, "snr compare", caption)
+    return table(head, rows, "snr compare", caption)
 
 
 def runs_html(per_run: pd.DataFrame) -> str:
@@ -489,18 +392,18 @@ def runs_html(per_run: pd.DataFrame) -> str:
     rows = []
     for rec in per_run.to_dict("records"):
         named = str(rec.get("attack", "") or "").strip() not in ("", "nan")
-        st = ([_td(esc(setting_label((rec["attack"], rec["domain"], rec["eps"]))
+        st = ([td(esc(setting_label((rec["attack"], rec["domain"], rec["eps"]))
                        if named else "–"), False)] if multi else [])
-        rows.append([_td(esc(rec["run_id"]), False), _td(esc(rec["model_type"]), False),
-                     _td(esc(rec["seed"])), *st, _td(esc(rec["status"]), False),
-                     _td(fmt(rec["clean_mean_r"])), _td(fmt(rec["clean_mae"])),
-                     _td(fmt(rec["adv_mae"])), _td(fmt(rec["delta_mae"])),
-                     _td(fmt(rec["mean_snr_db"], 2)),
-                     _td(fmt(rec.get("clean_concept_mean_r"))), _td(esc(rec["message"]), False)])
+        rows.append([td(esc(rec["run_id"]), False), td(esc(rec["model_type"]), False),
+                     td(esc(rec["seed"])), *st, td(esc(rec["status"]), False),
+                     td(fmt(rec["clean_mean_r"])), td(fmt(rec["clean_mae"])),
+                     td(fmt(rec["adv_mae"])), td(fmt(rec["delta_mae"])),
+                     td(fmt(rec["mean_snr_db"], 2)),
+                     td(fmt(rec.get("clean_concept_mean_r"))), td(esc(rec["message"]), False)])
     caption = esc(f"N = {len(per_run)} rows (one per run and attack setting; runs that are "
                   "not done have one row without a setting). Each run's own numbers, "
                   "recomputed from clips.csv.")
-    return _table(head, rows, "runs", caption)
+    return table(head, rows, "runs", caption)
 
 
 def outputs_html(per_run: pd.DataFrame, outputs: Sequence[str], units: str = "") -> str:
@@ -513,7 +416,7 @@ def outputs_html(per_run: pd.DataFrame, outputs: Sequence[str], units: str = "")
     rows = []
     for t in order_model_types(done["model_type"]):
         sel = done[done["model_type"] == t]
-        cells = [_td(esc(t), False), _td(str(len(sel)))]
+        cells = [td(esc(t), False), td(str(len(sel)))]
         for o in outputs:
             vals = sel[f"r_{o}"].to_numpy(dtype=float) if f"r_{o}" in sel else np.array([])
             ok = vals[np.isfinite(vals)]
@@ -521,9 +424,9 @@ def outputs_html(per_run: pd.DataFrame, outputs: Sequence[str], units: str = "")
                             else float("nan")) if len(ok) else "undefined"
             if 0 < len(ok) < len(vals):
                 text += f" ({len(vals) - len(ok)} undefined)"
-            cells.append(_td(text))
+            cells.append(td(text))
         rows.append(cells)
     caption = esc(f"Clean test Pearson r per output: mean ± s.d. over runs (the s.d. describes "
                   f"the spread between seeds; it is not an interval); N = runs per row"
                   f"{'; targets ' + units if units else ''}.")
-    return _table(head, rows, "outputs", caption)
+    return table(head, rows, "outputs", caption)

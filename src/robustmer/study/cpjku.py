@@ -24,7 +24,8 @@ import yaml
 
 from robustmer import EMOTIONS
 from robustmer.errors import ConfigError, DatasetError
-from robustmer.evaluate.store import REFERENCE_SETTING, ResultsStore
+from robustmer.evaluate.attack_settings import REFERENCE_SETTING
+from robustmer.evaluate.store import ResultsStore
 from robustmer.evaluate.summary import clips_frame, summarize_runs
 from robustmer.folders import replace_folder
 from robustmer.io import read_json, run_meta
