@@ -104,9 +104,11 @@ def test_no_module_outside_models_switches_on_a_model_kind() -> None:
 
 
 NAMES_FROM_DATA = {
-    "EMOTIONS": {"__init__.py", "data/soundtracks.py", "data/synth.py", "study/cpjku.py",
-                 "train/checkpoint.py", "report/html.py"},
-    "CONCEPTS": {"__init__.py", "data/soundtracks.py", "data/midlevel.py", "data/synth.py"},
+    "EMOTIONS": {"__init__.py", "data/soundtracks.py", "data/synth/concepts.py",
+                 "data/synth/dataset.py", "study/cpjku.py", "train/checkpoint.py",
+                 "report/html.py"},
+    "CONCEPTS": {"__init__.py", "data/soundtracks.py", "data/midlevel.py",
+                 "data/synth/concepts.py", "data/synth/dataset.py"},
 }
 """Where the paper's names may appear: the readers and writer of its layouts (Soundtracks,
 Mid-level, the embedded dataset in their format), the import of its published logs, and the
