@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from robustmer.data.cache import FeatureCache
-from robustmer.data.prepare import PreparedData, content_id, load_or_make_split
+from robustmer.data.prepared import PreparedData, content_id, load_or_make_split
 from robustmer.data.soundtracks import load_dataset, soundtracks_spec
 from robustmer.data.split import PARTS, Split, make_split
 from robustmer.data.table import ClipTable

@@ -21,7 +21,7 @@ from torch import nn
 from robustmer import io
 from robustmer.attacks import checks as ck
 from robustmer.attacks.bim import BIM
-from robustmer.data.prepare import PreparedData
+from robustmer.data.prepared import PreparedData
 from robustmer.errors import ConfigError
 from robustmer.evaluate.checks_table import CHECKS_COLUMNS, CHECKS_FILE, read_checks
 from robustmer.study.checkspec import CheckSpec

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from robustmer import io
 from robustmer.attacks.runner import attack_dataset, read_table
 from robustmer.data import prepare_data
-from robustmer.data.prepare import PreparedData
+from robustmer.data.prepared import PreparedData
 from robustmer.errors import ConfigError, RobustmerError
 from robustmer.evaluate.store import ResultsStore, clips_columns, empty_frame
 from robustmer.evaluate.summary import clips_from_attack_table, run_row
