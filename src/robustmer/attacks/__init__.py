@@ -20,7 +20,8 @@ from robustmer.attacks.norms import l2, linf, project, snr_db, spectrogram_snr_d
 from robustmer.attacks.spec import AttackSpec, register, setting_id, setting_label
 from robustmer.attacks.square import Square
 from robustmer.attacks.targeted import TargetedPGD, TargetReached
-from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch, write_wav
+from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch
+from robustmer.audio import write_wav
 
 __all__ = [
     "APGD", "AUDIO_BOX", "BIM", "PGD", "Attack", "AttackResult", "AttackSpec", "CWAudio", "NoStop",

@@ -26,15 +26,14 @@ from tqdm import tqdm
 from robustmer.attacks import norms
 from robustmer.attacks.base import Attack
 from robustmer.attacks.spec import AttackSpec, names_for
-from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch, write_wav
-from robustmer.audio import SAMPLE_RATE
+from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch
+from robustmer.audio import SAMPLE_RATE, write_wav
 from robustmer.errors import ConfigError
 from robustmer.evaluate.metrics import per_sample_mae
-from robustmer.features import LogFilteredSpectrogram, Standardizer
+from robustmer.features import DOMAINS, LogFilteredSpectrogram, Standardizer
 from robustmer.folders import require_same_settings
 from robustmer.io import atomic_open, read_json, run_meta, write_csv, write_json, write_yaml
 
-DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
 TASKS: tuple[str, ...] = ("regression", "classification")
 TABLE = "attack.csv"
 STAT_COLUMNS: tuple[str, ...] = (

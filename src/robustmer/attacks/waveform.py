@@ -1,20 +1,23 @@
 """The waveform domain: audio samples -> LogFilteredSpectrogram -> Standardizer -> excerpt window
--> model, as one differentiable ``nn.Module``; zero-padded batches with length masks; WAV output.
+-> model, as one differentiable ``nn.Module``; zero-padded batches with length masks.
+
+``write_wav`` lives in :mod:`robustmer.audio` and is re-exported here for callers that import it
+from the attacks (explain/l2i does, until it imports ``robustmer.audio``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import nn
 
+from robustmer.audio import write_wav
 from robustmer.errors import AudioError, ConfigError
 from robustmer.features import LogFilteredSpectrogram, Standardizer
-from robustmer.io import atomic_path
+
+__all__ = ["AUDIO_BOX", "WaveformModel", "pad_batch", "write_wav"]
 
 AUDIO_BOX: tuple[float, float] = (-1.0, 1.0)
 """The range ``x + δ`` stays in for audio (float WAV full scale)."""
@@ -94,14 +97,3 @@ def pad_batch(waves: Sequence[np.ndarray | torch.Tensor],
         x[i, : a.numel()] = a.to(dtype)
         mask[i, : a.numel()] = True
     return x, mask
-
-
-def write_wav(path: str | os.PathLike[str], wave: np.ndarray | torch.Tensor,
-              sample_rate: int = 22050) -> None:
-    """Write a mono float WAV atomically (32-bit float, so small perturbations survive)."""
-    a = np.asarray(wave.detach().cpu() if isinstance(wave, torch.Tensor) else wave,
-                   dtype=np.float32)
-    if a.ndim != 1:
-        raise AudioError(f"write_wav: expected a 1-D waveform for {path}, got shape {a.shape}")
-    with atomic_path(path, suffix=".wav") as tmp:
-        sf.write(tmp, a, sample_rate, subtype="FLOAT", format="WAV")

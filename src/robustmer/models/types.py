@@ -30,11 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustmer.errors import ConfigError
+from robustmer.features import DOMAINS
 from robustmer.models.backbone import DROPOUT
 from robustmer.models.heads import BOTTLENECK_KINDS, build_model
 
 TASKS: tuple[str, ...] = ("regression", "classification")
-INPUT_KINDS: tuple[str, ...] = ("spectrogram", "waveform")
+INPUT_KINDS: tuple[str, ...] = DOMAINS
+"""A model's input is a spectrogram excerpt or audio samples (``robustmer.features.DOMAINS``)."""
 DEFAULT_BOTTLENECK = 7
 """Bottleneck width when the data has no concepts (the paper's 7 mid-level concepts)."""
 SPECTROGRAM_INPUT: dict[str, Any] = {"kind": "spectrogram"}

@@ -16,6 +16,7 @@ from robustmer.attacks.spec import AttackSpec, setting_id
 from robustmer.data.synth import FORMAT_VERSION as SYNTH_FORMAT
 from robustmer.data.synth import FORMAT_VERSIONS as SYNTH_FORMATS
 from robustmer.errors import ConfigError
+from robustmer.features import DOMAINS
 from robustmer.models import types as mtypes
 from robustmer.models.backbone import DROPOUT
 from robustmer.models.factory import FactoryType, resolve_factory
@@ -143,7 +144,6 @@ class TrainSpec:
     batch_seeds: bool = False
 
 
-DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
 BLOCK_KEYS: tuple[str, ...] = ("name", "domain", "eps", "eta", "batch_size", "presets")
 """Keys of the study's ``attack:`` block that are not plain settings of the attack."""
 
