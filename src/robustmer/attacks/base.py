@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -34,44 +33,11 @@ from torch import nn
 
 from robustmer.attacks import norms
 from robustmer.errors import AttackError, ConfigError
+from robustmer.protocols import AttackResult
 
 UPDATES: tuple[str, ...] = ("sign", "adam_sign")
 CLIPS: tuple[str, ...] = ("project", "reference_noop")
 LOG_PREDICTIONS: tuple[str, ...] = ("returned", "last_evaluated")
-
-
-@dataclass
-class AttackResult:
-    """What an attack returns (tensors, batch first).
-
-    ``delta`` is the returned perturbation: the ``δ`` recorded when the last threshold was passed
-    (the best one), or the last ``δ`` if no threshold was passed; ``x_adv = x + delta``.
-    ``iterations`` counts the update steps each sample took; ``converged`` says the final
-    threshold (or the target class) was reached; ``final_threshold`` is the threshold the sample
-    was working towards when it stopped (the final one if converged; NaN for class targets);
-    ``last_passed`` the last threshold passed (NaN if none); ``score`` the stop metric at the
-    returned ``δ`` (per-sample r, MSE, or 1/0 for target reached); ``last_delta`` the ``δ`` after
-    the last step.
-    """
-
-    x_adv: torch.Tensor
-    delta: torch.Tensor
-    iterations: torch.Tensor
-    converged: torch.Tensor
-    final_threshold: torch.Tensor
-    last_passed: torch.Tensor
-    score: torch.Tensor
-    last_delta: torch.Tensor
-    logged_delta: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to(self, device: torch.device | str) -> AttackResult:
-        """A copy with every tensor on ``device``."""
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, v in kw.items():
-            if isinstance(v, torch.Tensor):
-                kw[k] = v.to(device)
-        return AttackResult(**kw)
 
 
 @runtime_checkable

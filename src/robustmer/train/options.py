@@ -7,6 +7,7 @@ deterministic and resumes to bit-identical weights like the plain recipe.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -182,6 +183,25 @@ def fold_targets(model: nn.Module, scaler: TargetScaler) -> nn.Module:
     head.weight.mul_(se[:, None])
     head.bias.mul_(se).add_(me)
     return model
+
+
+class RatedModel(nn.Module):
+    """A model trained on standardised targets, seen in rating units (outputs ``s·z + m``):
+    what the attack of adversarial training must see, with gradients to the same weights."""
+
+    def __init__(self, model: nn.Module, scaler: TargetScaler) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("std", torch.tensor(scaler.target_std))
+        self.register_buffer("mean", torch.tensor(scaler.target_mean))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.std.to(x.device) + self.mean.to(x.device)
+
+
+def rated_copy(model: nn.Module, scaler: TargetScaler | None) -> nn.Module:
+    """The model in rating units: itself without a scaler, else a folded copy (for validation)."""
+    return model if scaler is None else fold_targets(copy.deepcopy(model), scaler)
 
 
 @torch.no_grad()
