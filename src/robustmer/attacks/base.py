@@ -35,6 +35,12 @@ from robustmer.attacks import norms
 from robustmer.errors import AttackError, ConfigError
 from robustmer.protocols import AttackResult
 
+DEFAULT_EPS = 0.001
+"""The default attack budget ε: the reference study's (on the standardised spectrogram excerpt;
+the default of every attack, the study's ``attack.eps`` and ``train.adv_eps``, the CLI's)."""
+DEFAULT_ETA = 0.002
+"""The default step size η = 2ε (the reference study's)."""
+
 UPDATES: tuple[str, ...] = ("sign", "adam_sign")
 CLIPS: tuple[str, ...] = ("project", "reference_noop")
 LOG_PREDICTIONS: tuple[str, ...] = ("returned", "last_evaluated")

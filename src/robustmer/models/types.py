@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -179,11 +180,15 @@ class MERType(ModelType):
     head (``a2e``, ``a2b2e``, ``a2m2e``, ``classifier``); settings ``width`` and ``dropout``."""
 
     kind: str = "a2e"
+    DEFAULT_SETTINGS: ClassVar[Mapping[str, float]] = MappingProxyType(
+        {"width": 1.0, "dropout": DROPOUT})
+    """The settings a model of this family is built with unless given: full width and the
+    paper's dropout (a study's ``train.width`` / ``train.dropout`` default to these)."""
 
     def build(self, n_outputs: int, n_concepts: int = 0,
               settings: Mapping[str, Any] | None = None) -> nn.Module:
         """``build_model(kind, ...)`` with the data's numbers of outputs and concepts."""
-        s = dict(settings or {})
+        s = {**self.DEFAULT_SETTINGS, **(settings or {})}
         unknown = sorted(set(s) - set(self.settings_keys()))
         if unknown:
             raise ConfigError(f"model type {self.name}: unknown setting(s) {unknown}; allowed: "
@@ -191,12 +196,12 @@ class MERType(ModelType):
         if self.needs_concepts and n_concepts < 1:
             raise ConfigError(f"model type {self.name} learns concepts: the data has none")
         if self.task == "classification":
-            return build_model(self.kind, width=s.get("width", 1.0), n_outputs=max(1, n_outputs),
-                               n_classes=n_outputs, dropout=s.get("dropout", DROPOUT))
+            return build_model(self.kind, width=s["width"], n_outputs=max(1, n_outputs),
+                               n_classes=n_outputs, dropout=s["dropout"])
         bottleneck = n_concepts if (self.kind in BOTTLENECK_KINDS and n_concepts) else (
             DEFAULT_BOTTLENECK)
-        return build_model(self.kind, width=s.get("width", 1.0), n_outputs=n_outputs,
-                           n_concepts=bottleneck, dropout=s.get("dropout", DROPOUT))
+        return build_model(self.kind, width=s["width"], n_outputs=n_outputs,
+                           n_concepts=bottleneck, dropout=s["dropout"])
 
     def settings_keys(self) -> tuple[str, ...]:
         """``width`` (channel multiplier) and ``dropout`` (Dropout2d after both pools)."""
