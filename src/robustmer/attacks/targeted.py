@@ -49,15 +49,22 @@ def check_targets(out: torch.Tensor, y: torch.Tensor) -> None:
                          f"{tuple(out.shape)}")
 
 
-class TargetedPGD(Attack):
-    """Targeted attack on a classifier: descend the cross-entropy to the target class."""
+class ClassifierPGD(Attack):
+    """The loop on a classifier's logits with the study's budget by default; ``y`` holds class
+    indices. Its subclasses record the reference switches' generic values, as every folder of
+    theirs did while the switches lived in the loop (``Attack.recorded``)."""
 
-    name = "targeted_pgd"
-    recorded = GENERIC  # the switches its folders recorded while they lived in the loop
+    recorded = GENERIC
 
     def __init__(self, eps: float = DEFAULT_EPS, eta: float = DEFAULT_ETA, max_iters: int = 1000,
                  norm: str = "linf", **kwargs: Any) -> None:
         super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, **kwargs)
+
+
+class TargetedPGD(ClassifierPGD):
+    """Targeted attack on a classifier: descend the cross-entropy to the target class."""
+
+    name = "targeted_pgd"
 
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """``-CE(f(x+δ), t)`` per sample (so ascent descends the CE)."""
@@ -85,16 +92,11 @@ class DecisionChanged(TargetReached):
         return miss, miss, miss.double()
 
 
-class UntargetedPGD(Attack):
+class UntargetedPGD(ClassifierPGD):
     """Untargeted attack on a classifier: ascend the cross-entropy of the class ``y``; BIM
     (``δ₀ = 0``) by default, PGD with ``random_start=True``."""
 
     name = "untargeted_pgd"
-    recorded = GENERIC  # the switches its folders recorded while they lived in the loop
-
-    def __init__(self, eps: float = DEFAULT_EPS, eta: float = DEFAULT_ETA, max_iters: int = 1000,
-                 norm: str = "linf", **kwargs: Any) -> None:
-        super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, **kwargs)
 
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """``CE(f(x+δ), y)`` per sample."""

@@ -160,6 +160,27 @@ def _run_identity(run_dir: Path, which: str = "best") -> dict[str, Any]:
             "weights_sha256": sha256_file(run_dir / which / "model.safetensors")}
 
 
+def _search_inputs(run_dir: Path, data: Path | None, device: str, split: str,
+                   max_clips: int | None, domain: Domain | None) -> tuple[Any, Any]:
+    """``(prepared data, (model, x, y, mask, box))`` of attack-search and robustness-curve
+    (the waveform domain needs the audio)."""
+    run, prepared = load_run_and_data(run_dir, data, device)
+    if domain == Domain("waveform") or run.model_type.input_kind == "waveform":
+        prepared.require_audio("--domain waveform")
+    return prepared, _inputs(run, prepared, split, max_clips, domain, device)
+
+
+# Options attack-search and robustness-curve share (one declaration each).
+_SEARCH_DOMAIN = typer.Option(None, "--domain", help="default: the model's input")
+_SEARCH_STOP = typer.Option(Stop("corr"), "--stop")
+_SEARCH_NORM = typer.Option(Norm("linf"), "--norm")
+_BATCH_SIZE = typer.Option(8, "--batch-size")
+_DEVICE = typer.Option("cpu", "--device")
+_DATA = typer.Option(None, "--data", help="dataset root or feature pack (default: the run's)")
+_OVERWRITE = typer.Option(False, "--overwrite", help="replace --out even if it holds other "
+                          "results")
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
 
@@ -259,17 +280,14 @@ def register(app: typer.Typer) -> None:
         eta: list[str] = typer.Option(["0.002"], "--eta", help="values or a,b,c"),
         iters: list[str] = typer.Option(["1000"], "--iters", help="values or a,b,c"),
         split: str = typer.Option("val", "--split"),
-        domain: Domain | None = typer.Option(None, "--domain", help="default: the model's "
-                                             "input"),
-        stop: Stop = typer.Option(Stop("corr"), "--stop"),
-        norm: Norm = typer.Option(Norm("linf"), "--norm"),
+        domain: Domain | None = _SEARCH_DOMAIN,
+        stop: Stop = _SEARCH_STOP,
+        norm: Norm = _SEARCH_NORM,
         max_clips: int | None = typer.Option(None, "--max-clips", help="use the first N clips"),
-        batch_size: int = typer.Option(8, "--batch-size"),
-        device: str = typer.Option("cpu", "--device"),
-        data: Path | None = typer.Option(None, "--data", help="dataset root or feature pack "
-                                         "(default: the run's)"),
-        overwrite: bool = typer.Option(False, "--overwrite",
-                                       help="replace --out even if it holds other results"),
+        batch_size: int = _BATCH_SIZE,
+        device: str = _DEVICE,
+        data: Path | None = _DATA,
+        overwrite: bool = _OVERWRITE,
     ) -> None:
         """Grid-search (ε, η, iterations) on a split; pick by max ΔMAE − attacked mean r."""
         from robustmer.attacks.search import grid_search
@@ -278,10 +296,8 @@ def register(app: typer.Typer) -> None:
 
         e, h = parse_floats(eps, "--eps"), parse_floats(eta, "--eta")
         n = [int(v) for v in parse_floats(iters, "--iters")]
-        run, prepared = load_run_and_data(run_dir, data, device)
-        if domain == Domain("waveform") or run.model_type.input_kind == "waveform":
-            prepared.require_audio("--domain waveform")
-        model, x, y, mask, box = _inputs(run, prepared, split, max_clips, domain, device)
+        prepared, (model, x, y, mask, box) = _search_inputs(run_dir, data, device, split,
+                                                            max_clips, domain)
         dom = "waveform" if mask is not None else "spectrogram"
         claim_folder(out, "attack-search", overwrite=overwrite)
         table = grid_search(model, x, y, e, h, n, batch_size=batch_size, mask=mask,
@@ -305,17 +321,14 @@ def register(app: typer.Typer) -> None:
         eta: float | None = typer.Option(None, "--eta", help="step size (default 2·ε)"),
         iters: int = typer.Option(1000, "--iters"),
         split: str = typer.Option("test", "--split"),
-        domain: Domain | None = typer.Option(None, "--domain", help="default: the model's "
-                                             "input"),
-        stop: Stop = typer.Option(Stop("corr"), "--stop"),
-        norm: Norm = typer.Option(Norm("linf"), "--norm"),
+        domain: Domain | None = _SEARCH_DOMAIN,
+        stop: Stop = _SEARCH_STOP,
+        norm: Norm = _SEARCH_NORM,
         max_clips: int | None = typer.Option(None, "--max-clips"),
-        batch_size: int = typer.Option(8, "--batch-size"),
-        device: str = typer.Option("cpu", "--device"),
-        data: Path | None = typer.Option(None, "--data", help="dataset root or feature pack "
-                                         "(default: the run's)"),
-        overwrite: bool = typer.Option(False, "--overwrite",
-                                       help="replace --out even if it holds other results"),
+        batch_size: int = _BATCH_SIZE,
+        device: str = _DEVICE,
+        data: Path | None = _DATA,
+        overwrite: bool = _OVERWRITE,
     ) -> None:
         """ΔMAE as a function of ε: CSV + PNG."""
         from robustmer.attacks.search import plot_robustness_curve, robustness_curve
@@ -323,10 +336,8 @@ def register(app: typer.Typer) -> None:
         from robustmer.io import run_meta, write_csv, write_json, write_yaml
 
         e = parse_floats(eps, "--eps")
-        run, prepared = load_run_and_data(run_dir, data, device)
-        if domain == Domain("waveform") or run.model_type.input_kind == "waveform":
-            prepared.require_audio("--domain waveform")
-        model, x, y, mask, box = _inputs(run, prepared, split, max_clips, domain, device)
+        prepared, (model, x, y, mask, box) = _search_inputs(run_dir, data, device, split,
+                                                            max_clips, domain)
         dom = "waveform" if mask is not None else "spectrogram"
         claim_folder(out, "robustness-curve", overwrite=overwrite)
         table = robustness_curve(model, x, y, e, eta=eta, iters=iters, batch_size=batch_size,

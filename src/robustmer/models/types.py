@@ -21,7 +21,7 @@ each seed's gradient the same way (docs/training.md, "Batched seeds").
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -248,13 +248,30 @@ def order(types: list[str] | tuple[str, ...] | Any) -> list[str]:
     return known + sorted(t for t in uniq if t not in REGISTRY)
 
 
+CONFIG_READERS: dict[str, tuple[Callable[[Mapping[str, Any]], ModelType],
+                                Callable[[Mapping[str, Any]], nn.Module]]] = {}
+"""Recorded model configs that are not robustmer heads: a config holding the key is read by
+``(type of the config, rebuild)``. ``models.factory`` registers ``"factory"`` (the package
+imports it, so it is registered whenever this module is)."""
+
+
+def register_config_reader(key: str, model_type: Callable[[Mapping[str, Any]], ModelType],
+                           rebuild: Callable[[Mapping[str, Any]], nn.Module]) -> None:
+    """Make :func:`for_config` / :func:`rebuild` read recorded configs that hold ``key``."""
+    CONFIG_READERS[key] = (model_type, rebuild)
+
+
+def _reader(config: Mapping[str, Any]) -> tuple[Callable[[Mapping[str, Any]], ModelType],
+                                                 Callable[[Mapping[str, Any]], nn.Module]] | None:
+    return next((r for key, r in CONFIG_READERS.items() if key in config), None)
+
+
 def for_config(config: Mapping[str, Any]) -> ModelType:
     """The type that rebuilds a recorded model ``config`` (a checkpoint's model_config.json):
     a factory's own record, else the plain (not adversarial) type of its head kind."""
-    if "factory" in config:
-        from robustmer.models.factory import FactoryType
-
-        return FactoryType.from_config(config)
+    reader = _reader(config)
+    if reader is not None:
+        return reader[0](config)
     kind = config.get("kind")
     for t in REGISTRY.values():
         if isinstance(t, MERType) and t.kind == kind and not t.adversarial:
@@ -264,10 +281,9 @@ def for_config(config: Mapping[str, Any]) -> ModelType:
 
 def rebuild(config: Mapping[str, Any]) -> nn.Module:
     """The network a recorded ``config`` describes, freshly initialised (load weights next)."""
-    if "factory" in config:
-        from robustmer.models.factory import rebuild_factory
-
-        return rebuild_factory(config)
+    reader = _reader(config)
+    if reader is not None:
+        return reader[1](config)
     try:
         return build_model(**config)
     except TypeError as err:

@@ -48,28 +48,12 @@ from robustmer.models import MERModel
 from robustmer.models.stacked import StackedModel
 from robustmer.models.types import ModelType, get_type
 from robustmer.train import checkpoint as ck
+from robustmer.train import runfolder as rf
+from robustmer.train import runtime as rt
 from robustmer.train.config import TrainConfig
 from robustmer.train.early_stopping import EarlyStopping
 from robustmer.train.evaluation import evaluate_model, output_sizes, validation_score
 from robustmer.train.options import TargetScaler, fit_target_scaler, rated_copy, scheduled_lr
-from robustmer.train.runfolder import (
-    TrainResult,
-    finish_run,
-    load_last,
-    open_tensorboard,
-    save_epoch,
-    write_history,
-    write_run_files,
-)
-from robustmer.train.runtime import (
-    deterministic_cudnn,
-    epoch_generator,
-    mixed_precision,
-    preserved_global_state,
-    resolve_device,
-    seed_everything,
-    to_device,
-)
 from robustmer.train.stacked_state import (
     seed_generator,
     solo_cpu_rng,
@@ -137,7 +121,7 @@ def _open_seed(seed: int, run: Path, data: Dataset, mtype: ModelType, sizes: tup
     then its ``last/`` resumed or its run folder started (``extra_config["batched"]``
     recorded in its ``config.yaml`` and ``meta.json``)."""
     cfg = config.replace(seed=seed)
-    seed_everything(seed)  # as train_run: seed, then build (the initial weights)
+    rt.seed_everything(seed)  # as train_run: seed, then build (the initial weights)
     shell, model_config = mtype.create(sizes[0], sizes[1], model_settings)
     if not isinstance(shell, MERModel):
         raise ConfigError(f"batched seeds stack robustmer's own networks; model type "
@@ -149,7 +133,7 @@ def _open_seed(seed: int, run: Path, data: Dataset, mtype: ModelType, sizes: tup
         if not resume:
             raise CheckpointError(f"{run} already holds a run (last/); resume it "
                                   f"(resume=True) or choose another folder")
-        last = load_last(run, model_config, cfg, data_description)
+        last = rf.load_last(run, model_config, cfg, data_description)
         assert last.rng is not None and last.optimizer_state is not None
         ts = last.state.get("target_scaler")
         st = _Seed(seed, run, cfg, shell, last.model_state, last.optimizer_state["optimizer"],
@@ -159,15 +143,15 @@ def _open_seed(seed: int, run: Path, data: Dataset, mtype: ModelType, sizes: tup
                    None if ts is None else TargetScaler.from_dict(ts),
                    int(last.state["epoch"]) + 1)
         if st.history:
-            write_history(run, st.history)
+            rf.write_history(run, st.history)
     else:
         meta = io.run_meta(seed=seed, model=model_config, batched=extra_config["batched"])
-        write_run_files(run, meta, model_config, cfg, data_description, extra_config)
+        rf.write_run_files(run, meta, model_config, cfg, data_description, extra_config)
         st = _Seed(seed, run, cfg, shell, shell.state_dict(), None, rng,
                    EarlyStopping(cfg.patience), [], meta, fresh_scaler(data), 1)
     shell.to(device)
     st.data = data
-    st.writer = open_tensorboard(cfg, run)
+    st.writer = rf.open_tensorboard(cfg, run)
     return st
 
 
@@ -178,21 +162,21 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
                        data_description: dict[str, Any] | None = None,
                        normaliser: dict[str, Any] | None = None, resume: bool = False,
                        progress: bool = True, callbacks: Iterable[SeedCallback] = (),
-                       extra_config: dict[str, Any] | None = None) -> list[TrainResult]:
+                       extra_config: dict[str, Any] | None = None) -> list[rf.TrainResult]:
     """Train ``seeds`` (at least 2) of one ``model_type`` (a robustmer head: a type whose
     ``build`` gives a :class:`MERModel`) with ``model_settings`` together, seed ``seeds[i]`` into
     ``run_dirs[i]``, each as ``train_run(..., config=config.replace(seed=s))`` would (see the
     module docstring); ``config.seed`` is replaced by each seed. ``train_set`` is one dataset
     for every seed, or a list or tuple of one per seed (e.g. the study's, whose random excerpt
     windows are drawn from the seed; same items and targets, as one run's). Returns one
-    :class:`TrainResult` per seed, in order. ``resume``, ``callbacks`` (here
+    :class:`~robustmer.train.runfolder.TrainResult` per seed, in order. ``resume``, ``callbacks`` (here
     ``cb(seed, epoch, record)``) and ``extra_config`` are as in ``train_run``; the caller's
     global RNG states and cudnn flags are as they were when it returns."""
     config = config or TrainConfig()
     mtype = get_type(model_type) if isinstance(model_type, str) else model_type
     seeds = [int(s) for s in seeds]
     _check_request(seeds, run_dirs, config)
-    device = resolve_device(config.device)
+    device = rt.resolve_device(config.device)
     train_sets = list(train_set) if isinstance(train_set, list | tuple) else (
         [train_set] * len(seeds))
     if len(train_sets) != len(seeds):
@@ -212,8 +196,8 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
         return fitted[id(dataset)]
 
     extra = {**(extra_config or {}), "batched": {"seeds": seeds, "n_seeds": len(seeds)}}
-    with preserved_global_state():
-        deterministic_cudnn(device)
+    with rt.preserved_global_state():
+        rt.deterministic_cudnn(device)
         sizes = output_sizes(mtype, train_sets[0])
         states = [_open_seed(seed, Path(run_dir), data, mtype, sizes, model_settings, config,
                              resume, data_description, extra, fresh_scaler, device)
@@ -224,7 +208,7 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
         for st in states:
             if st.writer is not None:
                 st.writer.close()
-            results.append(finish_run(st.run, st.config, st.data, device, st.history, st.es))
+            results.append(rf.finish_run(st.run, st.config, st.data, device, st.history, st.es))
         return results
 
 
@@ -234,7 +218,7 @@ def _train_epochs(states: list[_Seed], val_set: Dataset, mtype: ModelType, confi
                   callbacks: Iterable[SeedCallback]) -> None:
     """The epochs: the seeds at the same epoch step together as one stacked model (rebuilt
     whenever the group changes: a seed stopped, or a seed that was behind caught up)."""
-    scaler_state = mixed_precision(device, False)[1].state_dict()
+    scaler_state = rt.mixed_precision(device, False)[1].state_dict()
     solo_names = [n for n, _ in states[0].shell.named_parameters()]
     model_config = dict(states[0].shell.config)
     stacked: StackedModel | None = None
@@ -298,7 +282,7 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
         if hasattr(data, "set_epoch"):
             data.set_epoch(epoch)  # the windows depend on (the dataset's seed, epoch) only
     loaders = [DataLoader(st.data, batch_size=config.batch_size, shuffle=True,
-                          generator=epoch_generator(st.seed, epoch), num_workers=0)
+                          generator=rt.epoch_generator(st.seed, epoch), num_workers=0)
                for st in group]
     stacked.train()
     total = torch.zeros(len(group), dtype=torch.float64, device=device)
@@ -330,9 +314,9 @@ def _stack_batches(group: list[_Seed], raws: Sequence[dict[str, Any]], device: t
     ``(y - m) / s`` rounds the same on either device."""
     raws = [raw if st.tscale is None else st.tscale.standardize(raw)
             for st, raw in zip(group, raws, strict=True)]
-    x = to_device({"x": torch.cat([r["x"] for r in raws], dim=1)}, device, channels_last)["x"]
+    x = rt.to_device({"x": torch.cat([r["x"] for r in raws], dim=1)}, device, channels_last)["x"]
     keys = [k for k, v in raws[0].items() if isinstance(v, torch.Tensor) and k != "x"]
-    return x, to_device({k: torch.stack([r[k] for r in raws]) for k in keys}, device)
+    return x, rt.to_device({k: torch.stack([r[k] for r in raws]) for k in keys}, device)
 
 
 def _end_epoch(st: _Seed, model: MERModel, opt: dict[str, Any], train_loss: float,
@@ -356,7 +340,7 @@ def _end_epoch(st: _Seed, model: MERModel, opt: dict[str, Any], train_loss: floa
     st.history.append(record)
     st.model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     st.optimizer = opt
-    save_epoch(st.run, ck.Checkpoint(
+    rf.save_epoch(st.run, ck.Checkpoint(
         model_state=st.model_state,
         state={"epoch": epoch, "early_stopping": st.es.state_dict(),
                "target_scaler": None if st.tscale is None else st.tscale.to_dict()},

@@ -13,25 +13,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+import robustmer.data.synth.concepts as cp
 from robustmer import CONCEPTS, EMOTIONS
 from robustmer.audio import SAMPLE_RATE
-from robustmer.data.synth.concepts import (
-    AUDIO_PARAMETERS,
-    CLASSES,
-    CONCEPT_CUES,
-    CONCEPT_NOISE_SD,
-    EMOTION_BIASES,
-    EMOTION_NOISE_SD,
-    EMOTION_WEIGHTS,
-    ENERGY_CUES,
-    LABEL_MEANS,
-    LABEL_RULE,
-    LABEL_SDS,
-    MODE_CUES,
-    Annotations,
-    annotate,
-    draw_concepts,
-)
 from robustmer.data.synth.render import (
     FORMAT_VERSION,
     check_version,
@@ -71,7 +55,7 @@ def generating_map(clips: int, seed: int, duration: float, audio_format: str,
     loaders return (ratings / 10), ignoring noise: emotion/10 = b' + W' (concept rating / 10),
     with W' = W / 9 and b' = (b - W @ 1 / 9) / 10.
     """
-    w, b = EMOTION_WEIGHTS, EMOTION_BIASES
+    w, b = cp.EMOTION_WEIGHTS, cp.EMOTION_BIASES
     return {
         "format_version": check_version(version),
         "generator": "robustmer.data.synth",
@@ -82,9 +66,9 @@ def generating_map(clips: int, seed: int, duration: float, audio_format: str,
         "weights": w.tolist(),
         "biases": b.tolist(),
         "emotion_scale": [1.0, 9.0],
-        "emotion_noise_sd": EMOTION_NOISE_SD,
+        "emotion_noise_sd": cp.EMOTION_NOISE_SD,
         "concept_scale": [1.0, 10.0],
-        "concept_noise_sd": CONCEPT_NOISE_SD,
+        "concept_noise_sd": cp.CONCEPT_NOISE_SD,
         "rule": "concept_rating = clip(1 + 9 c + N(0, concept_noise_sd), 1, 10); "
                 "emotion_rating = clip(biases + weights @ c + N(0, emotion_noise_sd), 1, 9); "
                 "c in [0, 1] drawn uniformly per clip; both rounded to 2 decimals",
@@ -93,19 +77,19 @@ def generating_map(clips: int, seed: int, duration: float, audio_format: str,
             "weights": (w / 9.0).tolist(),
             "biases": ((b - w.sum(axis=1) / 9.0) / 10.0).tolist(),
         },
-        "label_rule": LABEL_RULE,
-        "label_means": LABEL_MEANS.tolist(),
-        "label_sds": LABEL_SDS.tolist(),
-        "classes": list(CLASSES),
-        "audio_parameters": AUDIO_PARAMETERS,
-        "energy_cues": ENERGY_CUES,
-        "mode_cues": MODE_CUES,
-        **({"concept_cues": CONCEPT_CUES} if version >= 3 else {}),
+        "label_rule": cp.LABEL_RULE,
+        "label_means": cp.LABEL_MEANS.tolist(),
+        "label_sds": cp.LABEL_SDS.tolist(),
+        "classes": list(cp.CLASSES),
+        "audio_parameters": cp.AUDIO_PARAMETERS,
+        "energy_cues": cp.ENERGY_CUES,
+        "mode_cues": cp.MODE_CUES,
+        **({"concept_cues": cp.CONCEPT_CUES} if version >= 3 else {}),
         "midlevel_song_id": "1000 + clip number",
     }
 
 
-def _ratings_csv(ids: list[str], ann: Annotations) -> str:
+def _ratings_csv(ids: list[str], ann: cp.Annotations) -> str:
     """Soundtracks ``mean_ratings_set1.csv`` text, including the byte-order mark."""
     lines = [",".join(["number", *EMOTIONS, "TARGET"])]
     for k, cid in enumerate(ids):
@@ -114,7 +98,7 @@ def _ratings_csv(ids: list[str], ann: Annotations) -> str:
     return "\ufeff" + "\n".join(lines) + "\n"
 
 
-def _midlevel_csvs(ids: list[str], ann: Annotations) -> tuple[str, str]:
+def _midlevel_csvs(ids: list[str], ann: cp.Annotations) -> tuple[str, str]:
     """Mid-level ``metadata.csv`` (';'-separated) and ``annotations.csv`` text."""
     meta = ["song id;Source;ID at file source"]
     notes = [",".join(["song_id", *CONCEPTS])]
@@ -217,7 +201,7 @@ def synthesize(out: Path, clips: int = 120, seed: int = 0, duration: float = 12.
         if _TMP_NAME.match(stale.name):
             stale.unlink()
     fmt, subtype = AUDIO_FORMATS[audio_format]
-    concepts = draw_concepts(clips, seed)
+    concepts = cp.draw_concepts(clips, seed)
     for k, path in enumerate(audio_paths):
         if path.exists() and _readable(path):
             continue
@@ -225,7 +209,7 @@ def synthesize(out: Path, clips: int = 120, seed: int = 0, duration: float = 12.
         with atomic_path(path) as tmp:
             sf.write(str(tmp), clip.audio, SAMPLE_RATE, format=fmt, subtype=subtype)
 
-    ann = annotate(concepts, seed)
+    ann = cp.annotate(concepts, seed)
     write_text(root / "mean_ratings_set1.csv", _ratings_csv(ids, ann))
     meta, notes = _midlevel_csvs(ids, ann)
     write_text(root / "midlevel" / "metadata.csv", meta)
