@@ -169,7 +169,7 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
     module docstring); ``config.seed`` is replaced by each seed. ``train_set`` is one dataset
     for every seed, or a list or tuple of one per seed (e.g. the study's, whose random excerpt
     windows are drawn from the seed; same items and targets, as one run's). Returns one
-    :class:`~robustmer.train.runfolder.TrainResult` per seed, in order. ``resume``, ``callbacks`` (here
+    ``TrainResult`` per seed, in order. ``resume``, ``callbacks`` (here
     ``cb(seed, epoch, record)``) and ``extra_config`` are as in ``train_run``; the caller's
     global RNG states and cudnn flags are as they were when it returns."""
     config = config or TrainConfig()
