@@ -147,7 +147,7 @@ class APGD(BIM):
         # checkpoints: halve η and restart from the best point
         restart = torch.zeros_like(first)
         window = st["window"]
-        for k in t[~first].unique().tolist():
+        for k in torch.unique(t[~first]).tolist():
             if k not in window:
                 continue
             at = t == k

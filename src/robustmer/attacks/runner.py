@@ -240,13 +240,14 @@ def _attack_all(items: Iterable[dict[str, Any]], out: Path, full_config: dict[st
 
 @torch.no_grad()
 def _predict(model: nn.Module, x: torch.Tensor) -> np.ndarray:
-    return model(x).double().cpu().numpy()
+    out: torch.Tensor = model(x)
+    return np.asarray(out.double().cpu().numpy())
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 def _examples_left(write_examples: bool | int, done: int) -> int:
@@ -359,6 +360,7 @@ def _write_example(out: Path, cid: str, domain: str, x: torch.Tensor, delta: tor
         x, delta = x[:n], delta[:n]
         write_wav(out / "audio" / f"{cid}_clean.wav", x, sample_rate)
         write_wav(out / "audio" / f"{cid}_adv.wav", x + delta, sample_rate)
+    arrays: dict[str, Any]
     if domain == "waveform":  # the clean audio is in the WAV; δ as float16 (~3 digits)
         arrays = {"delta": delta.detach().cpu().numpy().astype(np.float16)}
     else:
@@ -371,8 +373,8 @@ def _write_example(out: Path, cid: str, domain: str, x: torch.Tensor, delta: tor
 
 
 def dataset_items(data: Any, split: str, domain: str,
-                  model_input: Mapping[str, Any] | None = None,
-                  task: str = "regression") -> tuple[list[str], Iterator[dict], list[str]]:
+                  model_input: Mapping[str, Any] | None = None, task: str = "regression",
+                  ) -> tuple[list[str], Iterator[dict[str, Any]], list[str]]:
     """``(ids, items, output names)`` of one split of a ``PreparedData``-like object (lazy:
     audio is decoded as the attack reaches it). ``model_input``: the model's input contract
     (``robustmer.models.types``; None: robustmer's spectrogram). A waveform model's items

@@ -51,7 +51,7 @@ def p_schedule(i: int, max_iters: int, p_init: float) -> float:
     """Fraction of the plane the ``i``-th proposal changes (the paper's piecewise halving)."""
     it = int(i / max(max_iters, 1) * 10000)
     halvings = sum(it > s for s in _SCHEDULE)
-    return p_init / 2 ** halvings
+    return p_init / float(2 ** halvings)
 
 
 def _as4d(t: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,8 @@ class WaveformModel(nn.Module):
     aligned when the attack loop forwards only the samples still running.
     """
 
+    frame_index: torch.Tensor
+
     def __init__(self, model: nn.Module, frontend: LogFilteredSpectrogram,
                  standardizer: Standardizer, frame_index: torch.Tensor | np.ndarray) -> None:
         super().__init__()
@@ -65,11 +67,14 @@ class WaveformModel(nn.Module):
                 raise ConfigError(f"frame_index has {idx.shape[0]} rows for a batch of "
                                   f"{spec.shape[0]}")
             out = torch.gather(spec, 1, idx[:, :, None].expand(-1, -1, spec.shape[2]))
-        return out[:, None].to(wave.dtype if wave.is_floating_point() else out.dtype)
+        excerpt: torch.Tensor = out[:, None].to(wave.dtype if wave.is_floating_point()
+                                                else out.dtype)
+        return excerpt
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """``(B, S)`` waveform -> model output."""
-        return self.model(self.spectrogram(wave))
+        out: torch.Tensor = self.model(self.spectrogram(wave))
+        return out
 
     def subset(self, index: torch.Tensor) -> WaveformModel:
         """The same modules with the windows of batch rows ``index``."""

@@ -6,6 +6,7 @@ call one ``robustmer.attacks`` function, print where results went.
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,14 @@ def attack_summary(table: Any, task: str) -> str:
     return text
 
 
+def _attack_hint(folder: Path) -> str:
+    """Where an interrupted attack stopped, and the command that resumes it."""
+    from robustmer.attacks.runner import TABLE, read_table
+
+    return (f"{len(read_table(folder))} clips are done in {folder / TABLE}; resume with: "
+            f"{resume_command()}")
+
+
 def _run_identity(run_dir: Path, which: str = "best") -> dict[str, Any]:
     """Which trained run an attack was made on: its folder and its weights' content hash."""
     from robustmer.io import sha256_file
@@ -223,7 +232,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Attack every clip of a split and write one row per clip to OUT/attack.csv (with
         several --eps: OUT/<setting-id>/attack.csv, one folder per ε)."""
-        from robustmer.attacks.runner import TABLE, attack_dataset, read_table
+        from robustmer.attacks.runner import TABLE, attack_dataset
         from robustmer.attacks.spec import setting_id
         from robustmer.folders import claim_folder
 
@@ -233,9 +242,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--batch-size must be >= 1, found {batch_size}")
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; give one")
-        given = {"eta": eta, "max_iters": iters, "stop": stop, "norm": norm,
-                 "mse_limit": mse_limit, "update": update, "clip": clip,
-                 "random_start": random_start, "seed": seed}
+        given: dict[str, Any] = {"eta": eta, "max_iters": iters, "stop": stop, "norm": norm,
+                                 "mse_limit": mse_limit, "update": update, "clip": clip,
+                                 "random_start": random_start, "seed": seed}
         given = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items()}
         given.update(parse_settings(settings))
         profile = run_profile(run_dir)
@@ -260,8 +269,7 @@ def register(app: typer.Typer) -> None:
             claim_folder(out, "attack-settings", overwrite=overwrite)
         for spec, folder in zip(specs, folders, strict=True):
             claim_folder(folder, "attack", overwrite=overwrite and len(specs) == 1)
-            set_resume_hint(lambda f=folder: f"{len(read_table(f))} clips are done in "
-                            f"{f / TABLE}; resume with: {resume_command()}")
+            set_resume_hint(functools.partial(_attack_hint, folder))
             table = attack_dataset(run.model, prepared, split, spec, folder, domain=dom,
                                    model_input=profile["input"], task=profile["task"],
                                    batch_size=batch_size, device=device,

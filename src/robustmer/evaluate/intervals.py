@@ -460,8 +460,8 @@ def paired_effect(
     mean_t = Interval(mean_t.estimate, mean_t.low, mean_t.high, n, n_clusters,
                       f"t interval over {n} pairs, {n - 1} df (pairs as independent)", level,
                       excluded)
-    boot = {"items": it, "scheme": scheme, "n_boot": n_boot, "level": level, "seed": seed,
-            "method": "percentile"}
+    boot: dict[str, Any] = {"items": it, "scheme": scheme, "n_boot": n_boot, "level": level,
+                            "seed": seed, "method": "percentile"}
     mean_b = _cluster_interval(d, cl, np.mean, "the mean difference", **boot)
     dz = _dz(d)
     lo, hi = dz_noncentral_ci(dz, n, level)

@@ -45,7 +45,8 @@ class FrontEndConfig:
                            ("fref", float)):
             value = getattr(self, name)
             ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-                math.isfinite(value) and value > 0 and (kind is float or float(value).is_integer()))
+                math.isfinite(value) and float(value) > 0
+                and (kind is float or float(value).is_integer()))
             if not ok:
                 what = "a positive integer" if kind is int else "a positive number"
                 raise ConfigError(f"FrontEndConfig.{name}: expected {what}, got {value!r}")

@@ -16,6 +16,21 @@ trained) and a classifier head. A user's own model enters as a :class:`FactoryTy
 The loss is written once for a stack of S seeds (``(S, B, n)`` outputs; the solo run is S = 1),
 with the very operations of the solo recipe, so training one seed or S stacked seeds computes
 each seed's gradient the same way (docs/training.md, "Batched seeds").
+
+Examples:
+    >>> import torch
+    >>> from robustmer.models.types import get_type, names, rebuild
+    >>> names("regression")
+    ['A2E', 'A2B2E', 'A2M2E', 'aA2E', 'aA2B2E']
+    >>> a2m2e = get_type("a2m2e")  # any case
+    >>> a2m2e.name, a2m2e.task, a2m2e.needs_concepts, a2m2e.input_spec()
+    ('A2M2E', 'regression', True, {'kind': 'spectrogram'})
+    >>> model, config = a2m2e.create(n_outputs=8, n_concepts=7, settings={"width": 0.0625})
+    >>> out = a2m2e.forward(model.eval(), torch.zeros(2, 1, 313, 149))
+    >>> tuple(out["output"].shape), tuple(out["bottleneck"].shape)
+    ((2, 8), (2, 7))
+    >>> type(rebuild(config)).__name__  # what a checkpoint records rebuilds the network
+    'MERModel'
 """
 
 from __future__ import annotations

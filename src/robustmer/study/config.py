@@ -36,6 +36,8 @@ __all__ = [
     "model_type_name", "parse_config", "parse_model", "training_attack",
 ]
 
+DEFAULT_SEEDS: tuple[int, ...] = (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
+"""The paper's ten seeds."""
 DEFAULT_MODELS: tuple[str, ...] = tuple(mtypes.names("regression"))
 """The study's default model list: every registered regression type (the paper's five)."""
 EXAMPLES: tuple[str, ...] = ("media", "all", "none")
@@ -175,7 +177,7 @@ class StudyConfig:
     name: str
     output: str
     models: tuple[str, ...] = DEFAULT_MODELS
-    seeds: tuple[int, ...] = (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     attack: StudyAttack = field(default_factory=lambda: parse_attack(None, "attack"))
@@ -225,7 +227,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         if kind is float and isinstance(val, int) and not isinstance(val, bool):
             val = float(val)
         wrong_type = kind in (int, float, str, bool) and not isinstance(val, kind)
-        if wrong_type or (kind in (int, float) and isinstance(val, bool)):
+        if kind is not None and (wrong_type or (kind in (int, float) and isinstance(val, bool))):
             raise ConfigError(f"{where}.{key}: expected {kind.__name__}, found {val!r}")
         values[key] = val
     return cls(**values)
@@ -311,7 +313,7 @@ def _parse_models(raw: dict[str, Any],
 
 def _parse_seeds(raw: dict[str, Any], source: str) -> list[int]:
     """``seeds:``: a non-empty list of distinct integers (default: the paper's ten)."""
-    seeds = raw.get("seeds", list(StudyConfig.__dataclass_fields__["seeds"].default))
+    seeds = raw.get("seeds", list(DEFAULT_SEEDS))
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise ConfigError(f"{source}: 'seeds' must be a non-empty list of integers")

@@ -146,7 +146,7 @@ def run_one(config: StudyConfig, data: PreparedData, model_type: str, seed: int,
     run_dir = run_dir_of(out, model_type, seed)
     train_dir = train_dir_of(out, model_type, seed)
     if not (train_dir / DONE).exists():
-        common = {"data_description": data.to_dict(),
+        common: dict[str, Any] = {"data_description": data.to_dict(),
                   "normaliser": data.standardizer.to_dict(),
                   "extra_config": {"model_type": model_type}}
         val = data.dataset_for(spec, "val")

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -112,10 +112,10 @@ def _check_request(seeds: Sequence[int], run_dirs: Sequence[str | Path],
                           "is global: one seed's overflow would skip every seed's step)")
 
 
-def _open_seed(seed: int, run: Path, data: Dataset, mtype: ModelType, sizes: tuple[int, int],
+def _open_seed(seed: int, run: Path, data: Dataset[Any], mtype: ModelType, sizes: tuple[int, int],
                model_settings: Mapping[str, Any] | None, config: TrainConfig, resume: bool,
                data_description: dict[str, Any] | None, extra_config: dict[str, Any],
-               fresh_scaler: Callable[[Dataset], TargetScaler | None],
+               fresh_scaler: Callable[[Dataset[Any]], TargetScaler | None],
                device: torch.device) -> _Seed:
     """One seed's state entering its next epoch: built (seeded) as ``train_run`` builds it,
     then its ``last/`` resumed or its run folder started (``extra_config["batched"]``
@@ -155,7 +155,7 @@ def _open_seed(seed: int, run: Path, data: Dataset, mtype: ModelType, sizes: tup
     return st
 
 
-def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
+def train_runs_batched(train_set: Dataset[Any] | Sequence[Dataset[Any]], val_set: Dataset[Any],
                        run_dirs: Sequence[str | Path], *, model_type: ModelType | str,
                        seeds: Sequence[int], model_settings: Mapping[str, Any] | None = None,
                        config: TrainConfig | None = None,
@@ -177,8 +177,8 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
     seeds = [int(s) for s in seeds]
     _check_request(seeds, run_dirs, config)
     device = rt.resolve_device(config.device)
-    train_sets = list(train_set) if isinstance(train_set, list | tuple) else (
-        [train_set] * len(seeds))
+    train_sets: list[Dataset[Any]] = (list(train_set) if isinstance(train_set, list | tuple)
+                                      else [cast("Dataset[Any]", train_set)] * len(seeds))
     if len(train_sets) != len(seeds):
         raise ConfigError(f"train_set: one dataset per seed needed, found {len(train_sets)} "
                           f"for {len(seeds)} seeds")
@@ -188,7 +188,7 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
                           f"taken together), found {sorted(lengths)}")
     fitted: dict[int, TargetScaler | None] = {}  # one fit per distinct dataset object
 
-    def fresh_scaler(dataset: Dataset) -> TargetScaler | None:
+    def fresh_scaler(dataset: Dataset[Any]) -> TargetScaler | None:
         if not config.standardize_targets:
             return None
         if id(dataset) not in fitted:
@@ -212,7 +212,7 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
         return results
 
 
-def _train_epochs(states: list[_Seed], val_set: Dataset, mtype: ModelType, config: TrainConfig,
+def _train_epochs(states: list[_Seed], val_set: Dataset[Any], mtype: ModelType, config: TrainConfig,
                   device: torch.device, data_description: dict[str, Any] | None,
                   normaliser: dict[str, Any] | None, progress: bool,
                   callbacks: Iterable[SeedCallback]) -> None:
@@ -299,7 +299,7 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
             pg["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         per_seed = model_type.loss(stacked.forward_all(x), targets, config.emotion_weight)
-        per_seed.sum().backward()  # seed s's weights get exactly seed s's gradient
+        per_seed.sum().backward()  # type: ignore[no-untyped-call]  # seed s's own gradient
         optimizer.step()
         total += per_seed.detach().double()
         n_batches += 1
@@ -320,7 +320,7 @@ def _stack_batches(group: list[_Seed], raws: Sequence[dict[str, Any]], device: t
 
 
 def _end_epoch(st: _Seed, model: MERModel, opt: dict[str, Any], train_loss: float,
-               gen: torch.Generator, epoch: int, seconds: float, val_set: Dataset,
+               gen: torch.Generator, epoch: int, seconds: float, val_set: Dataset[Any],
                device: torch.device, model_config: dict[str, Any],
                data_description: dict[str, Any] | None, normaliser: dict[str, Any] | None,
                scaler_state: dict[str, Any], callbacks: Iterable[SeedCallback],

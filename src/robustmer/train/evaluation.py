@@ -17,7 +17,7 @@ from robustmer.models.types import ModelType, for_config
 from robustmer.train.runtime import to_device
 
 
-def dataset_names(data: Dataset | DataLoader) -> dict[str, tuple[str, ...] | None]:
+def dataset_names(data: Dataset[Any] | DataLoader[Any]) -> dict[str, tuple[str, ...] | None]:
     """The target, concept and class names a dataset (or a loader's dataset) carries; None
     where it does not say (a hand-made dataset: outputs are then named by index)."""
     ds = data.dataset if isinstance(data, DataLoader) else data
@@ -32,7 +32,7 @@ def _names(given: tuple[str, ...] | None, n: int, what: str) -> list[str]:
 
 
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, data: Dataset | DataLoader,
+def evaluate_model(model: torch.nn.Module, data: Dataset[Any] | DataLoader[Any],
                    device: str | torch.device = "cpu", batch_size: int = 32,
                    model_type: ModelType | None = None) -> dict[str, Any]:
     """Predict a dataset (or loader) in eval mode and score it.
@@ -103,7 +103,7 @@ def validation_score(model_type: ModelType, ev: Mapping[str, Any]) -> float:
     return model_type.score(ev)
 
 
-def output_sizes(model_type: ModelType, dataset: Dataset) -> tuple[int, int]:
+def output_sizes(model_type: ModelType, dataset: Dataset[Any]) -> tuple[int, int]:
     """``(n_outputs, n_concepts)`` a model of ``model_type`` needs for ``dataset``: its classes
     (classification) or target names, and its concept names; counted from the first item where
     the dataset does not name them."""

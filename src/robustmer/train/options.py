@@ -101,7 +101,7 @@ def _mean_std(values: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def fit_target_scaler(dataset: Dataset, model_type: ModelType,
+def fit_target_scaler(dataset: Dataset[Any], model_type: ModelType,
                       model: nn.Module | None = None) -> TargetScaler | None:
     """Fit a :class:`TargetScaler` on the targets of every training item (and, for a
     concept-trained bottleneck, the concepts of items whose ``concept_mask`` is set); None for
@@ -167,12 +167,12 @@ def fold_targets(model: nn.Module, scaler: TargetScaler) -> nn.Module:
             raise ConfigError("fold_targets: a concept scaling needs a robustmer head")
         model.register_forward_hook(OutputScaling(scaler))
         return model
-    head = model.head
+    head: Any = model.head  # a robustmer head: Linear layers (checked by foldable)
     dev, dt = head.weight.device, head.weight.dtype
     se = torch.tensor(scaler.target_std, device=dev, dtype=dt)
     me = torch.tensor(scaler.target_mean, device=dev, dtype=dt)
     if scaler.concept_mean is not None and scaler.concept_std is not None:
-        bott = model.bottleneck
+        bott: Any = model.bottleneck
         assert bott is not None
         sc = torch.tensor(scaler.concept_std, device=dev, dtype=dt)
         mc = torch.tensor(scaler.concept_mean, device=dev, dtype=dt)
@@ -196,7 +196,8 @@ class RatedModel(nn.Module):
         self.register_buffer("mean", torch.tensor(scaler.target_mean))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x) * self.std.to(x.device) + self.mean.to(x.device)
+        out: torch.Tensor = self.model(x) * self.std.to(x.device) + self.mean.to(x.device)
+        return out
 
 
 def rated_copy(model: nn.Module, scaler: TargetScaler | None) -> nn.Module:
@@ -205,7 +206,7 @@ def rated_copy(model: nn.Module, scaler: TargetScaler | None) -> nn.Module:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, device: torch.device,
+def recalibrate_batchnorm(model: nn.Module, dataset: Dataset[Any], device: torch.device,
                           batch_size: int = 32) -> None:
     """Recompute every BatchNorm layer's running mean and variance as plain averages over
     ``dataset`` (the training excerpts), with dropout off (``TrainConfig.bn_recalibrate``).

@@ -26,7 +26,7 @@ from robustmer.train.runfolder import write_run_files
 from robustmer.train.runtime import preserved_global_state, seed_everything
 
 
-def write_pretrained(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *,
+def write_pretrained(train_set: Dataset[Any], val_set: Dataset[Any], run_dir: str | Path, *,
                      model_type: ModelType | str,
                      model_settings: Mapping[str, Any] | None = None, seed: int = 0,
                      data_description: dict[str, Any] | None = None,

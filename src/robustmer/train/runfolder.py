@@ -66,14 +66,14 @@ def check_resume(ckpt: ck.Checkpoint, model_config: dict[str, Any], config: Trai
     asked = config.to_dict()
     free = RESUMABLE_CHANGES if config.lr_schedule == "constant" else (
         RESUMABLE_CHANGES - {"max_epochs"})  # the schedule spans max_epochs
-    diff = sorted(k for k in asked if asked[k] != stored[k] and k not in free)
-    if diff:
+    changed = sorted(k for k in asked if asked[k] != stored[k] and k not in free)
+    if changed:
         raise CheckpointError(f"{run_dir}: cannot resume with changed training settings "
                               + ", ".join(f"{k}: stored {stored[k]!r}, asked {asked[k]!r}"
-                                          for k in diff))
+                                          for k in changed))
 
 
-def recalibrate_best(run: Path, train_set: Dataset, device: torch.device,
+def recalibrate_best(run: Path, train_set: Dataset[Any], device: torch.device,
                       batch_size: int) -> None:
     """``TrainConfig.bn_recalibrate``: recompute ``best/``'s BatchNorm statistics on the training
     excerpts of its epoch (dropout off) and mark it done in its ``state.json``. Deterministic
@@ -163,7 +163,7 @@ def save_epoch(run: Path, ckpt: ck.Checkpoint, improved: bool, writer: Any = Non
                 writer.add_scalar(key, val, int(record["epoch"]))
 
 
-def finish_run(run: Path, config: TrainConfig, train_set: Dataset, device: torch.device,
+def finish_run(run: Path, config: TrainConfig, train_set: Dataset[Any], device: torch.device,
                history: list[dict[str, Any]], es: EarlyStopping) -> TrainResult:
     """The end of a run: refuse one without a best checkpoint, recalibrate ``best/``'s
     BatchNorm when asked, and load it into a :class:`TrainResult`."""

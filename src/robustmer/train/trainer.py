@@ -78,12 +78,14 @@ def solo_loss(model_type: ModelType, out: Mapping[str, torch.Tensor | None],
     S = 1, as a scalar."""
     stacked = {k: None if v is None else v[None] for k, v in out.items()}
     one = {k: v[None] for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    return model_type.loss(stacked, one, target_weight).sum()
+    loss: torch.Tensor = model_type.loss(stacked, one, target_weight).sum()
+    return loss
 
 
 def attack_reference(model_type: ModelType, batch: Mapping[str, Any]) -> torch.Tensor:
     """What an attack is measured against: the class labels (classification) or the targets."""
-    return batch["label"] if model_type.task == "classification" else batch["targets"]
+    reference: torch.Tensor = batch["label" if model_type.task == "classification" else "targets"]
+    return reference
 
 
 def epoch_record(model_type: ModelType, epoch: int, train_loss: float, ev: Mapping[str, Any],
@@ -124,13 +126,13 @@ class _SoloRun:
         with self.autocast():
             loss = solo_loss(self.model_type, self.model_type.forward(self.model, x), batch,
                              self.config.emotion_weight)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach())
 
 
-def _start_run(train_set: Dataset, run: Path, mtype: ModelType, device: torch.device,
+def _start_run(train_set: Dataset[Any], run: Path, mtype: ModelType, device: torch.device,
                model_settings: Mapping[str, Any] | None, config: TrainConfig, *, resume: bool,
                data_description: dict[str, Any] | None, extra_config: dict[str, Any] | None,
                attack: AttackLike | None) -> _SoloRun:
@@ -176,7 +178,7 @@ def _start_run(train_set: Dataset, run: Path, mtype: ModelType, device: torch.de
     return st
 
 
-def _train_epoch(st: _SoloRun, train_set: Dataset, epoch: int, attack: AttackLike | None,
+def _train_epoch(st: _SoloRun, train_set: Dataset[Any], epoch: int, attack: AttackLike | None,
                  progress: bool) -> tuple[float, float | None, float]:
     """One epoch of steps on ``epoch``'s data order (adversarial every n-th epoch: after the
     clean step on a batch, a second step on the batch attacked in eval mode). Returns the mean
@@ -214,7 +216,7 @@ def _train_epoch(st: _SoloRun, train_set: Dataset, epoch: int, attack: AttackLik
     return total / max(n_batches, 1), adv_loss, attack_time
 
 
-def _end_epoch(st: _SoloRun, val_set: Dataset, epoch: int,
+def _end_epoch(st: _SoloRun, val_set: Dataset[Any], epoch: int,
                losses: tuple[float, float | None, float], t0: float,
                normaliser: dict[str, Any] | None, data_description: dict[str, Any] | None,
                writer: Any) -> dict[str, Any]:
@@ -241,7 +243,7 @@ def _end_epoch(st: _SoloRun, val_set: Dataset, epoch: int,
     return record
 
 
-def train_run(train_set: Dataset, val_set: Dataset, run_dir: str | Path, *,
+def train_run(train_set: Dataset[Any], val_set: Dataset[Any], run_dir: str | Path, *,
               model_type: ModelType | str, model_settings: Mapping[str, Any] | None = None,
               config: TrainConfig | None = None, data_description: dict[str, Any] | None = None,
               normaliser: dict[str, Any] | None = None, attack: AttackLike | None = None,

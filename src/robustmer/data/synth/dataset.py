@@ -150,7 +150,7 @@ def _folder_size(root: Path) -> int:
 
 def _readable(path: Path) -> bool:
     try:
-        return sf.info(str(path)).frames > 0
+        return bool(sf.info(str(path)).frames > 0)
     except (sf.LibsndfileError, RuntimeError, OSError):
         return False
 

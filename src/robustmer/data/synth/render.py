@@ -58,7 +58,7 @@ class Score:
 
     def voice_mask(self, name: str) -> np.ndarray:
         """Boolean mask of the notes of voice ``name``."""
-        return self.voice == VOICES.index(name)
+        return np.asarray(self.voice == VOICES.index(name))
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _wavetable(rolloff: float, harmonics: int) -> np.ndarray:
     phase = np.arange(_TABLE_SIZE + 1) / _TABLE_SIZE * 2.0 * np.pi
     h = np.arange(1, harmonics + 1)
     table = (h[:, None] ** -rolloff * np.sin(h[:, None] * phase)).sum(axis=0)
-    return table / np.abs(table).max()
+    return np.asarray(table / np.abs(table).max())
 
 
 def _render_layer(n: int, sr: int, onset: np.ndarray, gate: np.ndarray, velocity: np.ndarray,
@@ -316,7 +316,7 @@ def _stability_cues(c: dict[str, float], score: Score, n: int, sample_rate: int,
     drone = _render_layer(n, sample_rate, np.zeros(1), np.full(1, n / sample_rate), np.ones(1),
                           [np.full(1, float(tonic)), np.full(1, float(tonic + 7))],
                           [level, level], _wavetable(3.0, 4), 1e6)
-    return pulse + drone
+    return np.asarray(pulse + drone)
 
 
 def render_clip(concepts: Mapping[str, float] | Sequence[float] | np.ndarray, *,
