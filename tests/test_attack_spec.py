@@ -90,3 +90,42 @@ def test_a_new_attack_registers_with_one_line() -> None:
         assert isinstance(attack, Noise) and attack.scale == 3.0 and attack.seed == 4
     finally:
         REGISTRY.pop("noise", None)
+
+
+def test_a_new_attack_does_not_inherit_the_reference_switches() -> None:
+    """The reference study's switches live in its own mixin (attacks/reference.py), which BIM
+    and PGD take; an attack written on the generic loop has none of them, and the attacks that
+    recorded them while they were in the loop still record (only) the generic values."""
+    from robustmer.attacks import NoStop, Square
+    from robustmer.protocols import AttackLike
+
+    class Plain(Attack):
+        name = "plain"
+
+        def __init__(self, eps: float = 0.01, eta: float = 0.01, max_iters: int = 1,
+                     **kwargs: object) -> None:
+            super().__init__(eps=eps, eta=eta, max_iters=max_iters, **kwargs)  # type: ignore
+
+        def objective(self, out: torch.Tensor, y: torch.Tensor,
+                      delta: torch.Tensor) -> torch.Tensor:
+            return ((out - y) ** 2).sum(dim=1)
+
+        def make_stop(self) -> StopRule:
+            return NoStop()
+
+    with pytest.raises(TypeError, match="update"):
+        Plain(update="adam_sign")
+    try:
+        register("plain", Plain)
+        recorded = AttackSpec.from_dict("plain").to_dict()
+        assert not {"update", "clip", "judge_last", "count_check_step",
+                    "log_prediction"} & set(recorded)
+        assert set(Plain().config()) == {"attack", *recorded} - {"name"}
+    finally:
+        REGISTRY.pop("plain", None)
+    targeted = AttackSpec.from_dict("targeted_pgd")
+    assert (targeted.to_dict()["update"], targeted.to_dict()["clip"]) == ("sign", "project")
+    assert AttackSpec.from_dict(targeted.to_dict()) == targeted  # stored folders resume
+    with pytest.raises(ConfigError, match=r"attack\.update: .*takes no other value"):
+        AttackSpec.from_dict({"name": "targeted_pgd", "update": "adam_sign"})
+    assert isinstance(BIM(), AttackLike) and isinstance(Square(), AttackLike)

@@ -475,3 +475,18 @@ def test_seed_interleaved_attacks_several_models_at_once() -> None:
         assert torch.equal(together.iterations[s::3], alone.iterations), s
     with pytest.raises(ValueError, match="whole groups"):
         view(torch.randn(4, 1, 48, 40))
+
+
+def test_batched_training_leaves_the_callers_rng_as_found(tmp_path: Path) -> None:
+    """As train_run: the seeds' own seeding and draws do not leak into the caller's RNGs."""
+    import random
+
+    import numpy as np
+
+    random.seed(3)
+    np.random.seed(3)
+    torch.manual_seed(3)
+    before = (random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state())
+    batched(tmp_path, cfg(max_epochs=1), kind="a2e")
+    assert (random.getstate(), np.random.get_state()[1].tolist()) == before[:2]
+    assert torch.equal(torch.get_rng_state(), before[2])

@@ -285,3 +285,38 @@ def test_classifier_learns_an_easy_task_and_reports_accuracy(tmp_path: Path) -> 
     assert ev["accuracy"] >= 0.7, ev["accuracy"]
     assert all(0.0 <= h["val_accuracy"] <= 1.0 for h in res.history)
     assert max(h["val_accuracy"] for h in res.history) >= 0.7
+
+
+def _global_state() -> tuple[Any, ...]:
+    import random
+
+    return (random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state(),
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+
+
+def test_train_run_leaves_the_callers_rng_and_cudnn_flags_as_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_run seeds and draws from the global RNGs (and sets cudnn's flags on CUDA); the
+    caller's states are put back, also when the run fails."""
+    import random
+
+    from robustmer.train.runtime import preserved_global_state
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    random.seed(11)
+    np.random.seed(11)
+    torch.manual_seed(11)
+    before = _global_state()
+    run(tmp_path / "a", kind="a2e", config=cfg(max_epochs=1))
+    after = _global_state()
+    assert after[:2] == before[:2] and torch.equal(after[2], before[2])
+    assert after[3:] == (False, True)
+    with pytest.raises(CheckpointError):  # a second run into the same folder fails early
+        run(tmp_path / "a", kind="a2e", config=cfg(max_epochs=1))
+    assert torch.equal(_global_state()[2], before[2])
+    with preserved_global_state():
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        torch.manual_seed(0)
+    assert _global_state()[3:] == (False, True) and torch.equal(_global_state()[2], before[2])
+    assert random.random() == random.Random(11).random()  # the caller's next draw is its own

@@ -82,6 +82,12 @@ def write_csv(path: str | os.PathLike[str], frame: Any, **kwargs: Any) -> None:
         frame.to_csv(fh, **kwargs)
 
 
+def plain(obj: Any) -> Any:
+    """``obj`` as plain JSON types (paths as text, numpy/torch values as lists and numbers):
+    what ``write_json`` / ``write_yaml`` store, to compare with what was stored."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from robustmer.attacks import norms
-from robustmer.attacks.base import AttackResult
+from robustmer.attacks.base import DEFAULT_EPS, AttackResult
 from robustmer.attacks.bim import BIM
 from robustmer.attacks.spec import register
 from robustmer.errors import ConfigError
@@ -63,7 +63,7 @@ class APGD(BIM):
 
     name = "apgd"
 
-    def __init__(self, eps: float = 0.001, eta: float | None = None, max_iters: int = 1000,
+    def __init__(self, eps: float = DEFAULT_EPS, eta: float | None = None, max_iters: int = 1000,
                  norm: str = "linf", stop: str = "corr", *, momentum: float = MOMENTUM,
                  rho: float = RHO, **kwargs: Any) -> None:
         if kwargs.get("update", "sign") != "sign" or kwargs.get("clip", "project") != "project":
@@ -147,7 +147,7 @@ class APGD(BIM):
         # checkpoints: halve η and restart from the best point
         restart = torch.zeros_like(first)
         window = st["window"]
-        for k in t[~first].unique().tolist():
+        for k in torch.unique(t[~first]).tolist():
             if k not in window:
                 continue
             at = t == k
@@ -166,10 +166,10 @@ class APGD(BIM):
             grad[restart] = st["g_max"][rr]
             f = torch.where(restart, st["f_max"][rows], f)
         eta = st["eta"][rows].to(d.dtype).reshape(shape)
-        z = self._project(d + eta * norms.direction(grad, self.norm), x, mask)
+        z = self.project(d + eta * norms.direction(grad, self.norm), x, mask)
         prev = torch.where((first | restart).reshape(shape), d, st["prev"][rows])
         a = torch.where(first, 1.0, self.momentum).to(d.dtype).reshape(shape)
-        step = self._project(d + a * (z - d) + (1 - a) * (d - prev), x, mask)
+        step = self.project(d + a * (z - d) + (1 - a) * (d - prev), x, mask)
         st["prev"][rows] = d
         st["f_prev"][rows] = f
         return step

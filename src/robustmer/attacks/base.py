@@ -25,53 +25,35 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from robustmer.attacks import norms
 from robustmer.errors import AttackError, ConfigError
+from robustmer.protocols import AttackLike, AttackResult
 
-UPDATES: tuple[str, ...] = ("sign", "adam_sign")
-CLIPS: tuple[str, ...] = ("project", "reference_noop")
-LOG_PREDICTIONS: tuple[str, ...] = ("returned", "last_evaluated")
+__all__ = [
+    "DEFAULT_EPS", "DEFAULT_ETA", "LOOP_SETTINGS", "Attack", "AttackLike", "AttackResult",
+    "StopRule", "Subsettable", "check_box", "check_inputs", "check_positive", "eval_mode",
+    "in_loop_order",
+]
 
+DEFAULT_EPS = 0.001
+"""The default attack budget ε: the reference study's (on the standardised spectrogram excerpt;
+the default of every attack, the study's ``attack.eps`` and ``train.adv_eps``, the CLI's)."""
+DEFAULT_ETA = 0.002
+"""The default step size η = 2ε (the reference study's)."""
 
-@dataclass
-class AttackResult:
-    """What an attack returns (tensors, batch first).
-
-    ``delta`` is the returned perturbation: the ``δ`` recorded when the last threshold was passed
-    (the best one), or the last ``δ`` if no threshold was passed; ``x_adv = x + delta``.
-    ``iterations`` counts the update steps each sample took; ``converged`` says the final
-    threshold (or the target class) was reached; ``final_threshold`` is the threshold the sample
-    was working towards when it stopped (the final one if converged; NaN for class targets);
-    ``last_passed`` the last threshold passed (NaN if none); ``score`` the stop metric at the
-    returned ``δ`` (per-sample r, MSE, or 1/0 for target reached); ``last_delta`` the ``δ`` after
-    the last step.
-    """
-
-    x_adv: torch.Tensor
-    delta: torch.Tensor
-    iterations: torch.Tensor
-    converged: torch.Tensor
-    final_threshold: torch.Tensor
-    last_passed: torch.Tensor
-    score: torch.Tensor
-    last_delta: torch.Tensor
-    logged_delta: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to(self, device: torch.device | str) -> AttackResult:
-        """A copy with every tensor on ``device``."""
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, v in kw.items():
-            if isinstance(v, torch.Tensor):
-                kw[k] = v.to(device)
-        return AttackResult(**kw)
+LOOP_SETTINGS: tuple[str, ...] = (
+    "eps", "eta", "max_iters", "norm", "box", "update", "clip", "random_start", "seed",
+    "judge_last", "count_check_step", "log_prediction")
+"""The order in which the loop's settings have always been recorded (``config()``, the attack
+registry's ``to_dict()``): the reference switches (``attacks.reference``) sit where the loop's
+signature had them, so recorded settings stay byte-identical."""
 
 
 @runtime_checkable
@@ -141,7 +123,9 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
                           f"{float(x.max()):.4g}); rescale the input or widen the box")
 
 
-def _check_pos(name: str, value: float, allow_zero: bool = False) -> float:
+def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
+    """``value`` as a float if it is finite and positive (or zero with ``allow_zero``);
+    ``ConfigError`` naming the setting otherwise."""
     v = float(value)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
@@ -149,7 +133,7 @@ def _check_pos(name: str, value: float, allow_zero: bool = False) -> float:
     return v
 
 
-def _check_box(box: Any) -> tuple[float, float] | None:
+def check_box(box: Any) -> tuple[float, float] | None:
     """``None`` or a valid value range ``(lo, hi)`` with ``lo < hi`` for the attacked input."""
     if box is None:
         return None
@@ -159,47 +143,89 @@ def _check_box(box: Any) -> tuple[float, float] | None:
     return (lo, hi)
 
 
+def in_loop_order(settings: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with the loop settings of ``more`` added where :data:`LOOP_SETTINGS` puts
+    them (after the last earlier loop setting present), keys already there untouched."""
+    out = dict(settings)
+    for key, value in more.items():
+        if key in out:
+            continue
+        earlier = LOOP_SETTINGS[:LOOP_SETTINGS.index(key)] if key in LOOP_SETTINGS else ()
+        anchor = next((k for k in reversed(earlier) if k in out), None)
+        if anchor is None:
+            out[key] = value
+            continue
+        items = list(out.items())
+        at = [k for k, _ in items].index(anchor) + 1
+        out = dict([*items[:at], (key, value), *items[at:]])
+    return out
+
+
+@dataclass
+class _Loop:
+    """The per-sample state of one call of the loop (batch rows; see :meth:`Attack._run`)."""
+
+    delta: torch.Tensor
+    best: torch.Tensor
+    stop: StopRule
+    iters: torch.Tensor
+    converged: torch.Tensor
+    score_last: torch.Tensor
+    score_best: torch.Tensor
+    recorded: torch.Tensor  # best δ recorded (a threshold passed, done at δ₀, or records_start)
+    evaluated: torch.Tensor  # the last δ each sample's prediction was computed at
+    active: torch.Tensor
+    zero_start: torch.Tensor
+    state: dict[str, Any] = field(default_factory=dict)  # what begin() keeps for propose()
+
+
 class Attack:
     """Base class: hyper-parameters + the shared loop. Subclasses define ``objective`` and
     ``make_stop``; call as ``attack(model, x, y, mask=None) -> AttackResult``.
 
     ``box``: optional ``(lo, hi)`` range for ``x + δ`` (``(-1, 1)`` for audio); the clean ``x``
-    must lie inside it. ``update="adam_sign"`` and ``clip="reference_noop"`` reproduce the
-    reference implementation (Adam on the sign of the gradient; an ε-clip that never took
-    effect); the default is the projected steepest-ascent step with the ε bound after every step.
+    must lie inside it. Each step is the projected steepest-ascent step ``δ ← Proj(δ +
+    η·dir(∇δ objective))`` with the ε bound after every step; ``random_start`` starts from a
+    point of the ε-ball drawn with ``seed``.
 
-    Loop options that reproduce the reference's bookkeeping (docs/attacks.md, "The reference
-    preset"): ``judge_last=False`` never judges the ``δ`` after the last step;
-    ``count_check_step=True`` reports one more iteration for a sample that converged (the
-    reference counts the check that found it converged); ``log_prediction="last_evaluated"``
-    reports the prediction at the last ``δ`` the loop evaluated instead of at the returned one.
+    What a subclass may change, besides ``objective`` and ``make_stop``, are the loop's hooks:
+    :meth:`step_rule` (e.g. APGD's step-size schedule), :meth:`begin` / :meth:`propose` (the
+    step before projection), :meth:`project`, :meth:`judged` (which running samples are judged)
+    and :meth:`finish` (the reported iterations and logged δ); the reference study's
+    reproduction switches are such hooks (:class:`robustmer.attacks.reference.ReferenceRules`).
+
+    ``recorded``: settings a class's folders have always recorded that it does not take (the
+    reference switches, with their generic values, for the attacks that had them while they
+    lived in this base); ``config()`` and the attack registry keep recording them, so folders
+    written before resume.
+
+    Examples:
+        >>> import torch
+        >>> from robustmer.attacks import BIM
+        >>> model = torch.nn.Linear(4, 3)
+        >>> x, y = torch.zeros(2, 4), torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+        >>> res = BIM(eps=0.1, eta=0.05, max_iters=5, stop="none")(model, x, y)
+        >>> res.x_adv.shape, res.iterations.tolist(), bool(res.delta.abs().max() <= 0.1)
+        (torch.Size([2, 4]), [5, 5], True)
     """
 
     name = "attack"
+    recorded: ClassVar[Mapping[str, Any]] = {}
+    choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"norm": norms.NORMS}
+    """The allowed values of text settings (merged up the class hierarchy by the registry, so
+    the CLI offers them: ``attacks.spec.choices``)."""
 
     def __init__(self, *, eps: float, eta: float, max_iters: int, norm: str = "linf",
-                 box: tuple[float, float] | None = None, update: str = "sign",
-                 clip: str = "project", random_start: bool = False, seed: int = 0,
-                 judge_last: bool = True, count_check_step: bool = False,
-                 log_prediction: str = "returned") -> None:
-        self.eps = _check_pos("eps", eps, allow_zero=True)
-        self.eta = _check_pos("eta", eta)
+                 box: tuple[float, float] | None = None, random_start: bool = False,
+                 seed: int = 0) -> None:
+        self.eps = check_positive("eps", eps, allow_zero=True)
+        self.eta = check_positive("eta", eta)
         if int(max_iters) != max_iters or max_iters < 0:
             raise ConfigError(f"max_iters must be an integer >= 0, got {max_iters!r}")
         self.max_iters = int(max_iters)
         self.norm = norms.check_norm(norm)
-        self.box = _check_box(box)
-        if update not in UPDATES:
-            raise ConfigError(f"update must be one of {list(UPDATES)}, got {update!r}")
-        if clip not in CLIPS:
-            raise ConfigError(f"clip must be one of {list(CLIPS)}, got {clip!r}")
-        self.update, self.clip = update, clip
+        self.box = check_box(box)
         self.random_start, self.seed = bool(random_start), int(seed)
-        if log_prediction not in LOG_PREDICTIONS:
-            raise ConfigError(f"log_prediction must be one of {list(LOG_PREDICTIONS)}, "
-                              f"got {log_prediction!r}")
-        self.judge_last, self.count_check_step = bool(judge_last), bool(count_check_step)
-        self.log_prediction = log_prediction
 
     # -- what a subclass supplies -------------------------------------------------------------
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -212,13 +238,12 @@ class Attack:
 
     def config(self) -> dict[str, Any]:
         """JSON-able settings (recorded in ``config.yaml`` beside results)."""
-        return {"attack": self.name, "eps": self.eps, "eta": self.eta,
-                "max_iters": self.max_iters, "norm": self.norm,
-                "box": None if self.box is None else list(self.box), "update": self.update,
-                "clip": self.clip, "random_start": self.random_start, "seed": self.seed,
-                "judge_last": self.judge_last, "count_check_step": self.count_check_step,
-                "log_prediction": self.log_prediction}
+        return in_loop_order({
+            "attack": self.name, "eps": self.eps, "eta": self.eta, "max_iters": self.max_iters,
+            "norm": self.norm, "box": None if self.box is None else list(self.box),
+            "random_start": self.random_start, "seed": self.seed}, self.recorded)
 
+    # -- the loop's hooks ---------------------------------------------------------------------
     def step_rule(self, d_new: torch.Tensor, d: torch.Tensor, grad: torch.Tensor,
                   obj: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
                   rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -228,19 +253,33 @@ class Attack:
         next ``δ`` (the loop projects it). The default keeps the loop's proposal."""
         return d_new
 
-    # -- the loop -----------------------------------------------------------------------------
-    def _project(self, delta: torch.Tensor, x: torch.Tensor,
-                 mask: torch.Tensor | None) -> torch.Tensor:
-        if self.clip == "reference_noop":
-            # The reference wrote `delta.data.clamp(-eps, eps)`: the clamped copy was discarded,
-            # so δ was never bounded. Reproduced on purpose; only the box (audio range) remains.
-            if mask is not None:
-                delta = delta * mask
-            if self.box is not None:
-                delta = torch.clamp(x + delta, *self.box) - x
-            return delta
+    def begin(self, x: torch.Tensor) -> dict[str, Any]:
+        """Per-call state for :meth:`propose` (e.g. optimiser moments per sample); none here."""
+        return {}
+
+    def propose(self, d: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor,
+                t: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        """The step of ``rows`` (their ``δ``, masked gradient and step numbers ``t`` from 1)
+        before :meth:`step_rule` and :meth:`project`: ``δ + η·dir(grad)``."""
+        return d + self.eta * norms.direction(grad, self.norm)
+
+    def project(self, delta: torch.Tensor, x: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        """``δ`` back into the ε-ball ∩ box ∩ mask (``norms.project``)."""
         return norms.project(delta, x, self.eps, self.norm, self.box, mask)
 
+    def judged(self, active: torch.Tensor, iters: torch.Tensor) -> torch.Tensor:
+        """Which running samples are forwarded and judged this iteration: all of them (a
+        sample out of steps is judged once more at its last ``δ``)."""
+        return active
+
+    def finish(self, iters: torch.Tensor, converged: torch.Tensor, best: torch.Tensor,
+               evaluated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reported ``(iterations, logged δ)``: the steps taken, and the returned ``δ`` as
+        the one the prediction is logged at."""
+        return iters, best
+
+    # -- the loop -----------------------------------------------------------------------------
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  mask: torch.Tensor | None = None) -> AttackResult:
         """Attack ``model`` at inputs ``x`` (targets ``y``); ``mask`` marks perturbable
@@ -252,87 +291,85 @@ class Attack:
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              mask: torch.Tensor | None) -> AttackResult:
-        B = x.shape[0]
-        dev = x.device
+        s = self._start(model, x, y, mask)
+        while bool(s.active.any()):
+            s.active = self.judged(s.active, s.iters)
+            if not bool(s.active.any()):
+                break
+            self._iterate(model, x, y, mask, s)
+        # a sample that never passed a threshold returns its last δ (and the score there)
+        never = ~s.recorded
+        last_delta = s.delta.clone()
+        s.best[never] = s.delta[never]
+        score = torch.where(never, s.score_last, s.score_best)
+        iters, logged = self.finish(s.iters, s.converged, s.best, s.evaluated)
+        return AttackResult(
+            x_adv=(x + s.best).detach(), delta=s.best.detach(), iterations=iters.cpu(),
+            converged=s.converged.cpu(), final_threshold=s.stop.final_threshold().cpu(),
+            last_passed=s.stop.last_passed().cpu(), score=score.cpu(),
+            last_delta=last_delta.detach(), logged_delta=logged.detach(),
+            extra={"zero_grad_start": s.zero_start.cpu()})
+
+    def _start(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               mask: torch.Tensor | None) -> _Loop:
+        """``δ₀`` (zero, or a seeded random point of the ball) judged by a fresh stop rule."""
+        B, dev = x.shape[0], x.device
         if self.random_start and self.eps > 0:
             gen = torch.Generator().manual_seed(self.seed)
-            delta = self._project(norms.random_start(x, self.eps, self.norm, gen, mask), x, mask)
+            delta = self.project(norms.random_start(x, self.eps, self.norm, gen, mask), x, mask)
         else:
             delta = torch.zeros_like(x)
-        best = delta.clone()
         stop = self.make_stop()
         with torch.no_grad():
             done, score0 = stop.start(model(x + delta), y)
         done = done.to(dev)
-        iters = torch.zeros(B, dtype=torch.int64, device=dev)
-        converged = done.clone()
         score_last = score0.to(dev, torch.float64)
-        score_best = score_last.clone()
-        # best δ recorded (a threshold passed, done at δ₀, or δ₀ itself under records_start)
-        recorded = done.clone() | stop.records_start
-        evaluated = delta.clone()  # the last δ each sample's prediction was computed at
-        active = ~done
-        zero_start = torch.zeros(B, dtype=torch.bool, device=dev)
-        adam_m = adam_v = None
-        if self.update == "adam_sign":
-            adam_m, adam_v = torch.zeros_like(x), torch.zeros_like(x)
-        while bool(active.any()):
-            if not self.judge_last:  # a sample that used all its steps stops unjudged
-                active &= iters < self.max_iters
-                if not bool(active.any()):
-                    break
-            rows = active.nonzero().squeeze(1)
-            sub_model = model.subset(rows) if isinstance(model, Subsettable) else model
-            d = delta[rows].clone().requires_grad_(True)
-            out = sub_model(x[rows] + d)
-            evaluated[rows] = d.detach()
-            passed, finished, s = stop.update(out.detach(), y[rows], rows)
-            best[rows[passed]] = d.detach()[passed]
-            s = s.to(dev, torch.float64)
-            score_last[rows] = s
-            score_best[rows[passed]] = s[passed]
-            recorded[rows[passed]] = True
-            converged[rows[finished]] = True
-            out_of_steps = iters[rows] >= self.max_iters
-            step = ~finished & ~out_of_steps
-            active[rows[~step]] = False
-            if not bool(step.any()):
-                continue
-            obj = self.objective(out, y[rows], d)
-            (grad,) = torch.autograd.grad(obj[step].sum(), d)
-            srows = rows[step]
-            grad = grad[step]
-            x_s, d_s = x[srows], d.detach()[step]
-            m_s = None if mask is None else mask[srows]
-            if m_s is not None:
-                grad = grad * m_s
-            if self.update == "sign":
-                d_new = d_s + self.eta * norms.direction(grad, self.norm)
-            else:
-                assert adam_m is not None and adam_v is not None
-                d_new = self._adam_step(d_s, grad, srows, iters[srows] + 1, adam_m, adam_v)
-            d_new = self.step_rule(d_new, d_s, grad, obj.detach()[step], x_s, m_s, srows,
-                                   iters[srows])
-            stuck = (iters[srows] == 0) & (grad.reshape(len(srows), -1).abs().amax(dim=1) == 0)
-            if bool(stuck.any()):
-                d_new = self._leave_start(d_new, stuck, x_s, m_s, srows)
-                zero_start[srows[stuck]] = True
-            delta[srows] = self._project(d_new, x_s, m_s)
-            iters[srows] += 1
-        # a sample that never passed a threshold returns its last δ (and the score there)
-        never = ~recorded
-        last_delta = delta.clone()
-        best[never] = delta[never]
-        score = torch.where(never, score_last, score_best)
-        if self.count_check_step:
-            iters = iters + converged.to(iters.dtype)
-        logged = evaluated if self.log_prediction == "last_evaluated" else best
-        return AttackResult(
-            x_adv=(x + best).detach(), delta=best.detach(), iterations=iters.cpu(),
-            converged=converged.cpu(), final_threshold=stop.final_threshold().cpu(),
-            last_passed=stop.last_passed().cpu(), score=score.cpu(),
-            last_delta=last_delta.detach(), logged_delta=logged.detach(),
-            extra={"zero_grad_start": zero_start.cpu()})
+        return _Loop(delta=delta, best=delta.clone(), stop=stop,
+                     iters=torch.zeros(B, dtype=torch.int64, device=dev),
+                     converged=done.clone(), score_last=score_last,
+                     score_best=score_last.clone(), recorded=done.clone() | stop.records_start,
+                     evaluated=delta.clone(), active=~done,
+                     zero_start=torch.zeros(B, dtype=torch.bool, device=dev),
+                     state=self.begin(x))
+
+    def _iterate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 mask: torch.Tensor | None, s: _Loop) -> None:
+        """One iteration for the running samples: forward at ``x + δ``, judge, then step the
+        ones that are neither done nor out of steps."""
+        rows = s.active.nonzero().squeeze(1)
+        sub_model = model.subset(rows) if isinstance(model, Subsettable) else model
+        d = s.delta[rows].clone().requires_grad_(True)
+        out = sub_model(x[rows] + d)
+        s.evaluated[rows] = d.detach()
+        passed, finished, score = s.stop.update(out.detach(), y[rows], rows)
+        s.best[rows[passed]] = d.detach()[passed]
+        score = score.to(s.delta.device, torch.float64)
+        s.score_last[rows] = score
+        s.score_best[rows[passed]] = score[passed]
+        s.recorded[rows[passed]] = True
+        s.converged[rows[finished]] = True
+        out_of_steps = s.iters[rows] >= self.max_iters
+        step = ~finished & ~out_of_steps
+        s.active[rows[~step]] = False
+        if not bool(step.any()):
+            return
+        obj = self.objective(out, y[rows], d)
+        (grad,) = torch.autograd.grad(obj[step].sum(), d)
+        srows = rows[step]
+        grad = grad[step]
+        x_s, d_s = x[srows], d.detach()[step]
+        m_s = None if mask is None else mask[srows]
+        if m_s is not None:
+            grad = grad * m_s
+        d_new = self.propose(d_s, grad, srows, s.iters[srows] + 1, s.state)
+        d_new = self.step_rule(d_new, d_s, grad, obj.detach()[step], x_s, m_s, srows,
+                               s.iters[srows])
+        stuck = (s.iters[srows] == 0) & (grad.reshape(len(srows), -1).abs().amax(dim=1) == 0)
+        if bool(stuck.any()):
+            d_new = self._leave_start(d_new, stuck, x_s, m_s, srows)
+            s.zero_start[srows[stuck]] = True
+        s.delta[srows] = self.project(d_new, x_s, m_s)
+        s.iters[srows] += 1
 
     def _leave_start(self, d_new: torch.Tensor, stuck: torch.Tensor, x: torch.Tensor,
                      mask: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
@@ -347,32 +384,4 @@ class Attack:
         m = None if mask is None else mask[stuck]
         out = d_new.clone()
         out[stuck] = norms.random_start(x[stuck], self.eps, self.norm, gen, m)
-        return out
-
-    def _adam_step(self, d: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor,
-                   t: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """One Adam step (β=(0.9, 0.999), ε=1e-8, lr=η) ascending on ``sign(grad)``, with
-        per-sample step counts ``t``; returns the new ``δ`` of ``rows``.
-
-        Written out because torch.optim.Adam keeps one global step count and updates every row;
-        here frozen samples keep their state and each sample its own ``t``, as in one-at-a-time
-        runs. The arithmetic is torch.optim.Adam's own (single-tensor path,
-        the one it takes on the CPU), op for op: ``lerp`` for the first moment,
-        ``mul``/``addcmul`` for the second, bias corrections as Python floats, ``addcdiv`` for
-        the step; so each step is bit-identical to ``torch.optim.Adam`` minimising ``-loss``
-        (Adam is odd in its gradient, and IEEE rounding is symmetric in the sign).
-        """
-        b1, b2, eps = 0.9, 0.999, 1e-8
-        g = torch.sign(grad)
-        m_r = torch.lerp(m[rows], g, 1 - b1)
-        v_r = v[rows].mul(b2).addcmul_(g, g, value=1 - b2)
-        m[rows], v[rows] = m_r, v_r
-        out = torch.empty_like(d)
-        for step in torch.unique(t).tolist():
-            sel = (t == step).nonzero().squeeze(1)
-            bias_correction1 = 1 - b1 ** step
-            bias_correction2 = 1 - b2 ** step
-            step_size = self.eta / bias_correction1
-            denom = (v_r[sel].sqrt() / bias_correction2 ** 0.5).add_(eps)
-            out[sel] = d[sel].addcdiv(m_r[sel], denom, value=step_size)
         return out

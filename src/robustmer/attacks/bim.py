@@ -8,11 +8,13 @@ Update (default): ``δ ← Proj_ε(δ + η·sign(∇δ MSE(f(x+δ), y)))`` (L∞
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 
-from robustmer.attacks.base import Attack, StopRule, _check_pos
+from robustmer.attacks.base import DEFAULT_EPS, DEFAULT_ETA, StopRule, check_positive
+from robustmer.attacks.reference import ReferenceRules
 from robustmer.errors import ConfigError
 from robustmer.evaluate.metrics import rowwise_pearson_r
 
@@ -71,8 +73,8 @@ class ThresholdStop(StopRule):
         if metric not in ("corr", "mse"):
             raise ConfigError(f"stop must be 'corr' or 'mse', got {metric!r}")
         self.metric = metric
-        self.step = _check_pos("threshold_step", step)
-        self.final = -1.0 if metric == "corr" else _check_pos("mse_limit", limit)
+        self.step = check_positive("threshold_step", step)
+        self.final = -1.0 if metric == "corr" else check_positive("mse_limit", limit)
         self.t: torch.Tensor | None = None
         self.passed_t: torch.Tensor | None = None
 
@@ -160,9 +162,9 @@ class ReferenceThresholdStop(StopRule):
         if metric not in ("corr", "mse"):
             raise ConfigError(f"stop must be 'corr' or 'mse', got {metric!r}")
         self.metric = metric
-        self.step = _check_pos("threshold_step", step)
+        self.step = check_positive("threshold_step", step)
         self.scale = 1.0 / self.step
-        self.limit = _check_pos("mse_limit", limit)
+        self.limit = check_positive("mse_limit", limit)
 
     def value(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The judged per-sample metric (float64)."""
@@ -238,18 +240,22 @@ class NoStop(StopRule):
         return torch.full((self.n,), math.nan, dtype=torch.float64)
 
 
-class BIM(Attack):
+class BIM(ReferenceRules):
     """Untargeted regression BIM: maximise the per-sample MSE between ``f(x+δ)`` and ``y``.
 
     Defaults are the study's choice (ε=0.001, η=0.002, 1000 iterations, L∞, correlation rule down
     to -1). ``stop="mse"`` uses the rising MSE rule up to ``mse_limit``; ``stop="none"`` runs all
     ``max_iters`` steps and returns the last ``δ``. ``thresholds="reference"`` walks the
-    thresholds as the reference implementation did (:class:`ReferenceThresholdStop`).
+    thresholds as the reference implementation did (:class:`ReferenceThresholdStop`). It takes
+    the reference switches (``update``, ``clip``, ``judge_last``, ``count_check_step``,
+    ``log_prediction``: :mod:`robustmer.attacks.reference`), generic by default; the
+    ``reference`` preset turns them on (:data:`robustmer.attacks.reference.PRESET`).
     """
 
     name = "bim"
+    choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"stop": STOPS, "thresholds": THRESHOLDS}
 
-    def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
+    def __init__(self, eps: float = DEFAULT_EPS, eta: float = DEFAULT_ETA, max_iters: int = 1000,
                  norm: str = "linf", stop: str = "corr", *, threshold_step: float = 0.1,
                  mse_limit: float = 1.0, thresholds: str = "ours",
                  box: tuple[float, float] | None = None, update: str = "sign",
@@ -268,8 +274,8 @@ class BIM(Attack):
         if thresholds == "reference" and stop == "none":
             raise ConfigError("thresholds='reference' needs stop='corr' or 'mse'")
         self.stop, self.thresholds = stop, thresholds
-        self.threshold_step = _check_pos("threshold_step", threshold_step)
-        self.mse_limit = _check_pos("mse_limit", mse_limit)
+        self.threshold_step = check_positive("threshold_step", threshold_step)
+        self.mse_limit = check_positive("mse_limit", mse_limit)
 
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """Per-sample MSE (ascended)."""
@@ -294,7 +300,7 @@ class PGD(BIM):
 
     name = "pgd"
 
-    def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
+    def __init__(self, eps: float = DEFAULT_EPS, eta: float = DEFAULT_ETA, max_iters: int = 1000,
                  norm: str = "linf", stop: str = "corr", **kwargs: Any) -> None:
         kwargs.setdefault("random_start", True)
         super().__init__(eps, eta, max_iters, norm, stop, **kwargs)

@@ -28,7 +28,6 @@ No import of train/, data/ or study/: the study (``study/checks.py``) feeds tens
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from torch import nn
 from robustmer.attacks.apgd import APGD
 from robustmer.attacks.base import Attack
 from robustmer.attacks.bim import BIM, PGD
+from robustmer.attacks.spec import class_parameters
 from robustmer.attacks.square import Square
 from robustmer.errors import ConfigError
 from robustmer.evaluate.metrics import per_sample_mae
@@ -120,23 +120,8 @@ def variant(attack: Attack, cls: type | None = None, **over: Any) -> Any:
     if cfg.get("box") is not None:
         cfg["box"] = tuple(cfg["box"])
     cfg.update(over)
-    params = _accepted(cls)
+    params = class_parameters(cls)
     return cls(**{k: v for k, v in cfg.items() if k in params})
-
-
-def _accepted(cls: type) -> set[str]:
-    """Keyword settings ``cls`` accepts, following ``**kwargs`` up the class hierarchy (APGD
-    passes its extras to BIM, BIM to Attack)."""
-    out: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = list(inspect.signature(init).parameters.values())[1:]
-        out |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return out
 
 
 def exceeds(value: float, reference: float, rel_tol: float = REL_TOL,

@@ -6,35 +6,41 @@ class is predicted. ``L`` is the cross-entropy, or C&W's margin
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch.nn import functional as F
 
-from robustmer.attacks.base import Attack, StopRule, _check_pos
-from robustmer.attacks.targeted import TargetReached, _check_targets
+from robustmer.attacks.base import Attack, StopRule, check_positive
+from robustmer.attacks.reference import GENERIC
+from robustmer.attacks.targeted import TargetReached, check_targets
 from robustmer.errors import ConfigError
+
+LOSSES: tuple[str, ...] = ("ce", "margin")
 
 
 class CWAudio(Attack):
     """Targeted, distortion-penalised attack sharing the one loop (L∞ sign steps by default)."""
 
     name = "cw"
+    choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"loss": LOSSES}
+    recorded = GENERIC  # the switches its folders recorded while they lived in the loop
 
     def __init__(self, alpha: float = 15.0, eps: float = 0.1, eta: float = 0.0005,
                  max_iters: int = 1000, norm: str = "linf", *, loss: str = "ce",
                  kappa: float = 0.0, box: tuple[float, float] | None = (-1.0, 1.0),
                  **kwargs: Any) -> None:
         super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, box=box, **kwargs)
-        self.alpha = _check_pos("alpha", alpha, allow_zero=True)
-        if loss not in ("ce", "margin"):
+        self.alpha = check_positive("alpha", alpha, allow_zero=True)
+        if loss not in LOSSES:
             raise ConfigError(f"loss must be 'ce' or 'margin', got {loss!r}")
         self.loss = loss
-        self.kappa = _check_pos("kappa", kappa, allow_zero=True)
+        self.kappa = check_positive("kappa", kappa, allow_zero=True)
 
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """``-(‖δ‖₂² + α·L)`` per sample."""
-        _check_targets(out, y)
+        check_targets(out, y)
         y = y.long()
         if self.loss == "ce":
             L = F.cross_entropy(out, y, reduction="none")

@@ -34,7 +34,8 @@ def linf(delta: torch.Tensor) -> torch.Tensor:
 
 def l2(delta: torch.Tensor) -> torch.Tensor:
     """``‖δ‖₂`` of each sample, ``(B,)``."""
-    return torch.linalg.vector_norm(_flat(delta), ord=2, dim=1)
+    norm: torch.Tensor = torch.linalg.vector_norm(_flat(delta), ord=2, dim=1)
+    return norm
 
 
 def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

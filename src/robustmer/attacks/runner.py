@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,24 @@ from torch import nn
 from tqdm import tqdm
 
 from robustmer.attacks import norms
-from robustmer.attacks.base import Attack
-from robustmer.attacks.spec import AttackSpec, names_for
-from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch, write_wav
-from robustmer.audio import SAMPLE_RATE
+from robustmer.attacks.spec import TASKS, AttackSpec, names_for
+from robustmer.attacks.waveform import AUDIO_BOX, WaveformModel, pad_batch
+from robustmer.audio import SAMPLE_RATE, write_wav
 from robustmer.errors import ConfigError
 from robustmer.evaluate.metrics import per_sample_mae
-from robustmer.features import LogFilteredSpectrogram, Standardizer
+from robustmer.features import DOMAINS, LogFilteredSpectrogram, Standardizer
 from robustmer.folders import require_same_settings
-from robustmer.io import atomic_open, read_json, run_meta, write_csv, write_json, write_yaml
+from robustmer.io import (
+    atomic_open,
+    plain,
+    read_json,
+    run_meta,
+    write_csv,
+    write_json,
+    write_yaml,
+)
+from robustmer.protocols import AttackLike
 
-DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
-TASKS: tuple[str, ...] = ("regression", "classification")
 TABLE = "attack.csv"
 STAT_COLUMNS: tuple[str, ...] = (
     "clip_id", "iterations", "converged", "final_threshold", "last_passed", "score",
@@ -88,7 +94,7 @@ def _prepare_out(out_dir: Path, config: dict[str, Any], resume: bool,
         import yaml
 
         stored = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-        asked = yaml.safe_load(yaml.safe_dump(_plain(config), sort_keys=False))
+        asked = yaml.safe_load(yaml.safe_dump(plain(config), sort_keys=False))
         # the attacked run is identified by its weights; its folder may have moved. Keys added
         # after a folder was written (outputs, task, reference, ...) were their defaults then.
         require_same_settings(stored, asked, f"attack folder {out_dir}",
@@ -99,16 +105,8 @@ def _prepare_out(out_dir: Path, config: dict[str, Any], resume: bool,
     return table
 
 
-def _plain(obj: Any) -> Any:
-    import json
-
-    from robustmer.io import _json_default
-
-    return json.loads(json.dumps(obj, default=_json_default))
-
-
-def _resolve(attack: Attack | AttackSpec, domain: str,
-             task: str) -> tuple[Attack, dict[str, Any]]:
+def _resolve(attack: AttackLike | AttackSpec, domain: str,
+             task: str) -> tuple[AttackLike, dict[str, Any]]:
     """The attack object and what ``config.yaml`` records of it: the spec (registry name and
     every setting) and the setting key ``{attack, domain, eps}`` of the results store."""
     if isinstance(attack, AttackSpec):
@@ -132,7 +130,7 @@ def _check_item(item: Any, k: int, keys: Sequence[str]) -> None:
 
 
 def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
-                 attack: Attack | AttackSpec, out_dir: str | Path, *, names: Sequence[str],
+                 attack: AttackLike | AttackSpec, out_dir: str | Path, *, names: Sequence[str],
                  task: str = "regression", domain: str = "spectrogram",
                  frontend: LogFilteredSpectrogram | None = None,
                  standardizer: Standardizer | None = None, batch_size: int = 8,
@@ -157,13 +155,7 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
     (then ``config.yaml`` records the spec). A call that fails before any clip is written
     leaves no folder behind.
     """
-    if domain not in DOMAINS:
-        raise ConfigError(f"domain must be one of {list(DOMAINS)}, got {domain!r}")
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
-    names = [str(n) for n in names]
-    if not names:
-        raise ConfigError("attack_items: names: give the model's output names")
+    names = _check_request(domain, task, names)
     attack, recorded = _resolve(attack, domain, task)
     if int(batch_size) != batch_size or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -174,33 +166,18 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
         if frontend is not None:
             frontend = frontend.to(device)
     out = Path(out_dir)
-    created = not out.exists() or not any(out.iterdir())
     full_config = {"domain": domain, **recorded, "batch_size": int(batch_size),
                    "standardizer": None if standardizer is None else standardizer.to_dict(),
                    "task": task, "outputs": names, **(config or {})}
     model = model.to(device).eval()
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    references: set[str] = set()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        table = _prepare_out(out, full_config, resume, names)
-        done = set(table["clip_id"].astype(str))
-        rows = table.to_dict("records")
-        todo = (it for it in items if str(it.get("id")) not in done)
-        n_batches = None if total is None else -(-max(total - len(done), 0) // batch_size)
-        for batch in tqdm(batches(todo, batch_size), total=n_batches, desc="attack",
-                          disable=not progress, leave=False):
-            keep = _examples_left(write_examples, len(rows))
-            new, ref = _attack_batch(model, batch, attack, out, domain, frontend, standardizer,
-                                     device, keep, sample_rate, names, task)
-            rows.extend(new)
-            references.add(ref)
-            write_csv(out / TABLE, pd.DataFrame(rows, columns=list(table_columns(names))))
-    except BaseException:
-        if created and not (out / TABLE).exists():
-            shutil.rmtree(out, ignore_errors=True)  # nothing attacked: leave nothing behind
-        raise
+
+    def attack_batch(batch: list[dict[str, Any]], keep: int) -> tuple[list[dict[str, Any]], str]:
+        return _attack_batch(model, batch, attack, out, domain, frontend, standardizer, device,
+                             keep, sample_rate, names, task)
+
+    rows, references = _attack_all(items, out, full_config, resume, names, batch_size, total,
+                                   write_examples, progress, attack_batch)
     frame = pd.DataFrame(rows, columns=list(table_columns(names)))
     if not (out / TABLE).exists():
         write_csv(out / TABLE, frame)
@@ -217,15 +194,60 @@ def attack_items(model: nn.Module, items: Iterable[dict[str, Any]],
     return frame
 
 
+def _check_request(domain: str, task: str, names: Sequence[str]) -> list[str]:
+    """The output names as text, once the domain, task and names are valid."""
+    if domain not in DOMAINS:
+        raise ConfigError(f"domain must be one of {list(DOMAINS)}, got {domain!r}")
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
+    out = [str(n) for n in names]
+    if not out:
+        raise ConfigError("attack_items: names: give the model's output names")
+    return out
+
+
+def _attack_all(items: Iterable[dict[str, Any]], out: Path, full_config: dict[str, Any],
+                resume: bool, names: list[str], batch_size: int, total: int | None,
+                write_examples: bool | int, progress: bool,
+                attack_batch: Callable[[list[dict[str, Any]], int],
+                                       tuple[list[dict[str, Any]], str]],
+                ) -> tuple[list[dict[str, Any]], set[str]]:
+    """The clips not in the folder yet, attacked batch by batch, the table rewritten after
+    each; the rows (old and new) and the references measured against. A call that fails
+    before any clip is written leaves no folder behind."""
+    created = not out.exists() or not any(out.iterdir())
+    rows: list[dict[str, Any]] = []
+    references: set[str] = set()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        table = _prepare_out(out, full_config, resume, names)
+        done = set(table["clip_id"].astype(str))
+        rows = table.to_dict("records")
+        todo = (it for it in items if str(it.get("id")) not in done)
+        n_batches = None if total is None else -(-max(total - len(done), 0) // batch_size)
+        for batch in tqdm(batches(todo, batch_size), total=n_batches, desc="attack",
+                          disable=not progress, leave=False):
+            new, ref = attack_batch(batch, _examples_left(write_examples, len(rows)))
+            rows.extend(new)
+            references.add(ref)
+            write_csv(out / TABLE, pd.DataFrame(rows, columns=list(table_columns(names))))
+    except BaseException:
+        if created and not (out / TABLE).exists():
+            shutil.rmtree(out, ignore_errors=True)  # nothing attacked: leave nothing behind
+        raise
+    return rows, references
+
+
 @torch.no_grad()
 def _predict(model: nn.Module, x: torch.Tensor) -> np.ndarray:
-    return model(x).double().cpu().numpy()
+    out: torch.Tensor = model(x)
+    return np.asarray(out.double().cpu().numpy())
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 def _examples_left(write_examples: bool | int, done: int) -> int:
@@ -238,7 +260,7 @@ def _examples_left(write_examples: bool | int, done: int) -> int:
     return max(0, int(write_examples) - done)
 
 
-def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack, out: Path,
+def _attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: AttackLike, out: Path,
                   domain: str, frontend: LogFilteredSpectrogram | None,
                   standardizer: Standardizer | None, device: str | torch.device,
                   write_examples: int, sample_rate: int, names: Sequence[str],
@@ -338,6 +360,7 @@ def _write_example(out: Path, cid: str, domain: str, x: torch.Tensor, delta: tor
         x, delta = x[:n], delta[:n]
         write_wav(out / "audio" / f"{cid}_clean.wav", x, sample_rate)
         write_wav(out / "audio" / f"{cid}_adv.wav", x + delta, sample_rate)
+    arrays: dict[str, Any]
     if domain == "waveform":  # the clean audio is in the WAV; δ as float16 (~3 digits)
         arrays = {"delta": delta.detach().cpu().numpy().astype(np.float16)}
     else:
@@ -350,8 +373,8 @@ def _write_example(out: Path, cid: str, domain: str, x: torch.Tensor, delta: tor
 
 
 def dataset_items(data: Any, split: str, domain: str,
-                  model_input: Mapping[str, Any] | None = None,
-                  task: str = "regression") -> tuple[list[str], Iterator[dict], list[str]]:
+                  model_input: Mapping[str, Any] | None = None, task: str = "regression",
+                  ) -> tuple[list[str], Iterator[dict[str, Any]], list[str]]:
     """``(ids, items, output names)`` of one split of a ``PreparedData``-like object (lazy:
     audio is decoded as the attack reaches it). ``model_input``: the model's input contract
     (``robustmer.models.types``; None: robustmer's spectrogram). A waveform model's items
@@ -384,7 +407,7 @@ def dataset_items(data: Any, split: str, domain: str,
     return ids, gen(), names
 
 
-def attack_dataset(model: nn.Module, data: Any, split: str, attack: Attack | AttackSpec,
+def attack_dataset(model: nn.Module, data: Any, split: str, attack: AttackLike | AttackSpec,
                    out_dir: str | Path, *, domain: str = "spectrogram",
                    model_input: Mapping[str, Any] | None = None, task: str = "regression",
                    batch_size: int = 8, device: str | torch.device = "cpu",

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from robustmer.attacks.base import Attack
+from robustmer.attacks.base import DEFAULT_EPS, DEFAULT_ETA, in_loop_order
 from robustmer.attacks.bim import MIN_CORR_OUTPUTS
 from robustmer.errors import ConfigError
+from robustmer.protocols import AttackLike
 
 TASKS: tuple[str, ...] = ("regression", "classification")
 """What a registered attack attacks: a regressor (targets are values) or a classifier (targets
@@ -31,10 +32,10 @@ TASK_ALIASES: dict[str, str] = {"classifier": "classification", "regressor": "re
 """Older spellings of the tasks (explainer-eval folders written before record them)."""
 
 ALIASES: dict[str, str] = {"iters": "max_iters"}
+"""Accepted alternative spellings of settings (the study's YAML has always said ``iters``)."""
 PAPER_TARGET_RANGE = 0.8
 """The span of the paper's targets (ratings 1-9 divided by 10), which the MSE rule's default
 thresholds were chosen for."""
-"""Accepted alternative spellings of settings (the study's YAML has always said ``iters``)."""
 
 
 @dataclass(frozen=True)
@@ -43,25 +44,35 @@ class Entry:
     class's, whether it attacks a regressor or a classifier, and one line of description."""
 
     name: str
-    cls: type[Attack]
+    cls: type[AttackLike]
     fixed: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     task: str = "regression"
     doc: str = ""
 
+    @property
+    def recorded(self) -> dict[str, Any]:
+        """Settings the class's folders record that it does not take (``Attack.recorded``)."""
+        return dict(getattr(self.cls, "recorded", {}))
+
     def parameters(self) -> dict[str, Any]:
         """Every setting of the class with its default (class defaults, then ``defaults`` and
-        ``fixed``), in constructor order."""
-        params = dict(_class_parameters(self.cls))
+        ``fixed``), in constructor order, with the recorded ones where they have always been."""
+        params = in_loop_order(class_parameters(self.cls), self.recorded)
         params.update(self.defaults)
         params.update(self.fixed)
         return params
+
+    def choices(self) -> dict[str, tuple[str, ...]]:
+        """The allowed values of the class's text settings (its ``choices``, merged up the
+        class hierarchy; e.g. ``{"norm": ("linf", "l2"), "stop": ("corr", "mse", "none")}``)."""
+        return setting_choices(self.cls)
 
 
 REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, cls: type[Attack], *, fixed: Mapping[str, Any] | None = None,
+def register(name: str, cls: type[AttackLike], *, fixed: Mapping[str, Any] | None = None,
              defaults: Mapping[str, Any] | None = None, task: str = "regression",
              doc: str = "") -> None:
     """Make ``cls`` reachable as ``name`` from the CLI, the study and training (one line per
@@ -73,7 +84,7 @@ def register(name: str, cls: type[Attack], *, fixed: Mapping[str, Any] | None = 
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
         raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
-    params = _class_parameters(cls)
+    params = class_parameters(cls)
     for key in [*(fixed or {}), *(defaults or {})]:
         if key not in params:
             raise ConfigError(f"register({name!r}): {cls.__name__} has no setting {key!r}")
@@ -98,7 +109,25 @@ def entry(name: str, where: str = "attack") -> Entry:
     return REGISTRY[name]
 
 
-def _class_parameters(cls: type) -> dict[str, Any]:
+def setting_choices(cls: type) -> dict[str, tuple[str, ...]]:
+    """``cls.choices`` merged up the class hierarchy (a subclass's entries win)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(klass.__dict__.get("choices", {}))
+    return out
+
+
+def choices(setting: str, task: str | None = None) -> tuple[str, ...]:
+    """Every value of the text setting ``setting`` that some registered attack (of ``task``)
+    accepts, in registration order: what the CLI offers (``--stop``, ``--norm``, ...)."""
+    out: dict[str, None] = {}
+    for e in REGISTRY.values():
+        if task is None or e.task == TASK_ALIASES.get(task, task):
+            out.update(dict.fromkeys(e.choices().get(setting, ())))
+    return tuple(out)
+
+
+def class_parameters(cls: type) -> dict[str, Any]:
     """Keyword settings of ``cls.__init__`` with their defaults, following ``**kwargs`` up the
     class hierarchy (``PGD`` passes its extras to ``BIM``, ``BIM`` to ``Attack``)."""
     out: dict[str, Any] = {}
@@ -145,7 +174,24 @@ class AttackSpec:
     """A validated attack description: registry ``name`` + every setting of its class.
 
     ``eps`` is the budget the attack really enforces: the ``eps`` setting, or NaN where the ε
-    projection never takes effect (``clip="reference_noop"``, the reference preset)."""
+    projection never takes effect (``clip="reference_noop"``, the reference preset).
+
+    Examples:
+        >>> spec = AttackSpec.from_dict({"name": "bim", "eps": 0.01, "iters": 20})
+        >>> spec.settings["max_iters"], spec.settings["eta"], spec.task
+        (20, 0.002, 'regression')
+        >>> reference = AttackSpec.from_dict("reference")  # the preset: no effective ε
+        >>> setting_id(spec, "spectrogram"), setting_id(reference, "waveform"), reference.eps
+        ('bim-spectrogram-eps0.01', 'reference-waveform', nan)
+        >>> AttackSpec.from_dict(spec.to_dict()) == spec  # what is recorded rebuilds it
+        True
+        >>> AttackSpec.from_dict({"name": "bim", "epsilon": 0.1})
+        Traceback (most recent call last):
+        ...
+        robustmer.errors.ConfigError: attack: unknown setting 'epsilon' for attack 'bim'; ...
+        >>> type(spec.build()).__name__
+        'BIM'
+    """
 
     name: str = "bim"
     settings: dict[str, Any] = field(default_factory=dict)
@@ -185,6 +231,11 @@ class AttackSpec:
             if k in e.fixed and value != e.fixed[k]:
                 raise ConfigError(f"{where}.{key}: the {name!r} preset fixes {k}={e.fixed[k]!r}"
                                   f" (found {value!r}); use attack 'bim' to change it")
+            if k in e.recorded and value != e.recorded[k]:
+                raise ConfigError(f"{where}.{key}: attack {name!r} records {k}="
+                                  f"{e.recorded[k]!r} and takes no other value (found "
+                                  f"{value!r}); the reference switches belong to 'bim' and "
+                                  f"'pgd'")
             settings[k] = _check_value(key, value, params[k], where)
         if (n_outputs is not None and n_outputs < MIN_CORR_OUTPUTS
                 and settings.get("stop") == "corr"):
@@ -216,10 +267,11 @@ class AttackSpec:
             out[k] = list(v) if isinstance(v, tuple) else v
         return out
 
-    def build(self) -> Attack:
+    def build(self) -> AttackLike:
         """A fresh attack object with these settings (its ``spec`` attribute is this spec, so
         whoever receives the object can record the description, e.g. the trainer)."""
-        attack = entry(self.name).cls(**self.settings)
+        e = entry(self.name)
+        attack = e.cls(**{k: v for k, v in self.settings.items() if k not in e.recorded})
         attack.spec = self  # type: ignore[attr-defined]
         return attack
 
@@ -264,6 +316,7 @@ def setting_label(setting: tuple[str, str, float | None]) -> str:
 
 
 def _register_builtins() -> None:
+    from robustmer.attacks import reference
     from robustmer.attacks.bim import BIM, PGD
     from robustmer.attacks.cw import CWAudio
     from robustmer.attacks.targeted import TargetedPGD, UntargetedPGD
@@ -279,12 +332,8 @@ def _register_builtins() -> None:
                  "changes)")
     register("cw", CWAudio, task="classification",
              doc="C&W-style audio attack on a classifier (distortion + α·loss)")
-    register("reference", BIM,
-             fixed={"update": "adam_sign", "clip": "reference_noop", "norm": "linf",
-                    "stop": "corr", "random_start": False, "thresholds": "reference",
-                    "judge_last": False, "count_check_step": True,
-                    "log_prediction": "last_evaluated", "threshold_step": 0.1, "box": None},
-             defaults={"eps": 0.001, "eta": 0.002, "max_iters": 1000},
+    register("reference", BIM, fixed=reference.PRESET,
+             defaults={"eps": DEFAULT_EPS, "eta": DEFAULT_ETA, "max_iters": 1000},
              doc="the reference study's attack: Adam on the sign, the no-op ε clip and its "
                  "stopping/logging rules (docs/attacks.md)")
 

@@ -23,19 +23,21 @@ classifiers' margin losses on images and know neither a regression loss, a mask 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from robustmer.attacks import norms
 from robustmer.attacks.base import (
+    DEFAULT_EPS,
     AttackResult,
     StopRule,
     Subsettable,
-    _check_box,
-    _check_pos,
+    check_box,
     check_inputs,
+    check_positive,
     eval_mode,
 )
 from robustmer.attacks.bim import STOPS, NoStop, ThresholdStop, per_sample_mse
@@ -49,7 +51,7 @@ def p_schedule(i: int, max_iters: int, p_init: float) -> float:
     """Fraction of the plane the ``i``-th proposal changes (the paper's piecewise halving)."""
     it = int(i / max(max_iters, 1) * 10000)
     halvings = sum(it > s for s in _SCHEDULE)
-    return p_init / 2 ** halvings
+    return p_init / float(2 ** halvings)
 
 
 def _as4d(t: torch.Tensor) -> torch.Tensor:
@@ -74,23 +76,24 @@ class Square:
     """
 
     name = "square"
+    choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"stop": STOPS}
 
-    def __init__(self, eps: float = 0.001, max_iters: int = 1000, p_init: float = 0.1,
+    def __init__(self, eps: float = DEFAULT_EPS, max_iters: int = 1000, p_init: float = 0.1,
                  stop: str = "none", *, threshold_step: float = 0.1, mse_limit: float = 1.0,
                  box: tuple[float, float] | None = None, seed: int = 0) -> None:
-        self.eps = _check_pos("eps", eps, allow_zero=True)
+        self.eps = check_positive("eps", eps, allow_zero=True)
         if int(max_iters) != max_iters or max_iters < 0:
             raise ConfigError(f"max_iters must be an integer >= 0, got {max_iters!r}")
         self.max_iters = int(max_iters)
-        self.p_init = _check_pos("p_init", p_init)
+        self.p_init = check_positive("p_init", p_init)
         if self.p_init > 1:
             raise ConfigError(f"p_init must lie in (0, 1], got {p_init!r}")
         if stop not in STOPS:
             raise ConfigError(f"stop must be one of {list(STOPS)}, got {stop!r}")
         self.stop = stop
-        self.threshold_step = _check_pos("threshold_step", threshold_step)
-        self.mse_limit = _check_pos("mse_limit", mse_limit)
-        self.box = _check_box(box)
+        self.threshold_step = check_positive("threshold_step", threshold_step)
+        self.mse_limit = check_positive("mse_limit", mse_limit)
+        self.box = check_box(box)
         self.norm = "linf"
         self.seed = int(seed)
 

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from robustmer.attacks.base import Attack, StopRule
+from robustmer.attacks.base import DEFAULT_EPS, DEFAULT_ETA, Attack, StopRule
+from robustmer.attacks.reference import GENERIC
 
 
 class TargetReached(StopRule):
@@ -38,7 +39,8 @@ class TargetReached(StopRule):
         return torch.full((self.n,), math.nan, dtype=torch.float64)
 
 
-def _check_targets(out: torch.Tensor, y: torch.Tensor) -> None:
+def check_targets(out: torch.Tensor, y: torch.Tensor) -> None:
+    """Class targets: integer indices ``(B,)`` within the logits' classes."""
     if y.ndim != 1 or y.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"targets must be integer class indices (B,), got {y.dtype} "
                          f"{tuple(y.shape)}")
@@ -47,18 +49,26 @@ def _check_targets(out: torch.Tensor, y: torch.Tensor) -> None:
                          f"{tuple(out.shape)}")
 
 
-class TargetedPGD(Attack):
+class ClassifierPGD(Attack):
+    """The loop on a classifier's logits with the study's budget by default; ``y`` holds class
+    indices. Its subclasses record the reference switches' generic values, as every folder of
+    theirs did while the switches lived in the loop (``Attack.recorded``)."""
+
+    recorded = GENERIC
+
+    def __init__(self, eps: float = DEFAULT_EPS, eta: float = DEFAULT_ETA, max_iters: int = 1000,
+                 norm: str = "linf", **kwargs: Any) -> None:
+        super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, **kwargs)
+
+
+class TargetedPGD(ClassifierPGD):
     """Targeted attack on a classifier: descend the cross-entropy to the target class."""
 
     name = "targeted_pgd"
 
-    def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
-                 norm: str = "linf", **kwargs: Any) -> None:
-        super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, **kwargs)
-
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """``-CE(f(x+δ), t)`` per sample (so ascent descends the CE)."""
-        _check_targets(out, y)
+        check_targets(out, y)
         return -F.cross_entropy(out, y.long(), reduction="none")
 
     def make_stop(self) -> StopRule:
@@ -82,19 +92,15 @@ class DecisionChanged(TargetReached):
         return miss, miss, miss.double()
 
 
-class UntargetedPGD(Attack):
+class UntargetedPGD(ClassifierPGD):
     """Untargeted attack on a classifier: ascend the cross-entropy of the class ``y``; BIM
     (``δ₀ = 0``) by default, PGD with ``random_start=True``."""
 
     name = "untargeted_pgd"
 
-    def __init__(self, eps: float = 0.001, eta: float = 0.002, max_iters: int = 1000,
-                 norm: str = "linf", **kwargs: Any) -> None:
-        super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, **kwargs)
-
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """``CE(f(x+δ), y)`` per sample."""
-        _check_targets(out, y)
+        check_targets(out, y)
         return F.cross_entropy(out, y.long(), reduction="none")
 
     def make_stop(self) -> StopRule:

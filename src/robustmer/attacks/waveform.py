@@ -1,20 +1,23 @@
 """The waveform domain: audio samples -> LogFilteredSpectrogram -> Standardizer -> excerpt window
--> model, as one differentiable ``nn.Module``; zero-padded batches with length masks; WAV output.
+-> model, as one differentiable ``nn.Module``; zero-padded batches with length masks.
+
+``write_wav`` lives in :mod:`robustmer.audio` and is re-exported here for callers that import it
+from the attacks (explain/l2i does, until it imports ``robustmer.audio``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import nn
 
+from robustmer.audio import write_wav
 from robustmer.errors import AudioError, ConfigError
 from robustmer.features import LogFilteredSpectrogram, Standardizer
-from robustmer.io import atomic_path
+
+__all__ = ["AUDIO_BOX", "WaveformModel", "pad_batch", "write_wav"]
 
 AUDIO_BOX: tuple[float, float] = (-1.0, 1.0)
 """The range ``x + δ`` stays in for audio (float WAV full scale)."""
@@ -29,6 +32,8 @@ class WaveformModel(nn.Module):
     padded batch gives each clip's own spectrogram. ``subset(rows)`` keeps per-sample windows
     aligned when the attack loop forwards only the samples still running.
     """
+
+    frame_index: torch.Tensor
 
     def __init__(self, model: nn.Module, frontend: LogFilteredSpectrogram,
                  standardizer: Standardizer, frame_index: torch.Tensor | np.ndarray) -> None:
@@ -62,11 +67,14 @@ class WaveformModel(nn.Module):
                 raise ConfigError(f"frame_index has {idx.shape[0]} rows for a batch of "
                                   f"{spec.shape[0]}")
             out = torch.gather(spec, 1, idx[:, :, None].expand(-1, -1, spec.shape[2]))
-        return out[:, None].to(wave.dtype if wave.is_floating_point() else out.dtype)
+        excerpt: torch.Tensor = out[:, None].to(wave.dtype if wave.is_floating_point()
+                                                else out.dtype)
+        return excerpt
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """``(B, S)`` waveform -> model output."""
-        return self.model(self.spectrogram(wave))
+        out: torch.Tensor = self.model(self.spectrogram(wave))
+        return out
 
     def subset(self, index: torch.Tensor) -> WaveformModel:
         """The same modules with the windows of batch rows ``index``."""
@@ -94,14 +102,3 @@ def pad_batch(waves: Sequence[np.ndarray | torch.Tensor],
         x[i, : a.numel()] = a.to(dtype)
         mask[i, : a.numel()] = True
     return x, mask
-
-
-def write_wav(path: str | os.PathLike[str], wave: np.ndarray | torch.Tensor,
-              sample_rate: int = 22050) -> None:
-    """Write a mono float WAV atomically (32-bit float, so small perturbations survive)."""
-    a = np.asarray(wave.detach().cpu() if isinstance(wave, torch.Tensor) else wave,
-                   dtype=np.float32)
-    if a.ndim != 1:
-        raise AudioError(f"write_wav: expected a 1-D waveform for {path}, got shape {a.shape}")
-    with atomic_path(path, suffix=".wav") as tmp:
-        sf.write(tmp, a, sample_rate, subtype="FLOAT", format="WAV")

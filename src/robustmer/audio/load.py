@@ -36,8 +36,9 @@ RESAMPLE_QUALITY = "HQ"
 
 # WAV subtypes that madmom (through scipy.io.wavfile) reads as native integers, and the numpy
 # type soundfile gives for them (24-bit is left-justified into int32, as scipy does).
-_NATIVE_INT_SUBTYPES = {"PCM_16": np.int16, "PCM_24": np.int32, "PCM_32": np.int32}
-_NATIVE_FLOAT_SUBTYPES = {"FLOAT": np.float32, "DOUBLE": np.float64}
+_NATIVE_INT_SUBTYPES: dict[str, type[np.generic]] = {
+    "PCM_16": np.int16, "PCM_24": np.int32, "PCM_32": np.int32}
+_NATIVE_FLOAT_SUBTYPES: dict[str, type[np.generic]] = {"FLOAT": np.float32, "DOUBLE": np.float64}
 _WAV_FORMATS = {"WAV", "WAVEX", "RF64"}
 
 

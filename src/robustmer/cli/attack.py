@@ -6,7 +6,7 @@ call one ``robustmer.attacks`` function, print where results went.
 
 from __future__ import annotations
 
-import math
+import functools
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -14,85 +14,44 @@ from typing import Any
 import numpy as np
 import typer
 
+from robustmer.attacks.spec import choices as spec_choices
+from robustmer.attacks.spec import names_for
 from robustmer.cli.common import (
     SPLIT_FILE,
     load_run_and_data,
+    parse_floats,
+    parse_settings,
     resolve_domain,
     resume_command,
     run_profile,
     set_resume_hint,
 )
 from robustmer.errors import ConfigError
+from robustmer.features import DOMAINS
+from robustmer.study.attack_block import DEFAULT_ATTACK
 
 __all__ = ["SPLIT_FILE", "load_run_and_data"]
+_floats = parse_floats  # the name this module has always had (tests import it)
 
 
-class Domain(StrEnum):
-    """Where the perturbation lives."""
-
-    spectrogram = "spectrogram"
-    waveform = "waveform"
+def _choices(setting: str) -> list[tuple[str, str]]:
+    return [(v, v) for v in spec_choices(setting)]
 
 
-class Stop(StrEnum):
-    """Stepped stopping rule."""
-
-    corr = "corr"
-    mse = "mse"
-    none = "none"
-
-
-class Norm(StrEnum):
-    """Norm of the ε-ball."""
-
-    linf = "linf"
-    l2 = "l2"
+# The choices of the attack settings come from the attack registry (``attacks.spec.choices``:
+# every value some registered attack accepts), so a new attack's values need no edit here.
+Domain = StrEnum("Domain", [(d, d) for d in DOMAINS])  # type: ignore[misc]
+Stop = StrEnum("Stop", _choices("stop"))  # type: ignore[misc]
+Norm = StrEnum("Norm", _choices("norm"))  # type: ignore[misc]
+Update = StrEnum("Update", _choices("update"))  # type: ignore[misc]
+Clip = StrEnum("Clip", _choices("clip"))  # type: ignore[misc]
 
 
-class Update(StrEnum):
-    """Update rule (``adam_sign`` = the reference's)."""
-
-    sign = "sign"
-    adam_sign = "adam_sign"
-
-
-class Clip(StrEnum):
-    """Projection (``reference_noop`` reproduces the reference's ineffective clip)."""
-
-    project = "project"
-    reference_noop = "reference_noop"
-
-
-def _floats(values: list[str], name: str) -> list[float]:
-    """``--eps 0.001 --eps 0.01`` or ``--eps 0.001,0.01``."""
-    out = []
-    for v in values:
-        for part in str(v).split(","):
-            if not part.strip():
-                continue
-            try:
-                f = float(part)
-            except ValueError:
-                raise ConfigError(f"{name}: expected numbers, got {part!r}") from None
-            if not (math.isfinite(f) and f >= 0):
-                raise ConfigError(f"{name}: expected non-negative finite numbers, got {part!r}")
-            out.append(f)
-    if not out:
-        raise ConfigError(f"{name}: give at least one value")
-    return out
-
-
-def _setting_values(values: list[str], option: str = "--set") -> dict[str, Any]:
-    """``--set key=value`` pairs; values parsed as YAML scalars (``0.1``, ``true``, ``ce``)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{option}: expected KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(val)
-    return out
+def _attack_help() -> str:
+    regression, classification = names_for("regression"), names_for("classification")
+    return (f"attack name: {', '.join(regression)} (regressors), {', '.join(classification)} "
+            f"(classifiers): robustmer.attacks.spec; default: {DEFAULT_ATTACK['regression']}, "
+            f"or {DEFAULT_ATTACK['classification']} for a classifier")
 
 
 def attack_specs(name: str | None, eps: list[float] | None, given: dict[str, Any], *,
@@ -100,8 +59,7 @@ def attack_specs(name: str | None, eps: list[float] | None, given: dict[str, Any
     """One validated ``AttackSpec`` per ε (or one with the attack's default ε); ``name`` None:
     the default attack of the model's ``task`` (``bim``; ``untargeted_pgd`` for a
     classifier)."""
-    from robustmer.attacks.spec import AttackSpec, names_for
-    from robustmer.study.config import DEFAULT_ATTACK
+    from robustmer.attacks.spec import AttackSpec
 
     name = name or DEFAULT_ATTACK[task]
     base = {"name": name, **{k: v for k, v in given.items() if v is not None}}
@@ -195,12 +153,41 @@ def attack_summary(table: Any, task: str) -> str:
     return text
 
 
+def _attack_hint(folder: Path) -> str:
+    """Where an interrupted attack stopped, and the command that resumes it."""
+    from robustmer.attacks.runner import TABLE, read_table
+
+    return (f"{len(read_table(folder))} clips are done in {folder / TABLE}; resume with: "
+            f"{resume_command()}")
+
+
 def _run_identity(run_dir: Path, which: str = "best") -> dict[str, Any]:
     """Which trained run an attack was made on: its folder and its weights' content hash."""
     from robustmer.io import sha256_file
 
     return {"path": str(run_dir.resolve()), "checkpoint": which,
             "weights_sha256": sha256_file(run_dir / which / "model.safetensors")}
+
+
+def _search_inputs(run_dir: Path, data: Path | None, device: str, split: str,
+                   max_clips: int | None, domain: Domain | None) -> tuple[Any, Any]:
+    """``(prepared data, (model, x, y, mask, box))`` of attack-search and robustness-curve
+    (the waveform domain needs the audio)."""
+    run, prepared = load_run_and_data(run_dir, data, device)
+    if domain == Domain("waveform") or run.model_type.input_kind == "waveform":
+        prepared.require_audio("--domain waveform")
+    return prepared, _inputs(run, prepared, split, max_clips, domain, device)
+
+
+# Options attack-search and robustness-curve share (one declaration each).
+_SEARCH_DOMAIN = typer.Option(None, "--domain", help="default: the model's input")
+_SEARCH_STOP = typer.Option(Stop("corr"), "--stop")
+_SEARCH_NORM = typer.Option(Norm("linf"), "--norm")
+_BATCH_SIZE = typer.Option(8, "--batch-size")
+_DEVICE = typer.Option("cpu", "--device")
+_DATA = typer.Option(None, "--data", help="dataset root or feature pack (default: the run's)")
+_OVERWRITE = typer.Option(False, "--overwrite", help="replace --out even if it holds other "
+                          "results")
 
 
 def register(app: typer.Typer) -> None:
@@ -211,23 +198,22 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="trained run folder (holds best/)"),
         out: Path = typer.Option(..., "--out", help="attack folder (attack.csv, examples/)"),
         split: str = typer.Option("test", "--split", help="train, val or test"),
-        domain: Domain | None = typer.Option(None, "--domain", help="spectrogram or waveform "
-                                             "(default: the model's input: spectrogram for "
-                                             "robustmer's models, waveform for audio models)"),
-        attack_name: str | None = typer.Option(None, "--attack", help="attack name (bim, pgd, "
-                                               "reference, ...: robustmer.attacks.spec; "
-                                               "default: bim, or untargeted_pgd for a "
-                                               "classifier)"),
+        domain: Domain | None = typer.Option(None, "--domain", help="default: the model's "
+                                             "input: spectrogram for robustmer's models, "
+                                             "waveform for audio models"),
+        attack_name: str | None = typer.Option(None, "--attack", help=_attack_help()),
         eps: list[str] = typer.Option([], "--eps", help="bound on ‖δ‖; several (--eps a --eps "
                                       "b or a,b) write one sub-folder per ε"),
         eta: float | None = typer.Option(None, "--eta", help="step size"),
         iters: int | None = typer.Option(None, "--iters", help="maximum iterations per clip"),
         stop: Stop | None = typer.Option(None, "--stop", help="stepped stopping rule"),
-        norm: Norm | None = typer.Option(None, "--norm"),
+        norm: Norm | None = typer.Option(None, "--norm", help="norm of the ε-ball"),
         mse_limit: float | None = typer.Option(None, "--mse-limit",
                                                help="last threshold of --stop mse"),
-        update: Update | None = typer.Option(None, "--update"),
-        clip: Clip | None = typer.Option(None, "--clip"),
+        update: Update | None = typer.Option(None, "--update", help="update rule (adam_sign: "
+                                             "the reference's)"),
+        clip: Clip | None = typer.Option(None, "--clip", help="projection (reference_noop: "
+                                         "the reference's ineffective clip)"),
         random_start: bool | None = typer.Option(None, "--random-start/--no-random-start",
                                                  help="PGD random start"),
         seed: int | None = typer.Option(None, "--seed", help="seed of the random start"),
@@ -246,7 +232,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Attack every clip of a split and write one row per clip to OUT/attack.csv (with
         several --eps: OUT/<setting-id>/attack.csv, one folder per ε)."""
-        from robustmer.attacks.runner import TABLE, attack_dataset, read_table
+        from robustmer.attacks.runner import TABLE, attack_dataset
         from robustmer.attacks.spec import setting_id
         from robustmer.folders import claim_folder
 
@@ -256,14 +242,14 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--batch-size must be >= 1, found {batch_size}")
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; give one")
-        given = {"eta": eta, "max_iters": iters, "stop": stop, "norm": norm,
-                 "mse_limit": mse_limit, "update": update, "clip": clip,
-                 "random_start": random_start, "seed": seed}
+        given: dict[str, Any] = {"eta": eta, "max_iters": iters, "stop": stop, "norm": norm,
+                                 "mse_limit": mse_limit, "update": update, "clip": clip,
+                                 "random_start": random_start, "seed": seed}
         given = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items()}
-        given.update(_setting_values(settings))
+        given.update(parse_settings(settings))
         profile = run_profile(run_dir)
         dom = resolve_domain(None if domain is None else domain.value, profile)
-        specs = attack_specs(attack_name, _floats(eps, "--eps") if eps else None, given,
+        specs = attack_specs(attack_name, parse_floats(eps, "--eps") if eps else None, given,
                              task=profile["task"], n_outputs=profile["n_outputs"])
         folders = [out if len(specs) == 1 else out / setting_id(spec, dom)
                    for spec in specs]
@@ -283,8 +269,7 @@ def register(app: typer.Typer) -> None:
             claim_folder(out, "attack-settings", overwrite=overwrite)
         for spec, folder in zip(specs, folders, strict=True):
             claim_folder(folder, "attack", overwrite=overwrite and len(specs) == 1)
-            set_resume_hint(lambda f=folder: f"{len(read_table(f))} clips are done in "
-                            f"{f / TABLE}; resume with: {resume_command()}")
+            set_resume_hint(functools.partial(_attack_hint, folder))
             table = attack_dataset(run.model, prepared, split, spec, folder, domain=dom,
                                    model_input=profile["input"], task=profile["task"],
                                    batch_size=batch_size, device=device,
@@ -303,29 +288,24 @@ def register(app: typer.Typer) -> None:
         eta: list[str] = typer.Option(["0.002"], "--eta", help="values or a,b,c"),
         iters: list[str] = typer.Option(["1000"], "--iters", help="values or a,b,c"),
         split: str = typer.Option("val", "--split"),
-        domain: Domain | None = typer.Option(None, "--domain", help="spectrogram or waveform "
-                                             "(default: the model's input)"),
-        stop: Stop = typer.Option(Stop.corr, "--stop"),
-        norm: Norm = typer.Option(Norm.linf, "--norm"),
+        domain: Domain | None = _SEARCH_DOMAIN,
+        stop: Stop = _SEARCH_STOP,
+        norm: Norm = _SEARCH_NORM,
         max_clips: int | None = typer.Option(None, "--max-clips", help="use the first N clips"),
-        batch_size: int = typer.Option(8, "--batch-size"),
-        device: str = typer.Option("cpu", "--device"),
-        data: Path | None = typer.Option(None, "--data", help="dataset root or feature pack "
-                                         "(default: the run's)"),
-        overwrite: bool = typer.Option(False, "--overwrite",
-                                       help="replace --out even if it holds other results"),
+        batch_size: int = _BATCH_SIZE,
+        device: str = _DEVICE,
+        data: Path | None = _DATA,
+        overwrite: bool = _OVERWRITE,
     ) -> None:
         """Grid-search (ε, η, iterations) on a split; pick by max ΔMAE − attacked mean r."""
         from robustmer.attacks.search import grid_search
         from robustmer.folders import claim_folder
         from robustmer.io import run_meta, write_csv, write_json, write_yaml
 
-        e, h = _floats(eps, "--eps"), _floats(eta, "--eta")
-        n = [int(v) for v in _floats(iters, "--iters")]
-        run, prepared = load_run_and_data(run_dir, data, device)
-        if domain == Domain.waveform or run.model_type.input_kind == "waveform":
-            prepared.require_audio("--domain waveform")
-        model, x, y, mask, box = _inputs(run, prepared, split, max_clips, domain, device)
+        e, h = parse_floats(eps, "--eps"), parse_floats(eta, "--eta")
+        n = [int(v) for v in parse_floats(iters, "--iters")]
+        prepared, (model, x, y, mask, box) = _search_inputs(run_dir, data, device, split,
+                                                            max_clips, domain)
         dom = "waveform" if mask is not None else "spectrogram"
         claim_folder(out, "attack-search", overwrite=overwrite)
         table = grid_search(model, x, y, e, h, n, batch_size=batch_size, mask=mask,
@@ -349,28 +329,23 @@ def register(app: typer.Typer) -> None:
         eta: float | None = typer.Option(None, "--eta", help="step size (default 2·ε)"),
         iters: int = typer.Option(1000, "--iters"),
         split: str = typer.Option("test", "--split"),
-        domain: Domain | None = typer.Option(None, "--domain", help="spectrogram or waveform "
-                                             "(default: the model's input)"),
-        stop: Stop = typer.Option(Stop.corr, "--stop"),
-        norm: Norm = typer.Option(Norm.linf, "--norm"),
+        domain: Domain | None = _SEARCH_DOMAIN,
+        stop: Stop = _SEARCH_STOP,
+        norm: Norm = _SEARCH_NORM,
         max_clips: int | None = typer.Option(None, "--max-clips"),
-        batch_size: int = typer.Option(8, "--batch-size"),
-        device: str = typer.Option("cpu", "--device"),
-        data: Path | None = typer.Option(None, "--data", help="dataset root or feature pack "
-                                         "(default: the run's)"),
-        overwrite: bool = typer.Option(False, "--overwrite",
-                                       help="replace --out even if it holds other results"),
+        batch_size: int = _BATCH_SIZE,
+        device: str = _DEVICE,
+        data: Path | None = _DATA,
+        overwrite: bool = _OVERWRITE,
     ) -> None:
         """ΔMAE as a function of ε: CSV + PNG."""
         from robustmer.attacks.search import plot_robustness_curve, robustness_curve
         from robustmer.folders import claim_folder
         from robustmer.io import run_meta, write_csv, write_json, write_yaml
 
-        e = _floats(eps, "--eps")
-        run, prepared = load_run_and_data(run_dir, data, device)
-        if domain == Domain.waveform or run.model_type.input_kind == "waveform":
-            prepared.require_audio("--domain waveform")
-        model, x, y, mask, box = _inputs(run, prepared, split, max_clips, domain, device)
+        e = parse_floats(eps, "--eps")
+        prepared, (model, x, y, mask, box) = _search_inputs(run_dir, data, device, split,
+                                                            max_clips, domain)
         dom = "waveform" if mask is not None else "spectrogram"
         claim_folder(out, "robustness-curve", overwrite=overwrite)
         table = robustness_curve(model, x, y, e, eta=eta, iters=iters, batch_size=batch_size,

@@ -127,3 +127,35 @@ def resolve_domain(domain: str | None, profile: dict[str, Any]) -> str:
         raise ConfigError(f"--domain {domain}: this model reads audio (input: waveform), so it "
                           f"is attacked in the waveform domain")
     return domain
+
+
+def parse_floats(values: list[str], name: str) -> list[float]:
+    """``--eps 0.001 --eps 0.01`` or ``--eps 0.001,0.01``."""
+    out = []
+    for v in values:
+        for part in str(v).split(","):
+            if not part.strip():
+                continue
+            try:
+                f = float(part)
+            except ValueError:
+                raise ConfigError(f"{name}: expected numbers, got {part!r}") from None
+            if not (math.isfinite(f) and f >= 0):
+                raise ConfigError(f"{name}: expected non-negative finite numbers, got {part!r}")
+            out.append(f)
+    if not out:
+        raise ConfigError(f"{name}: give at least one value")
+    return out
+
+
+def parse_settings(values: list[str], option: str = "--set") -> dict[str, Any]:
+    """``--set key=value`` pairs; values parsed as YAML scalars (``0.1``, ``true``, ``ce``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option}: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(val)
+    return out

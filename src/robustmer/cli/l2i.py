@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from robustmer.cli.attack import _floats, load_run_and_data
+from robustmer.cli.common import load_run_and_data, parse_floats
 
 L2I_DIR = "l2i"
 
@@ -124,7 +124,7 @@ def evaluate_command(
     run, prepared = load_run_and_data(run_dir, data, "cpu")
     target = out or run_dir / L2I_DIR
     fid, ff = evaluate_l2i(run.model, run.task, prepared, target, split=split,
-                           taus=tuple(_floats(tau, "--tau")), poolings=_poolings(pooling),
+                           taus=tuple(parse_floats(tau, "--tau")), poolings=_poolings(pooling),
                            max_clips=max_clips, seed=seed, input_spec=_input_spec(run))
     typer.echo(fid.to_string(index=False))
     typer.echo(ff.to_string(index=False))

@@ -11,8 +11,12 @@ from typing import Any
 
 import typer
 
+from robustmer.attacks.base import DEFAULT_EPS, DEFAULT_ETA
 from robustmer.cli.common import SPLIT_FILE, load_run_and_data, resume_command, set_resume_hint
 from robustmer.errors import ConfigError
+from robustmer.models.types import MERType
+
+MER_DEFAULTS = MERType.DEFAULT_SETTINGS
 
 
 def _model_help() -> str:
@@ -82,9 +86,11 @@ def train_command(
                               "mean_ratings_set1.csv) or a feature pack"),
     seed: int = typer.Option(0, "--seed", help="fixes init, data order, dropout, windows"),
     out: Path = typer.Option(..., "--out", help="run folder (last/, best/, history)"),
-    width: float = typer.Option(1.0, "--width", help="channel multiplier; 1.0 = the paper"),
-    dropout: float = typer.Option(0.3, "--dropout", help="Dropout2d probability after the two "
-                                  "max-pools; 0.3 = the paper (0 for thin, short CPU runs)"),
+    width: float = typer.Option(MER_DEFAULTS["width"], "--width",
+                                help="channel multiplier; 1.0 = the paper"),
+    dropout: float = typer.Option(MER_DEFAULTS["dropout"], "--dropout", help="Dropout2d "
+                                  "probability after the two max-pools; 0.3 = the paper (0 for "
+                                  "thin, short CPU runs)"),
     epochs: int = typer.Option(200, "--epochs", help="maximum epochs"),
     patience: int = typer.Option(50, "--patience", help="early-stopping patience (epochs)"),
     batch_size: int = typer.Option(8, "--batch-size"),
@@ -103,8 +109,8 @@ def train_command(
     adv_every: int = typer.Option(5, "--adv-every", help="adversarial step every n-th epoch"),
     adv_attack: str = typer.Option("bim", "--adv-attack", help="training attack (a name from "
                                    "robustmer.attacks.spec: bim, pgd, reference, ...)"),
-    adv_eps: float = typer.Option(0.001, "--adv-eps", help="training attack budget ε"),
-    adv_eta: float = typer.Option(0.002, "--adv-eta", help="training attack step η"),
+    adv_eps: float = typer.Option(DEFAULT_EPS, "--adv-eps", help="training attack budget ε"),
+    adv_eta: float = typer.Option(DEFAULT_ETA, "--adv-eta", help="training attack step η"),
     adv_iters: int = typer.Option(50, "--adv-iters", help="training attack iterations per batch"),
     task: str = typer.Option("regression", "--task", help="your model: regression (one output "
                              "per target) or classification (one logit per class)"),
@@ -125,15 +131,14 @@ def train_command(
 ) -> None:
     """Train one model with the reference recipe and keep its best checkpoint (a pretrained
     model: write its run folder without training)."""
-    from robustmer.cli.attack import _setting_values
+    from robustmer.cli.common import parse_settings
     from robustmer.data import prepare_data
     from robustmer.folders import claim_folder, folder_lock, refuse_if_locked
-    from robustmer.models.types import MERType
     from robustmer.train import TrainConfig, train_run, write_pretrained
 
     mtype = resolve_model(model, adversarial=adversarial, task=task, model_input=model_input,
                           sample_rate=sample_rate, seconds=seconds,
-                          settings=_setting_values(model_set, "--model-set"),
+                          settings=parse_settings(model_set, "--model-set"),
                           pretrained=pretrained, name=name)
     adversarial = mtype.adversarial
     if isinstance(mtype, MERType):
@@ -153,24 +158,9 @@ def train_command(
         "--adv-iters": (adv_iters, adv_iters >= 1 or not adversarial,
                         ">= 1 with --adversarial"),
         "--device": (device, device == "cpu" or device.startswith("cuda"), "cpu or cuda[:N]")})
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; give one")
-    if resume and not (out / "last").is_dir() and not (out / "config.yaml").is_file():
-        raise ConfigError(f"--resume: there is no run to resume in {out}; drop --resume to "
-                          f"start one there")
-    if (out / "last").is_dir() and not (resume or overwrite):
-        raise ConfigError(f"--out {out} holds a trained run already; pass --resume to continue "
-                          f"it, or --overwrite to replace it")
-    attack = None
-    if adversarial:  # checked before any feature is computed
-        from robustmer.attacks.spec import AttackSpec
-
-        spec = AttackSpec.from_dict({"name": adv_attack, "eps": adv_eps, "eta": adv_eta,
-                                     "max_iters": adv_iters}, where="--adv-*")
-        if spec.task != mtype.task:
-            raise ConfigError(f"--adv-attack {adv_attack}: attacks {spec.task} models; "
-                              f"{mtype.name} does {mtype.task}")
-        attack = spec.build()  # its spec is recorded in the run's config.yaml
+    _check_out(out, resume, overwrite)
+    attack = (_training_attack(mtype, adv_attack, adv_eps, adv_eta, adv_iters)
+              if adversarial else None)  # checked before any feature is computed
     config = TrainConfig(seed=seed, lr=lr, batch_size=batch_size, max_epochs=epochs,
                          patience=patience, device=device, amp=amp, channels_last=channels_last,
                          adversarial_every=adv_every if adversarial else 0)
@@ -205,6 +195,31 @@ def train_command(
         typer.echo(f"  {label} {rec.get('epoch', '?')}: " + _val_summary(rec))
     typer.echo(f"run folder: {out} (best/ is the checkpoint later commands use; last/, "
                f"history.csv)")
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """``--out`` fits ``--resume`` / ``--overwrite``: a run to resume, or none to overwrite."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; give one")
+    if resume and not (out / "last").is_dir() and not (out / "config.yaml").is_file():
+        raise ConfigError(f"--resume: there is no run to resume in {out}; drop --resume to "
+                          f"start one there")
+    if (out / "last").is_dir() and not (resume or overwrite):
+        raise ConfigError(f"--out {out} holds a trained run already; pass --resume to continue "
+                          f"it, or --overwrite to replace it")
+
+
+def _training_attack(mtype: Any, name: str, eps: float, eta: float, iters: int) -> Any:
+    """The attack of ``--adversarial`` (``--adv-*``), validated for the model's task; its spec
+    is recorded in the run's config.yaml."""
+    from robustmer.attacks.spec import AttackSpec
+
+    spec = AttackSpec.from_dict({"name": name, "eps": eps, "eta": eta, "max_iters": iters},
+                                where="--adv-*")
+    if spec.task != mtype.task:
+        raise ConfigError(f"--adv-attack {name}: attacks {spec.task} models; "
+                          f"{mtype.name} does {mtype.task}")
+    return spec.build()
 
 
 def _val_summary(rec: dict[str, Any]) -> str:

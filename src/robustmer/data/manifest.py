@@ -281,6 +281,44 @@ def _audio_by_id(spec: ManifestSpec, problems: list[Problem]) -> dict[str, Path]
     return audio
 
 
+def _row_id(spec: ManifestSpec, row: Any) -> tuple[str, str]:
+    """A row's clip id (its id column, else its file's stem) and file name (empty when the
+    manifest names no file column)."""
+    file_text = str(row[spec.file_column]).strip() if spec.file_column else ""
+    if spec.id_column is not None:
+        raw_id = str(row[spec.id_column]).strip()
+        return (normalise_clip_id(raw_id) if spec.soundtracks_ids else raw_id), file_text
+    return (Path(file_text).stem if file_text else ""), file_text
+
+
+def _row_audio(spec: ManifestSpec, line: int, clip_id: str, file_text: str,
+               by_id: dict[str, Path] | None, problems: list[Problem]) -> Path | None:
+    """The audio file of one row: found by id in the audio folder (Soundtracks layout) or
+    named in the file column; None (and the problem recorded) where there is none."""
+    if by_id is not None:
+        path = by_id.get(clip_id)
+        if path is None and spec.audio_dir.is_dir():
+            problems.append(Problem(spec.csv, line, f"no audio file for clip {clip_id!r} "
+                                    f"in {spec.audio_dir} (expected {clip_id}.mp3/.wav/"
+                                    ".flac/.ogg)", "missing_audio"))
+        return path
+    path = spec.audio_dir / file_text
+    if not file_text:
+        problems.append(Problem(spec.csv, line, f"empty file name (column "
+                                f"{spec.file_column!r})", "missing_audio"))
+        return None
+    if not path.is_file():
+        problems.append(Problem(spec.csv, line, f"{spec.file_column} = {file_text!r}: "
+                                f"no such audio file {path} (column "
+                                f"{spec.file_column!r})", "missing_audio"))
+        return None
+    if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        problems.append(Problem(spec.csv, line, f"{spec.file_column} = {file_text!r} "
+                                f"is not one of {list(AUDIO_EXTENSIONS)} (column "
+                                f"{spec.file_column!r})", "invalid"))
+    return path
+
+
 def scan_manifest(spec: ManifestSpec) -> ManifestScan:
     """Read a manifest and find its audio, collecting every problem (file, line, column) and
     warning; nothing is raised."""
@@ -315,12 +353,7 @@ def scan_manifest(spec: ManifestSpec) -> ManifestScan:
     for i in range(len(frame)):
         line = csv_line(i)
         row = frame.iloc[i]
-        file_text = str(row[spec.file_column]).strip() if spec.file_column else ""
-        if spec.id_column is not None:
-            raw_id = str(row[spec.id_column]).strip()
-            clip_id = normalise_clip_id(raw_id) if spec.soundtracks_ids else raw_id
-        else:
-            clip_id = Path(file_text).stem if file_text else ""
+        clip_id, file_text = _row_id(spec, row)
         what = spec.id_column or spec.file_column or "id"
         if not clip_id:
             problems.append(Problem(spec.csv, line, f"empty {what!r} (column {what!r})",
@@ -331,27 +364,7 @@ def scan_manifest(spec: ManifestSpec) -> ManifestScan:
                                     f"line {first_line[clip_id]})", "duplicate_id"))
             continue
         first_line[clip_id] = line
-        if by_id is not None:
-            path = by_id.get(clip_id)
-            if path is None and spec.audio_dir.is_dir():
-                problems.append(Problem(spec.csv, line, f"no audio file for clip {clip_id!r} "
-                                        f"in {spec.audio_dir} (expected {clip_id}.mp3/.wav/"
-                                        ".flac/.ogg)", "missing_audio"))
-        else:
-            path = spec.audio_dir / file_text
-            if not file_text:
-                problems.append(Problem(spec.csv, line, f"empty file name (column "
-                                        f"{spec.file_column!r})", "missing_audio"))
-                path = None
-            elif not path.is_file():
-                problems.append(Problem(spec.csv, line, f"{spec.file_column} = {file_text!r}: "
-                                        f"no such audio file {path} (column "
-                                        f"{spec.file_column!r})", "missing_audio"))
-                path = None
-            elif path.suffix.lower() not in AUDIO_EXTENSIONS:
-                problems.append(Problem(spec.csv, line, f"{spec.file_column} = {file_text!r} "
-                                        f"is not one of {list(AUDIO_EXTENSIONS)} (column "
-                                        f"{spec.file_column!r})", "invalid"))
+        path = _row_audio(spec, line, clip_id, file_text, by_id, problems)
         if path is not None:
             paths[clip_id] = path
         label: str | None = None

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from robustmer.data.cache import FeatureCache
-from robustmer.data.prepare import PreparedData, content_id, load_or_make_split
+from robustmer.data.prepared import PreparedData, content_id, load_or_make_split
 from robustmer.data.soundtracks import load_dataset, soundtracks_spec
 from robustmer.data.split import PARTS, Split, make_split
 from robustmer.data.table import ClipTable
@@ -146,7 +146,7 @@ def write_pack(path: str | Path, *, table: ClipTable, specs: dict[str, np.ndarra
                                f"{dtype}")
         tensors[TENSOR_PREFIX + clip] = spec
     audio_id = content_id(table, audio_sha256)
-    header = {
+    header: dict[str, Any] = {
         "format": PACK_FORMAT, "version": PACK_VERSION, "dtype": dtype,
         "frontend": frontend.to_dict(), "frontend_key": frontend.key(),
         "content_id": pack_content_id(audio_id, dtype), "audio_content_id": audio_id,
@@ -238,7 +238,7 @@ def _read_header(path: Path) -> tuple[Any, dict[str, Any]]:
     except Exception as err:  # safetensors raises its own error types (and OSError)
         raise _corrupt(path, f"cannot be read as safetensors ({type(err).__name__}: {err})") \
             from err
-    meta = handle.metadata() or {}
+    meta = handle.metadata() or {}  # type: ignore[no-untyped-call]
     if HEADER_KEY not in meta:
         raise DatasetError(f"{path}: a safetensors file but not a robustmer feature pack (no "
                            f"{HEADER_KEY!r} header)")

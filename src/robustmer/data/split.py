@@ -47,7 +47,8 @@ class Split:
             return tuple(sorted(self.train + self.val + self.test))
         if name not in PARTS:
             raise ConfigError(f"split part {name!r} is not one of {[*PARTS, 'all']}")
-        return getattr(self, name)
+        ids: tuple[str, ...] = getattr(self, name)
+        return ids
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what ``save`` writes)."""

@@ -53,7 +53,36 @@ class _Targets:
                 "label": self._labels[index]}
 
 
-class ExcerptDataset(Dataset[dict[str, Any]]):
+class _Windows(Dataset[dict[str, Any]]):
+    """What both excerpt datasets share: the clips with their targets and names, the epoch,
+    and the seed of each clip's window (``fixed``: from (seed, clip id); ``random``: from
+    (seed, epoch, clip id))."""
+
+    def _set_clips(self, ids: Sequence[str], table: ClipTable, mode: str, seed: int) -> None:
+        self.ids: list[str] = list(ids)
+        self.mode = mode
+        self.seed = int(seed)
+        self.epoch = 0
+        self._targets = _Targets(self.ids, table)
+        self.target_names = self._targets.target_names
+        self.concept_names = self._targets.concept_names
+        self.classes = self._targets.classes
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the windows of ``epoch`` (only changes anything in ``random`` mode)."""
+        self.epoch = int(epoch)
+
+    def window_seed(self, clip_id: str) -> int:
+        """The seed of the clip's current window."""
+        if self.mode == "fixed":
+            return clip_seed("fixed", self.seed, clip_id)
+        return clip_seed("random", self.seed, self.epoch, clip_id)
+
+
+class ExcerptDataset(_Windows):
     """Items ``{id, x (1, 313, bands), targets (K,), concepts (C,), concept_mask, label}``.
 
     ``mode="fixed"``: each clip's window is drawn once from (seed, clip id) and is the same every
@@ -72,35 +101,17 @@ class ExcerptDataset(Dataset[dict[str, Any]]):
         if missing:
             raise DatasetError(f"ExcerptDataset: no spectrogram for clip(s) {missing[:10]}")
         table.check_ids(ids, "ExcerptDataset")
-        self.ids: list[str] = list(ids)
-        self.mode = mode
-        self.seed = int(seed)
+        self._set_clips(ids, table, mode, seed)
         self.frames = int(frames)
-        self.epoch = 0
         self.standardizer = standardizer
         self._specs = {i: specs[i] for i in self.ids}
-        self._targets = _Targets(self.ids, table)
-        self.target_names = self._targets.target_names
-        self.concept_names = self._targets.concept_names
-        self.classes = self._targets.classes
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the windows of ``epoch`` (only changes anything in ``random`` mode)."""
-        self.epoch = int(epoch)
 
     def excerpt_index(self, clip_id: str) -> np.ndarray:
         """Frame indices of the clip's current window (to cut the same window from a waveform)."""
         spec = self._specs.get(clip_id)
         if spec is None:
             raise DatasetError(f"ExcerptDataset: clip {clip_id!r} is not in this dataset")
-        if self.mode == "fixed":
-            seed = clip_seed("fixed", self.seed, clip_id)
-        else:
-            seed = clip_seed("random", self.seed, self.epoch, clip_id)
-        return excerpt_indices(spec.shape[0], self.frames, seed=seed)
+        return excerpt_indices(spec.shape[0], self.frames, seed=self.window_seed(clip_id))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         clip_id = self.ids[index]
@@ -110,7 +121,7 @@ class ExcerptDataset(Dataset[dict[str, Any]]):
                                   torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])
 
 
-class WaveExcerptDataset(Dataset[dict[str, Any]]):
+class WaveExcerptDataset(_Windows):
     """Items ``{id, x (samples,), targets, concepts, concept_mask, label}``: mono audio excerpts
     of ``samples`` samples at the model's sample rate (``waves`` already resampled), for a model
     that owns its front end. Windows are drawn as :class:`ExcerptDataset` draws them (``fixed``:
@@ -128,29 +139,16 @@ class WaveExcerptDataset(Dataset[dict[str, Any]]):
         if missing:
             raise DatasetError(f"WaveExcerptDataset: no audio for clip(s) {missing[:10]}")
         table.check_ids(ids, "WaveExcerptDataset")
-        self.ids: list[str] = list(ids)
-        self.mode, self.seed, self.samples, self.epoch = mode, int(seed), int(samples), 0
+        self._set_clips(ids, table, mode, seed)
+        self.samples = int(samples)
         self._waves = {i: waves[i] for i in self.ids}
-        self._targets = _Targets(self.ids, table)
-        self.target_names = self._targets.target_names
-        self.concept_names = self._targets.concept_names
-        self.classes = self._targets.classes
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the windows of ``epoch`` (only changes anything in ``random`` mode)."""
-        self.epoch = int(epoch)
 
     def excerpt_index(self, clip_id: str) -> np.ndarray:
         """Sample indices of the clip's current window."""
         wave = self._waves.get(clip_id)
         if wave is None:
             raise DatasetError(f"WaveExcerptDataset: clip {clip_id!r} is not in this dataset")
-        seed = (clip_seed("fixed", self.seed, clip_id) if self.mode == "fixed"
-                else clip_seed("random", self.seed, self.epoch, clip_id))
-        return excerpt_indices(len(wave), self.samples, seed=seed)
+        return excerpt_indices(len(wave), self.samples, seed=self.window_seed(clip_id))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         clip_id = self.ids[index]

@@ -78,7 +78,8 @@ def mean_predictor_metrics(train_targets: np.ndarray, test_targets: np.ndarray,
 
 def per_sample_mae(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Mean absolute error of each row (one value per clip)."""
-    return np.abs(np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)).mean(axis=1)
+    err = np.abs(np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64))
+    return np.asarray(err.mean(axis=1))
 
 
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray,

@@ -236,8 +236,8 @@ def summarize_runs(clips: pd.DataFrame, runs: pd.DataFrame | None = None,
     groups: dict[tuple[str, str, str, str], pd.DataFrame] = {}
     for (run_id, *_), g in (clips.groupby(["run_id", *SETTING_COLUMNS], sort=False,
                                           dropna=False) if len(clips) else []):
-        st = (str(g["attack"].iloc[0]), str(g["domain"].iloc[0]), float(g["eps"].iloc[0]))
-        groups[(str(run_id), *setting_key(st))] = g
+        key = (str(g["attack"].iloc[0]), str(g["domain"].iloc[0]), float(g["eps"].iloc[0]))
+        groups[(str(run_id), *setting_key(key))] = g
     if runs is None:
         for g in groups.values():
             rows.append(run_row(g["run_id"].iloc[0], g["model_type"].iloc[0],

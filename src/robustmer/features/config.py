@@ -10,9 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from robustmer.audio.load import SAMPLE_RATE
 from robustmer.errors import ConfigError
 from robustmer.features.filterbank import log_filterbank
 from robustmer.io import stable_hash
+
+DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
+"""The two representations an input comes in: the front end's log-filtered spectrogram, or the
+audio samples it is computed from. They are the domains an attack perturbs (``attacks``, the
+study's ``attack.domain``, the results store's ``domain`` column) and a model type's input kinds
+(``models.types.INPUT_KINDS``): named here once."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,7 @@ class FrontEndConfig:
     the study passed and frames with this float hop (FACTS.md §2).
     """
 
-    sample_rate: int = 22050
+    sample_rate: int = SAMPLE_RATE
     frame_size: int = 2048
     fps: float = 31.3
     bands_per_octave: int = 24
@@ -38,7 +45,8 @@ class FrontEndConfig:
                            ("fref", float)):
             value = getattr(self, name)
             ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-                math.isfinite(value) and value > 0 and (kind is float or float(value).is_integer()))
+                math.isfinite(value) and float(value) > 0
+                and (kind is float or float(value).is_integer()))
             if not ok:
                 what = "a positive integer" if kind is int else "a positive number"
                 raise ConfigError(f"FrontEndConfig.{name}: expected {what}, got {value!r}")

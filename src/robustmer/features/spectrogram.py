@@ -84,7 +84,9 @@ class LogFilteredSpectrogram(nn.Module):
         The one STFT of the package: :meth:`magnitude` (and so the model's input) and the L2I
         explainer (``robustmer.explain.l2i``, which also needs the phase) both use it.
         """
-        return torch.fft.rfft(self.frames(x) * self.window, n=self.config.frame_size)
+        spec: torch.Tensor = torch.fft.rfft(self.frames(x) * self.window,
+                                            n=self.config.frame_size)
+        return spec
 
     def magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., S)`` -> ``(..., T, frame_size // 2)`` STFT magnitude (DC .. Nyquist - 1)."""
@@ -113,4 +115,4 @@ def compute_spectrogram(waveform: np.ndarray,
         raise AudioError(f"compute_spectrogram: expected a 1-D waveform, got shape {wave.shape}")
     with torch.no_grad():
         out = module(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
-    return out.numpy()
+    return np.asarray(out.numpy())

@@ -63,7 +63,8 @@ class Backbone(nn.Module):
         """``(B, 1, T, F)`` spectrogram -> ``(B, out_features)``."""
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input of shape (B, 1, T, F), got {tuple(x.shape)}")
-        return self.features(x)
+        out: torch.Tensor = self.features(x)
+        return out
 
 
 def init_weights(module: nn.Module) -> None:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from robustmer.errors import ConfigError
-from robustmer.models.types import INPUT_KINDS, ModelType
+from robustmer.models.types import INPUT_KINDS, ModelType, register_config_reader
 from robustmer.userfiles import (
     callable_source,
     load_callable,
@@ -181,3 +181,6 @@ def rebuild_factory(config: Mapping[str, Any]) -> nn.Module:
                       stacklevel=2)
     mt = FactoryType.from_config(config)
     return mt.build(int(config["n_outputs"]), int(config.get("n_concepts", 0)))
+
+
+register_config_reader("factory", FactoryType.from_config, rebuild_factory)

@@ -81,7 +81,8 @@ class MERModel(nn.Module):
             raise ConfigError(f"concept_contributions needs a bottleneck model (a2b2e, a2m2e); "
                               f"this model is {self.kind!r}")
         b = self.bottleneck(self.backbone(x))
-        return b[:, None, :] * self.head.weight[None, :, :]
+        out: torch.Tensor = b[:, None, :] * self.head.weight[None, :, :]
+        return out
 
     @property
     def contribution_bias(self) -> torch.Tensor:
@@ -92,8 +93,9 @@ class MERModel(nn.Module):
 def head_outputs(model: nn.Module, h: torch.Tensor) -> dict[str, torch.Tensor | None]:
     """The ``forward_all`` dict from backbone features ``h``, for any model with
     ``bottleneck`` (or None) and ``head`` (a :class:`MERModel` or a stacked one)."""
-    b = model.bottleneck(h) if model.bottleneck is not None else None
-    return {"output": model.head(b if b is not None else h), "bottleneck": b}
+    bottleneck, head = getattr(model, "bottleneck"), getattr(model, "head")  # noqa: B009
+    b = bottleneck(h) if bottleneck is not None else None
+    return {"output": head(b if b is not None else h), "bottleneck": b}
 
 
 class BottleneckOutput(nn.Module):

@@ -276,4 +276,5 @@ class SeedInterleaved(nn.Module):
             raise ValueError(f"expected input of shape (b*{s}, 1, T, F) (whole groups of the "
                              f"{s} seeds' rows), got {tuple(x.shape)}")
         out = self.stacked(x.reshape(x.shape[0] // s, s, *x.shape[2:]))  # (S, b, n)
-        return out.transpose(0, 1).reshape(x.shape[0], -1)
+        flat: torch.Tensor = out.transpose(0, 1).reshape(x.shape[0], -1)
+        return flat

@@ -16,25 +16,43 @@ trained) and a classifier head. A user's own model enters as a :class:`FactoryTy
 The loss is written once for a stack of S seeds (``(S, B, n)`` outputs; the solo run is S = 1),
 with the very operations of the solo recipe, so training one seed or S stacked seeds computes
 each seed's gradient the same way (docs/training.md, "Batched seeds").
+
+Examples:
+    >>> import torch
+    >>> from robustmer.models.types import get_type, names, rebuild
+    >>> names("regression")
+    ['A2E', 'A2B2E', 'A2M2E', 'aA2E', 'aA2B2E']
+    >>> a2m2e = get_type("a2m2e")  # any case
+    >>> a2m2e.name, a2m2e.task, a2m2e.needs_concepts, a2m2e.input_spec()
+    ('A2M2E', 'regression', True, {'kind': 'spectrogram'})
+    >>> model, config = a2m2e.create(n_outputs=8, n_concepts=7, settings={"width": 0.0625})
+    >>> out = a2m2e.forward(model.eval(), torch.zeros(2, 1, 313, 149))
+    >>> tuple(out["output"].shape), tuple(out["bottleneck"].shape)
+    ((2, 8), (2, 7))
+    >>> type(rebuild(config)).__name__  # what a checkpoint records rebuilds the network
+    'MERModel'
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robustmer.errors import ConfigError
+from robustmer.features import DOMAINS
 from robustmer.models.backbone import DROPOUT
 from robustmer.models.heads import BOTTLENECK_KINDS, build_model
 
 TASKS: tuple[str, ...] = ("regression", "classification")
-INPUT_KINDS: tuple[str, ...] = ("spectrogram", "waveform")
+INPUT_KINDS: tuple[str, ...] = DOMAINS
+"""A model's input is a spectrogram excerpt or audio samples (``robustmer.features.DOMAINS``)."""
 DEFAULT_BOTTLENECK = 7
 """Bottleneck width when the data has no concepts (the paper's 7 mid-level concepts)."""
 SPECTROGRAM_INPUT: dict[str, Any] = {"kind": "spectrogram"}
@@ -177,11 +195,15 @@ class MERType(ModelType):
     head (``a2e``, ``a2b2e``, ``a2m2e``, ``classifier``); settings ``width`` and ``dropout``."""
 
     kind: str = "a2e"
+    DEFAULT_SETTINGS: ClassVar[Mapping[str, float]] = MappingProxyType(
+        {"width": 1.0, "dropout": DROPOUT})
+    """The settings a model of this family is built with unless given: full width and the
+    paper's dropout (a study's ``train.width`` / ``train.dropout`` default to these)."""
 
     def build(self, n_outputs: int, n_concepts: int = 0,
               settings: Mapping[str, Any] | None = None) -> nn.Module:
         """``build_model(kind, ...)`` with the data's numbers of outputs and concepts."""
-        s = dict(settings or {})
+        s = {**self.DEFAULT_SETTINGS, **(settings or {})}
         unknown = sorted(set(s) - set(self.settings_keys()))
         if unknown:
             raise ConfigError(f"model type {self.name}: unknown setting(s) {unknown}; allowed: "
@@ -189,12 +211,12 @@ class MERType(ModelType):
         if self.needs_concepts and n_concepts < 1:
             raise ConfigError(f"model type {self.name} learns concepts: the data has none")
         if self.task == "classification":
-            return build_model(self.kind, width=s.get("width", 1.0), n_outputs=max(1, n_outputs),
-                               n_classes=n_outputs, dropout=s.get("dropout", DROPOUT))
+            return build_model(self.kind, width=s["width"], n_outputs=max(1, n_outputs),
+                               n_classes=n_outputs, dropout=s["dropout"])
         bottleneck = n_concepts if (self.kind in BOTTLENECK_KINDS and n_concepts) else (
             DEFAULT_BOTTLENECK)
-        return build_model(self.kind, width=s.get("width", 1.0), n_outputs=n_outputs,
-                           n_concepts=bottleneck, dropout=s.get("dropout", DROPOUT))
+        return build_model(self.kind, width=s["width"], n_outputs=n_outputs,
+                           n_concepts=bottleneck, dropout=s["dropout"])
 
     def settings_keys(self) -> tuple[str, ...]:
         """``width`` (channel multiplier) and ``dropout`` (Dropout2d after both pools)."""
@@ -241,13 +263,30 @@ def order(types: list[str] | tuple[str, ...] | Any) -> list[str]:
     return known + sorted(t for t in uniq if t not in REGISTRY)
 
 
+CONFIG_READERS: dict[str, tuple[Callable[[Mapping[str, Any]], ModelType],
+                                Callable[[Mapping[str, Any]], nn.Module]]] = {}
+"""Recorded model configs that are not robustmer heads: a config holding the key is read by
+``(type of the config, rebuild)``. ``models.factory`` registers ``"factory"`` (the package
+imports it, so it is registered whenever this module is)."""
+
+
+def register_config_reader(key: str, model_type: Callable[[Mapping[str, Any]], ModelType],
+                           rebuild: Callable[[Mapping[str, Any]], nn.Module]) -> None:
+    """Make :func:`for_config` / :func:`rebuild` read recorded configs that hold ``key``."""
+    CONFIG_READERS[key] = (model_type, rebuild)
+
+
+def _reader(config: Mapping[str, Any]) -> tuple[Callable[[Mapping[str, Any]], ModelType],
+                                                 Callable[[Mapping[str, Any]], nn.Module]] | None:
+    return next((r for key, r in CONFIG_READERS.items() if key in config), None)
+
+
 def for_config(config: Mapping[str, Any]) -> ModelType:
     """The type that rebuilds a recorded model ``config`` (a checkpoint's model_config.json):
     a factory's own record, else the plain (not adversarial) type of its head kind."""
-    if "factory" in config:
-        from robustmer.models.factory import FactoryType
-
-        return FactoryType.from_config(config)
+    reader = _reader(config)
+    if reader is not None:
+        return reader[0](config)
     kind = config.get("kind")
     for t in REGISTRY.values():
         if isinstance(t, MERType) and t.kind == kind and not t.adversarial:
@@ -257,10 +296,9 @@ def for_config(config: Mapping[str, Any]) -> ModelType:
 
 def rebuild(config: Mapping[str, Any]) -> nn.Module:
     """The network a recorded ``config`` describes, freshly initialised (load weights next)."""
-    if "factory" in config:
-        from robustmer.models.factory import rebuild_factory
-
-        return rebuild_factory(config)
+    reader = _reader(config)
+    if reader is not None:
+        return reader[1](config)
     try:
         return build_model(**config)
     except TypeError as err:

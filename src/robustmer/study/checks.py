@@ -21,11 +21,12 @@ from torch import nn
 from robustmer import io
 from robustmer.attacks import checks as ck
 from robustmer.attacks.bim import BIM
-from robustmer.data.prepare import PreparedData
+from robustmer.data.prepared import PreparedData
 from robustmer.errors import ConfigError
 from robustmer.evaluate.checks_table import CHECKS_COLUMNS, CHECKS_FILE, read_checks
 from robustmer.study.checkspec import CheckSpec
 from robustmer.study.config import StudyConfig
+from robustmer.study.layout import run_id_of, train_dir_of
 from robustmer.train import load_run
 
 Log = Callable[[str], None]
@@ -33,21 +34,13 @@ Log = Callable[[str], None]
 
 def _study_settings(config: StudyConfig) -> list[dict[str, Any]]:
     """The study's bounded spectrogram-domain attack settings as plain dicts (``eps``, ``eta``,
-    ``max_iters``, ``norm``, ``stop``), whichever form the ``attack:`` block has (one BIM, or
-    a list of attack-spec settings)."""
-    a = config.attack
-    if hasattr(a, "settings"):  # the attack-spec form: one setting per budget and preset
-        out = []
-        for st in a.settings:
-            s = st.spec.settings
-            if st.domain == "spectrogram" and st.spec.eps == st.spec.eps and "eta" in s:
-                out.append({k: s.get(k) for k in ("eps", "eta", "max_iters", "norm", "stop")})
-        return out
-    if a.domain != "spectrogram":
-        return []
-    eps = a.eps if isinstance(a.eps, (list, tuple)) else [a.eps]
-    return [{"eps": e, "eta": a.eta, "max_iters": a.iters, "norm": a.norm, "stop": a.stop}
-            for e in eps]
+    ``max_iters``, ``norm``, ``stop``): one per budget and preset of the ``attack:`` block."""
+    out = []
+    for st in config.attack.settings:
+        s = st.spec.settings
+        if st.domain == "spectrogram" and st.spec.eps == st.spec.eps and "eta" in s:
+            out.append({k: s.get(k) for k in ("eps", "eta", "max_iters", "norm", "stop")})
+    return out
 
 
 def _budgets(config: StudyConfig, spec: CheckSpec) -> list[float]:
@@ -115,8 +108,6 @@ def run_checks(config: StudyConfig, data: PreparedData, out: Path, runs: pd.Data
     spec = config.checks
     if spec is None or not spec.enabled:
         return read_checks(out)
-    from robustmer.study.runner import run_id_of  # the runner imports this module lazily
-
     # one row per run (runs.csv may hold one row per run x attack setting)
     done = runs[runs["status"] == "done"].drop_duplicates("run_id").to_dict("records")
     table = _Table(Path(out))
@@ -126,9 +117,12 @@ def run_checks(config: StudyConfig, data: PreparedData, out: Path, runs: pd.Data
     models: dict[str, nn.Module] = {}
     refs: dict[tuple[str, float], ck.Outcome] = {}
 
+    by_id = {str(r["run_id"]): r for r in done}
+
     def model_of(run_id: str) -> nn.Module:
         if run_id not in models:
-            models[run_id] = load_run(Path(out) / "runs" / run_id / "train",
+            run = by_id[run_id]
+            models[run_id] = load_run(train_dir_of(Path(out), run["model_type"], int(run["seed"])),
                                       device=device).model.eval()
         return models[run_id]
 
@@ -162,8 +156,7 @@ def run_checks(config: StudyConfig, data: PreparedData, out: Path, runs: pd.Data
                     f"{'FLAG' if flags else 'pass'}")
         if "transfer" not in spec.run:
             continue
-        by_id = {str(r["run_id"]): r for r in done}
-        for src_id, tgt_id in _transfer_pairs(config, spec, by_id, run_id_of):
+        for src_id, tgt_id in _transfer_pairs(config, spec, by_id):
             tgt = by_id[tgt_id]
             setting = f"{src_id} -> {tgt_id}"
             f = table.frame
@@ -180,8 +173,8 @@ def run_checks(config: StudyConfig, data: PreparedData, out: Path, runs: pd.Data
     return table.frame
 
 
-def _transfer_pairs(config: StudyConfig, spec: CheckSpec, done: dict[str, Any],
-                    run_id_of: Callable[[str, int], str]) -> list[tuple[str, str]]:
+def _transfer_pairs(config: StudyConfig, spec: CheckSpec,
+                    done: dict[str, Any]) -> list[tuple[str, str]]:
     """(source run, target run) pairs: each configured type pair at every seed both ran, and
     (``transfer_seeds``) the first two seeds of each type, both ways."""
     pairs: list[tuple[str, str]] = []

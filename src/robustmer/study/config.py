@@ -12,87 +12,39 @@ from typing import Any
 
 import yaml
 
-from robustmer.attacks.spec import AttackSpec, setting_id
+from robustmer.attacks.base import DEFAULT_EPS, DEFAULT_ETA
+from robustmer.attacks.spec import AttackSpec, entry
 from robustmer.data.synth import FORMAT_VERSION as SYNTH_FORMAT
 from robustmer.data.synth import FORMAT_VERSIONS as SYNTH_FORMATS
 from robustmer.errors import ConfigError
 from robustmer.models import types as mtypes
-from robustmer.models.backbone import DROPOUT
-from robustmer.models.factory import FactoryType, resolve_factory
+from robustmer.models.factory import FactoryType
+from robustmer.study.attack_block import (
+    DEFAULT_ATTACK,
+    AttackSetting,
+    StudyAttack,
+    parse_attack,
+)
 from robustmer.study.checkspec import CheckSpec, parse_checks
 from robustmer.study.executor import RayOptions
+from robustmer.study.model_entries import FACTORY_KEYS, model_type_name, parse_model
 from robustmer.train.config import LR_SCHEDULES
 from robustmer.userfiles import resolve_callable
 
+__all__ = [
+    "DEFAULT_ATTACK", "DEFAULT_MODELS", "EXAMPLES", "FACTORY_KEYS", "AttackSetting", "DataSpec",
+    "StudyAttack", "StudyConfig", "TrainSpec", "entry_fixed", "for_outputs", "load_config",
+    "model_type_name", "parse_config", "parse_model", "training_attack",
+]
+
+DEFAULT_SEEDS: tuple[int, ...] = (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
+"""The paper's ten seeds."""
 DEFAULT_MODELS: tuple[str, ...] = tuple(mtypes.names("regression"))
 """The study's default model list: every registered regression type (the paper's five)."""
-DEFAULT_ATTACK: dict[str, str] = {"regression": "bim", "classification": "untargeted_pgd"}
 EXAMPLES: tuple[str, ...] = ("media", "all", "none")
 """``write_examples``: which attacked clips keep their δ (and WAVs): the ones the report plays
 (the first ``media_clips`` of each type's lowest seed, first attack setting), every clip, or
 none (``true`` / ``false`` are accepted for all / none)."""
-"""The attack a study of each task uses when its ``attack:`` block names none."""
-FACTORY_KEYS: tuple[str, ...] = ("name", "factory", "task", "input", "sample_rate", "seconds",
-                                 "train", "adversarial", "concepts", "settings")
-"""Keys of a user model entry in ``models:`` (docs/own-model.md)."""
-
-
-def model_type_name(name: str, where: str = "model type") -> str:
-    """The canonical spelling of a registered model type, accepted in any case."""
-    return mtypes.get_type(name, where).name
-
-
-def parse_model(raw: Any, where: str) -> mtypes.ModelType:
-    """One ``models:`` entry: a registered name (any case), or a user model as a mapping::
-
-        {name: WaveNet, factory: my_models.py:build, task: regression, input: waveform,
-         sample_rate: 16000, seconds: 4.0, train: true, adversarial: false, concepts: false,
-         settings: {channels: 16}}
-
-    (a file path resolves against the current directory). The type is registered, so the
-    report and the store order it as given."""
-    if isinstance(raw, str):
-        if ":" in raw:
-            raise ConfigError(f"{where}: {raw!r} looks like a factory; give a mapping with "
-                              f"name: and factory: (docs/own-model.md)")
-        return mtypes.get_type(raw, where)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a model type name or a mapping with name: and "
-                          f"factory:, found {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(FACTORY_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {list(FACTORY_KEYS)}")
-    for key in ("name", "factory"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ConfigError(f"{where}.{key}: required (a non-empty string)")
-    for key in ("train", "adversarial", "concepts"):
-        if key in raw and not isinstance(raw[key], bool):
-            raise ConfigError(f"{where}.{key}: expected true or false, found {raw[key]!r}")
-    settings = raw.get("settings") or {}
-    if not isinstance(settings, dict):
-        raise ConfigError(f"{where}.settings: expected a mapping of the factory's keyword "
-                          f"arguments, found {settings!r}")
-    if raw.get("adversarial"):
-        raise ConfigError(f"{where}.adversarial: adversarial training of a user model is not "
-                          f"supported yet; compare with the built-in aA2E / aA2B2E instead")
-    existing = {n.lower(): n for n in mtypes.REGISTRY}
-    clash = existing.get(str(raw["name"]).lower())
-    if clash is not None and not isinstance(mtypes.REGISTRY[clash], FactoryType):
-        raise ConfigError(f"{where}.name: {raw['name']!r} is a built-in model type; choose "
-                          f"another name")
-    try:
-        mt = FactoryType(name=raw["name"], factory=resolve_factory(raw["factory"],
-                                                                   f"{where}.factory"),
-                         task=raw.get("task", "regression"), input=raw.get("input",
-                                                                           "spectrogram"),
-                         sample_rate=raw.get("sample_rate"), seconds=raw.get("seconds"),
-                         trainable=raw.get("train", True),
-                         needs_concepts=raw.get("concepts", False), settings=dict(settings))
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    return mtypes.register(mt, replace=True)
-
-
 @dataclass(frozen=True)
 class DataSpec:
     """Where the clips come from. ``root``: a dataset (a manifest CSV, a ``dataset.yaml``, a
@@ -123,8 +75,8 @@ class TrainSpec:
     trained as one batched model (``robustmer.train.batched``; not the adversarially trained
     types, which train one by one)."""
 
-    width: float = 1.0
-    dropout: float = DROPOUT
+    width: float = mtypes.MERType.DEFAULT_SETTINGS["width"]
+    dropout: float = mtypes.MERType.DEFAULT_SETTINGS["dropout"]
     epochs: int = 200
     patience: int = 50
     batch_size: int = 8
@@ -132,8 +84,8 @@ class TrainSpec:
     device: str = "cpu"
     adv_every: int = 5
     adv_iters: int = 50
-    adv_eps: float = 0.001
-    adv_eta: float = 0.002
+    adv_eps: float = DEFAULT_EPS
+    adv_eta: float = DEFAULT_ETA
     adv_attack: str = "bim"
     amp: bool = False
     standardize_targets: bool = False
@@ -143,143 +95,14 @@ class TrainSpec:
     batch_seeds: bool = False
 
 
-DOMAINS: tuple[str, ...] = ("spectrogram", "waveform")
-BLOCK_KEYS: tuple[str, ...] = ("name", "domain", "eps", "eta", "batch_size", "presets")
-"""Keys of the study's ``attack:`` block that are not plain settings of the attack."""
-
-
-@dataclass(frozen=True)
-class AttackSetting:
-    """One attack setting of the study: an attack spec in a domain (its own results folder)."""
-
-    spec: AttackSpec
-    domain: str = "spectrogram"
-
-    @property
-    def id(self) -> str:
-        """Folder name ``runs/<run_id>/attack/<id>/`` (``attacks.spec.setting_id``)."""
-        return setting_id(self.spec, self.domain)
-
-    @property
-    def key(self) -> tuple[str, str, float]:
-        """``(attack, domain, eps)``: the results store's setting columns."""
-        return (self.spec.name, self.domain, self.spec.eps)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"id", "domain", "attack": <spec dict>}``."""
-        return {"id": self.id, "domain": self.domain, "attack": self.spec.to_dict()}
-
-
-@dataclass(frozen=True)
-class StudyAttack:
-    """The study's ``attack:`` block: one attack over a list of budgets, plus named presets.
-
-    YAML (every key optional)::
-
-        attack:
-          name: bim               # any registered regression attack (attacks/spec.py)
-          domain: spectrogram     # or waveform
-          eps: [0.0003, 0.001]    # one number or a list: one setting per budget
-          eta: 0.002              # one number, or one per eps
-          iters: 1000             # ... and any other setting of the attack (stop, norm, ...)
-          batch_size: 8
-          presets: [reference]    # extra settings: a name, or {name: ..., domain: ..., <settings>}
-    """
-
-    settings: tuple[AttackSetting, ...] = ()
-    batch_size: int = 8
-    block: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def domain(self) -> str:
-        """The domain of the first setting (the block's ``domain``)."""
-        return self.settings[0].domain if self.settings else "spectrogram"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The block as given (normalised) plus every resolved setting."""
-        return {**self.block, "batch_size": self.batch_size,
-                "settings": [s.to_dict() for s in self.settings]}
-
-
-def _parse_attack(raw: Any, where: str, task: str = "regression",
-                  n_outputs: int | None = None,
-                  target_range: float | None = None) -> StudyAttack:
-    """Validate the ``attack:`` block into its settings (errors name ``where`` and the key);
-    ``task``: the study's, which the attacks must attack (default name: ``DEFAULT_ATTACK``)."""
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
-    domain = raw.get("domain", "spectrogram")
-    if domain not in DOMAINS:
-        raise ConfigError(f"{where}.domain must be one of {list(DOMAINS)}, found {domain!r}")
-    batch_size = raw.get("batch_size", 8)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ConfigError(f"{where}.batch_size must be an integer >= 1, found {batch_size!r}")
-    name = raw.get("name", DEFAULT_ATTACK[task])
-    base = {k: v for k, v in raw.items() if k not in BLOCK_KEYS}
-    eps = raw.get("eps", 0.001)
-    eps_list = eps if isinstance(eps, list) else [eps]
-    if not eps_list:
-        raise ConfigError(f"{where}.eps: give at least one budget")
-    eta = raw.get("eta", 0.002)
-    eta_list = eta if isinstance(eta, list) else [eta] * len(eps_list)
-    if len(eta_list) != len(eps_list):
-        raise ConfigError(f"{where}.eta: give one number or one per eps "
-                          f"({len(eps_list)}), found {len(eta_list)}")
-    settings: list[AttackSetting] = []
-    for k, (e, h) in enumerate(zip(eps_list, eta_list, strict=True)):
-        for key, val, many in (("eps", e, isinstance(eps, list)),
-                               ("eta", h, isinstance(eta, list))):
-            if isinstance(val, bool) or not isinstance(val, int | float) or not val > 0:
-                at_key = f"{key}[{k}]" if many else key
-                raise ConfigError(f"{where}.{at_key}: expected a positive number, found {val!r}")
-        at = f"{where}.eps[{k}]" if isinstance(eps, list) else where
-        spec = AttackSpec.from_dict({"name": name, **base, "eps": e, "eta": h}, where=at,
-                                    n_outputs=n_outputs, target_range=target_range)
-        settings.append(AttackSetting(spec, domain))
-    presets = raw.get("presets", [])
-    if not isinstance(presets, list):
-        raise ConfigError(f"{where}.presets: expected a list of names or mappings")
-    for k, item in enumerate(presets):
-        at = f"{where}.presets[{k}]"
-        item = {"name": item} if isinstance(item, str) else item
-        if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"{at}: expected an attack name or a mapping with 'name'")
-        item = dict(item)
-        p_domain = item.pop("domain", domain)
-        if p_domain not in DOMAINS:
-            raise ConfigError(f"{at}.domain must be one of {list(DOMAINS)}, found {p_domain!r}")
-        settings.append(AttackSetting(AttackSpec.from_dict(item, where=at, n_outputs=n_outputs,
-                                                           target_range=target_range),
-                                      p_domain))
-    for k, st in enumerate(settings):
-        if st.spec.task != task:
-            raise ConfigError(f"{where}: attack {st.spec.name!r} attacks {st.spec.task} models; "
-                              f"this study's models do {task} (choose from "
-                              f"{_attack_names(task)})")
-        if any(o.id == st.id for o in settings[:k]):
-            raise ConfigError(f"{where}: the setting {st.id!r} appears twice")
-    block = {"name": name, "domain": domain,
-             "eps": [float(e) for e in eps_list], "eta": [float(h) for h in eta_list],
-             **base, "presets": presets}
-    return StudyAttack(tuple(settings), batch_size, block, dict(raw))
-
-
 def for_outputs(config: StudyConfig, n_outputs: int, where: str = "attack",
                 target_range: float | None = None) -> StudyConfig:
     """The study with its attack settings resolved for models of ``n_outputs`` outputs whose
     targets span ``target_range`` (known once the data is read): with fewer than 3 outputs, a
     stopping rule left to its default is ``mse`` with thresholds scaled to the range, and an
     explicit ``corr`` is refused (``AttackSpec.from_dict``)."""
-    attack = _parse_attack(config.attack.raw, where, config.task, n_outputs, target_range)
+    attack = parse_attack(config.attack.raw, where, config.task, n_outputs, target_range)
     return dataclasses.replace(config, attack=attack)
-
-
-def _attack_names(task: str) -> list[str]:
-    from robustmer.attacks.spec import names_for
-
-    return names_for(task)
 
 
 @dataclass(frozen=True)
@@ -294,10 +117,10 @@ class StudyConfig:
     name: str
     output: str
     models: tuple[str, ...] = DEFAULT_MODELS
-    seeds: tuple[int, ...] = (6, 21, 42, 796, 950, 2025, 2324, 2451, 3100, 7192)
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
-    attack: StudyAttack = field(default_factory=lambda: _parse_attack(None, "attack"))
+    attack: StudyAttack = field(default_factory=lambda: parse_attack(None, "attack"))
     media_clips: int = 3
     write_examples: str = "media"
     ray: RayOptions = field(default_factory=RayOptions)
@@ -344,7 +167,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         if kind is float and isinstance(val, int) and not isinstance(val, bool):
             val = float(val)
         wrong_type = kind in (int, float, str, bool) and not isinstance(val, kind)
-        if wrong_type or (kind in (int, float) and isinstance(val, bool)):
+        if kind is not None and (wrong_type or (kind in (int, float) and isinstance(val, bool))):
             raise ConfigError(f"{where}.{key}: expected {kind.__name__}, found {val!r}")
         values[key] = val
     return cls(**values)
@@ -352,6 +175,49 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     """Validate a study config mapping; every error names ``source`` and the offending key."""
+    _check_keys(raw, source)
+    types, task = _parse_models(raw, source)
+    models = [t.name for t in types]
+    comparisons = _parse_comparisons(raw.get("comparisons"), models, source)
+    seeds = _parse_seeds(raw, source)
+    data = _build(DataSpec, raw.get("data"), f"{source}: data")
+    train = _build(TrainSpec, raw.get("train"), f"{source}: train")
+    attack = parse_attack(raw.get("attack"), f"{source}: attack", task)
+    _check_data(data, types, attack, source)
+    _check_train(train, data, attack, source)
+    media = raw.get("media_clips", 3)
+    if not isinstance(media, int) or isinstance(media, bool) or media < 0:
+        raise ConfigError(f"{source}: media_clips must be an integer >= 0")
+    ray = _parse_ray(raw, source)
+    if train.jobs < 1:
+        raise ConfigError(f"{source}: train.jobs must be >= 1, found {train.jobs}")
+    if train.batch_seeds and train.amp:
+        raise ConfigError(f"{source}: train.batch_seeds and train.amp exclude each other (amp's "
+                          f"loss scaler is global: one seed's overflow would skip every seed's "
+                          f"step); turn one off")
+    examples = raw.get("write_examples", "media")
+    examples = {True: "all", False: "none"}.get(examples, examples)  # the older true / false
+    if examples not in EXAMPLES:
+        raise ConfigError(f"{source}: write_examples must be one of {list(EXAMPLES)} (media: "
+                          f"only the clips the report plays; all: every attacked clip, about "
+                          f"2 MB each in the waveform domain), found {examples!r}")
+    checks = parse_checks(raw.get("checks"), source, attack, models)
+    if checks is not None and checks.enabled:
+        odd = [t.name for t in types if t.task != "regression" or t.input_kind != "spectrogram"]
+        if odd:
+            raise ConfigError(f"{source}: checks: the checks attack spectrogram regressors; "
+                              f"model type(s) {odd} are not (remove them or the checks block)")
+    if train.batch_seeds and any(isinstance(t, FactoryType) for t in types):
+        raise ConfigError(f"{source}: train.batch_seeds stacks robustmer's own networks; the "
+                          f"user models train one by one (set it to false)")
+    return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
+                       seeds=tuple(seeds), data=data, train=train, attack=attack,
+                       media_clips=media, write_examples=examples, ray=ray,
+                       checks=checks, types=tuple(types), comparisons=comparisons, task=task)
+
+
+def _check_keys(raw: Any, source: str) -> None:
+    """A mapping of known keys with a ``name`` and an ``output``."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study config must be a mapping")
     allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips",
@@ -362,6 +228,12 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
     for key in ("name", "output"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigError(f"{source}: '{key}' must be a non-empty string")
+
+
+def _parse_models(raw: dict[str, Any],
+                  source: str) -> tuple[list[mtypes.ModelType], str]:
+    """``models:``: the types (registered names or user models, no duplicates) and their one
+    task."""
     raw_models = raw.get("models", list(DEFAULT_MODELS))
     if not isinstance(raw_models, list) or not raw_models:
         raise ConfigError(f"{source}: 'models' must be a non-empty list of model types "
@@ -376,17 +248,24 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         raise ConfigError(f"{source}: 'models' mixes tasks {tasks} "
                           f"({', '.join(f'{t.name}: {t.task}' for t in types)}); a study "
                           f"compares models of one task")
-    task = tasks[0]
-    comparisons = _parse_comparisons(raw.get("comparisons"), models, source)
-    seeds = raw.get("seeds", list(StudyConfig.__dataclass_fields__["seeds"].default))
+    return types, tasks[0]
+
+
+def _parse_seeds(raw: dict[str, Any], source: str) -> list[int]:
+    """``seeds:``: a non-empty list of distinct integers (default: the paper's ten)."""
+    seeds = raw.get("seeds", list(DEFAULT_SEEDS))
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise ConfigError(f"{source}: 'seeds' must be a non-empty list of integers")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{source}: 'seeds' has duplicates: {seeds}")
-    data = _build(DataSpec, raw.get("data"), f"{source}: data")
-    train = _build(TrainSpec, raw.get("train"), f"{source}: train")
-    attack = _parse_attack(raw.get("attack"), f"{source}: attack", task)
+    return seeds
+
+
+def _check_data(data: DataSpec, types: list[mtypes.ModelType], attack: StudyAttack,
+                source: str) -> None:
+    """The data fits the models and the attack: audio models are attacked on audio, a feature
+    pack holds no audio and excludes the other sources, ``data.make`` names a callable."""
     waveform = [t.name for t in types if t.input_kind == "waveform"]
     spectrogram_settings = [st.id for st in attack.settings if st.domain == "spectrogram"]
     if waveform and spectrogram_settings:
@@ -414,6 +293,11 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
             raise ConfigError(f"{source}: attack.domain waveform needs the audio; this study's "
                               f"data is the feature pack {data.pack} (spectrograms only); use "
                               f"attack.domain spectrogram, or data.root for the audio folder")
+
+
+def _check_train(train: TrainSpec, data: DataSpec, attack: StudyAttack, source: str) -> None:
+    """The recipe's values are in range, the synthetic format exists, and the training attack
+    (``train.adv_*``) is a valid regression attack."""
     if train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"{source}: train.lr_schedule must be one of {list(LR_SCHEDULES)}, "
                           f"found {train.lr_schedule!r}")
@@ -430,41 +314,18 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         if ival < 1:
             raise ConfigError(f"{source}: {name} must be >= 1, found {ival}")
     training_attack(train, attack, f"{source}: train")  # validates adv_attack and its budget
-    media = raw.get("media_clips", 3)
-    if not isinstance(media, int) or isinstance(media, bool) or media < 0:
-        raise ConfigError(f"{source}: media_clips must be an integer >= 0")
-    ray = _build(RayOptions, raw.get("ray"), f"{source}: ray")
+
+
+def _parse_ray(raw: dict[str, Any], source: str) -> RayOptions:
+    """``ray:``: where and how Ray runs the study's tasks."""
+    ray: RayOptions = _build(RayOptions, raw.get("ray"), f"{source}: ray")
     if ray.address is not None and not isinstance(ray.address, str):
         raise ConfigError(f"{source}: ray.address must be a string such as 'auto' or "
                           f"'HOST:6379', found {ray.address!r}")
     if ray.num_gpus < 0 or ray.num_cpus < 0 or ray.max_retries < 0:
         raise ConfigError(f"{source}: ray.num_gpus, ray.num_cpus and ray.max_retries must be "
                           f">= 0, found {ray.num_gpus}, {ray.num_cpus}, {ray.max_retries}")
-    if train.jobs < 1:
-        raise ConfigError(f"{source}: train.jobs must be >= 1, found {train.jobs}")
-    if train.batch_seeds and train.amp:
-        raise ConfigError(f"{source}: train.batch_seeds and train.amp exclude each other (amp's "
-                          f"loss scaler is global: one seed's overflow would skip every seed's "
-                          f"step); turn one off")
-    examples = raw.get("write_examples", "media")
-    examples = {True: "all", False: "none"}.get(examples, examples)  # the older true / false
-    if examples not in EXAMPLES:
-        raise ConfigError(f"{source}: write_examples must be one of {list(EXAMPLES)} (media: "
-                          f"only the clips the report plays; all: every attacked clip, about "
-                          f"2 MB each in the waveform domain), found {examples!r}")
-    checks = parse_checks(raw.get("checks"), source, attack, models)
-    if checks is not None and checks.enabled:
-        odd = [t.name for t in types if t.task != "regression" or t.input_kind != "spectrogram"]
-        if odd:
-            raise ConfigError(f"{source}: checks: the checks attack spectrogram regressors; "
-                              f"model type(s) {odd} are not (remove them or the checks block)")
-    if train.batch_seeds and any(isinstance(t, FactoryType) for t in types):
-        raise ConfigError(f"{source}: train.batch_seeds stacks robustmer's own networks; the "
-                          f"user models train one by one (set it to false)")
-    return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
-                       seeds=tuple(seeds), data=data, train=train, attack=attack,
-                       media_clips=media, write_examples=examples, ray=ray,
-                       checks=checks, types=tuple(types), comparisons=comparisons, task=task)
+    return ray
 
 
 def _parse_comparisons(raw: Any, models: list[str], source: str) -> tuple[tuple[str, str], ...]:
@@ -513,8 +374,6 @@ def training_attack(train: TrainSpec, attack: StudyAttack,
 
 def entry_fixed(name: str) -> dict[str, Any]:
     """Settings a registered preset fixes (empty for a plain attack)."""
-    from robustmer.attacks.spec import entry
-
     return entry(name).fixed
 
 

@@ -32,13 +32,11 @@ would skip every seed's step).
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -47,93 +45,29 @@ from tqdm.auto import tqdm
 from robustmer import io
 from robustmer.errors import CheckpointError, ConfigError
 from robustmer.models import MERModel
-from robustmer.models.stacked import StackedModel, stack_tensors, unstack_tensor
+from robustmer.models.stacked import StackedModel
 from robustmer.models.types import ModelType, get_type
 from robustmer.train import checkpoint as ck
+from robustmer.train import runfolder as rf
+from robustmer.train import runtime as rt
 from robustmer.train.config import TrainConfig
-from robustmer.train.options import TargetScaler, fit_target_scaler, scheduled_lr
-from robustmer.train.trainer import (
-    TrainResult,
-    _device,
-    _open_tensorboard,
-    _rated_copy,
-    _to_device,
-    _write_history,
-    epoch_generator,
-    epoch_record,
-    evaluate_model,
-    finish_run,
-    load_last,
-    mixed_precision,
-    output_sizes,
-    save_epoch,
-    seed_everything,
-    update_early_stopping,
-    validation_score,
-    write_run_files,
+from robustmer.train.early_stopping import EarlyStopping
+from robustmer.train.evaluation import evaluate_model, output_sizes, validation_score
+from robustmer.train.options import TargetScaler, fit_target_scaler, rated_copy, scheduled_lr
+from robustmer.train.stacked_state import (
+    seed_generator,
+    solo_cpu_rng,
+    stack_optimizer_states,
+    store_generator,
+    unstack_optimizer_state,
 )
+from robustmer.train.trainer import epoch_record
+
+__all__ = ["SeedCallback", "stack_optimizer_states", "train_runs_batched",
+           "unstack_optimizer_state"]
 
 SeedCallback = Callable[[int, int, dict[str, Any]], None]
 """``cb(seed, epoch, history_record)``, called after that seed's epoch checkpoint is on disk."""
-
-
-def stack_optimizer_states(stacked: StackedModel, solo_names: Sequence[str],
-                           states: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One ``state_dict`` for an optimiser over ``stacked.parameters()`` from the S solo
-    optimisers' ``state_dict()`` s (parameters indexed in ``solo_names`` order). Per-parameter
-    state tensors are stacked like the parameters; scalars (Adam's ``step``) must agree."""
-    names = [n for n, _ in stacked.named_parameters()]
-    out: dict[int, dict[str, Any]] = {}
-    for j, name in enumerate(names):
-        i = solo_names.index(name)
-        per = [st["state"].get(i) for st in states]
-        if all(p is None for p in per):
-            continue
-        if any(p is None for p in per):
-            raise CheckpointError(f"optimiser state of {name} exists for some seeds only")
-        entry: dict[str, Any] = {}
-        for key, val in per[0].items():
-            if isinstance(val, torch.Tensor) and val.ndim > 0:
-                entry[key] = stack_tensors(name, [p[key] for p in per])
-            else:
-                if any(not _same(p[key], val) for p in per[1:]):
-                    raise CheckpointError(f"optimiser state {name}.{key} differs between seeds "
-                                          f"(they are not at the same step)")
-                entry[key] = val.clone() if isinstance(val, torch.Tensor) else val
-        out[j] = entry
-    group = dict(states[0]["param_groups"][0])
-    group["params"] = list(range(len(names)))
-    return {"state": out, "param_groups": [group]}
-
-
-def _same(a: Any, b: Any) -> bool:
-    return bool(torch.equal(a, b)) if isinstance(a, torch.Tensor) else a == b
-
-
-def unstack_optimizer_state(stacked: StackedModel, solo_names: Sequence[str],
-                            state: dict[str, Any]) -> list[dict[str, Any]]:
-    """Inverse of :func:`stack_optimizer_states`: the S solo optimiser ``state_dict`` s."""
-    names = [n for n, _ in stacked.named_parameters()]
-    n = stacked.n_seeds
-    group = dict(state["param_groups"][0])
-    group["params"] = list(range(len(solo_names)))
-    outs: list[dict[str, Any]] = [{"state": {}, "param_groups": [dict(group)]} for _ in range(n)]
-    for j, entry in state["state"].items():
-        name = names[int(j)]
-        i = solo_names.index(name)
-        per: list[dict[str, Any]] = [{} for _ in range(n)]
-        for key, val in entry.items():
-            if isinstance(val, torch.Tensor) and val.ndim > 0:
-                parts = unstack_tensor(name, val.detach(), n)
-            else:
-                parts = [val.clone() if isinstance(val, torch.Tensor) else val] * n
-            for s in range(n):
-                per[s][key] = parts[s]
-        for s in range(n):
-            outs[s]["state"][i] = per[s]
-    for out in outs:  # the solo optimiser's order: by parameter index
-        out["state"] = dict(sorted(out["state"].items()))
-    return outs
 
 
 @dataclass
@@ -147,7 +81,7 @@ class _Seed:
     model_state: dict[str, torch.Tensor]
     optimizer: dict[str, Any] | None
     rng: dict[str, Any]
-    es: dict[str, Any]
+    es: EarlyStopping
     history: list[dict[str, Any]]
     meta: dict[str, Any]
     tscale: TargetScaler | None
@@ -178,159 +112,131 @@ def _check_request(seeds: Sequence[int], run_dirs: Sequence[str | Path],
                           "is global: one seed's overflow would skip every seed's step)")
 
 
-def _generator(rng: dict[str, Any], device: torch.device, seed: int) -> torch.Generator:
-    """Seed ``s``'s dropout generator on ``device``, in the state the solo run's global RNG
-    (CPU, or the CUDA device's) has at this point."""
-    gen = torch.Generator(device=device)
-    if device.type == "cpu":
-        gen.set_state(rng["torch_cpu"])
+def _open_seed(seed: int, run: Path, data: Dataset[Any], mtype: ModelType, sizes: tuple[int, int],
+               model_settings: Mapping[str, Any] | None, config: TrainConfig, resume: bool,
+               data_description: dict[str, Any] | None, extra_config: dict[str, Any],
+               fresh_scaler: Callable[[Dataset[Any]], TargetScaler | None],
+               device: torch.device) -> _Seed:
+    """One seed's state entering its next epoch: built (seeded) as ``train_run`` builds it,
+    then its ``last/`` resumed or its run folder started (``extra_config["batched"]``
+    recorded in its ``config.yaml`` and ``meta.json``)."""
+    cfg = config.replace(seed=seed)
+    rt.seed_everything(seed)  # as train_run: seed, then build (the initial weights)
+    shell, model_config = mtype.create(sizes[0], sizes[1], model_settings)
+    if not isinstance(shell, MERModel):
+        raise ConfigError(f"batched seeds stack robustmer's own networks; model type "
+                          f"{mtype.name} builds a {type(shell).__name__} (train its seeds "
+                          f"one by one)")
+    rng = ck.capture_rng()  # the solo run's RNG state entering epoch 1
+    ck.recover(run)
+    if (run / ck.LAST).is_dir():
+        if not resume:
+            raise CheckpointError(f"{run} already holds a run (last/); resume it "
+                                  f"(resume=True) or choose another folder")
+        last = rf.load_last(run, model_config, cfg, data_description)
+        assert last.rng is not None and last.optimizer_state is not None
+        ts = last.state.get("target_scaler")
+        st = _Seed(seed, run, cfg, shell, last.model_state, last.optimizer_state["optimizer"],
+                   last.rng,
+                   EarlyStopping(cfg.patience).load_state_dict(last.state["early_stopping"]),
+                   list(last.history), last.meta,
+                   None if ts is None else TargetScaler.from_dict(ts),
+                   int(last.state["epoch"]) + 1)
+        if st.history:
+            rf.write_history(run, st.history)
     else:
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        states = rng.get("torch_cuda") or []
-        if index < len(states):
-            gen.set_state(states[index])
-        else:  # recorded without CUDA: what torch.manual_seed(seed) gives the device
-            gen.manual_seed(seed)
-    return gen
+        meta = io.run_meta(seed=seed, model=model_config, batched=extra_config["batched"])
+        rf.write_run_files(run, meta, model_config, cfg, data_description, extra_config)
+        st = _Seed(seed, run, cfg, shell, shell.state_dict(), None, rng,
+                   EarlyStopping(cfg.patience), [], meta, fresh_scaler(data), 1)
+    shell.to(device)
+    st.data = data
+    st.writer = rf.open_tensorboard(cfg, run)
+    return st
 
 
-def _store_generator(rng: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
-    if device.type == "cpu":
-        rng["torch_cpu"] = gen.get_state()
-        return
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    states = list(rng.get("torch_cuda") or [])
-    while len(states) <= index:
-        states.append(torch.cuda.get_rng_state(len(states)))
-    states[index] = gen.get_state()
-    rng["torch_cuda"] = states
-
-
-@contextlib.contextmanager
-def _solo_cpu_rng(rng: dict[str, Any]) -> Iterator[None]:
-    """Run a seed's own (non-batched) code with torch's global CPU RNG in that seed's solo
-    state, and keep the state it leaves: e.g. every ``DataLoader`` without a generator draws
-    its base seed from the global RNG, as it does in the solo run."""
-    saved = torch.get_rng_state()
-    torch.set_rng_state(rng["torch_cpu"])
-    try:
-        yield
-    finally:
-        rng["torch_cpu"] = torch.get_rng_state()
-        torch.set_rng_state(saved)
-
-
-def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
+def train_runs_batched(train_set: Dataset[Any] | Sequence[Dataset[Any]], val_set: Dataset[Any],
                        run_dirs: Sequence[str | Path], *, model_type: ModelType | str,
                        seeds: Sequence[int], model_settings: Mapping[str, Any] | None = None,
                        config: TrainConfig | None = None,
                        data_description: dict[str, Any] | None = None,
                        normaliser: dict[str, Any] | None = None, resume: bool = False,
                        progress: bool = True, callbacks: Iterable[SeedCallback] = (),
-                       extra_config: dict[str, Any] | None = None) -> list[TrainResult]:
+                       extra_config: dict[str, Any] | None = None) -> list[rf.TrainResult]:
     """Train ``seeds`` (at least 2) of one ``model_type`` (a robustmer head: a type whose
     ``build`` gives a :class:`MERModel`) with ``model_settings`` together, seed ``seeds[i]`` into
     ``run_dirs[i]``, each as ``train_run(..., config=config.replace(seed=s))`` would (see the
     module docstring); ``config.seed`` is replaced by each seed. ``train_set`` is one dataset
     for every seed, or a list or tuple of one per seed (e.g. the study's, whose random excerpt
     windows are drawn from the seed; same items and targets, as one run's). Returns one
-    :class:`TrainResult` per seed, in order. ``resume``, ``callbacks`` (here
-    ``cb(seed, epoch, record)``) and ``extra_config`` are as in ``train_run``."""
+    ``TrainResult`` per seed, in order. ``resume``, ``callbacks`` (here
+    ``cb(seed, epoch, record)``) and ``extra_config`` are as in ``train_run``; the caller's
+    global RNG states and cudnn flags are as they were when it returns."""
     config = config or TrainConfig()
     mtype = get_type(model_type) if isinstance(model_type, str) else model_type
     seeds = [int(s) for s in seeds]
     _check_request(seeds, run_dirs, config)
-    device = _device(config.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    scaler_state = mixed_precision(device, False)[1].state_dict()
-    batched = {"seeds": seeds, "n_seeds": len(seeds)}
-
-    train_sets = list(train_set) if isinstance(train_set, list | tuple) else (
-        [train_set] * len(seeds))
+    device = rt.resolve_device(config.device)
+    train_sets: list[Dataset[Any]] = (list(train_set) if isinstance(train_set, list | tuple)
+                                      else [cast("Dataset[Any]", train_set)] * len(seeds))
     if len(train_sets) != len(seeds):
         raise ConfigError(f"train_set: one dataset per seed needed, found {len(train_sets)} "
                           f"for {len(seeds)} seeds")
-    sizes = {len(d) for d in train_sets}  # type: ignore[arg-type]
-    if len(sizes) != 1:
+    lengths = {len(d) for d in train_sets}  # type: ignore[arg-type]
+    if len(lengths) != 1:
         raise ConfigError(f"train_set: the seeds' datasets must have one length (steps are "
-                          f"taken together), found {sorted(sizes)}")
+                          f"taken together), found {sorted(lengths)}")
     fitted: dict[int, TargetScaler | None] = {}  # one fit per distinct dataset object
 
-    def fresh_scaler(dataset: Dataset) -> TargetScaler | None:
+    def fresh_scaler(dataset: Dataset[Any]) -> TargetScaler | None:
         if not config.standardize_targets:
             return None
         if id(dataset) not in fitted:
             fitted[id(dataset)] = fit_target_scaler(dataset, mtype)
         return fitted[id(dataset)]
 
-    n_outputs, n_concepts = output_sizes(mtype, train_sets[0])
-    states: list[_Seed] = []
-    for seed, run_dir, data in zip(seeds, run_dirs, train_sets, strict=True):
-        cfg = config.replace(seed=seed)
-        seed_everything(seed)  # as train_run: seed, then build (the initial weights)
-        shell, model_config = mtype.create(n_outputs, n_concepts, model_settings)
-        if not isinstance(shell, MERModel):
-            raise ConfigError(f"batched seeds stack robustmer's own networks; model type "
-                              f"{mtype.name} builds a {type(shell).__name__} (train its seeds "
-                              f"one by one)")
-        rng = ck.capture_rng()  # the solo run's RNG state entering epoch 1
-        run = Path(run_dir)
-        ck.recover(run)
-        if (run / ck.LAST).is_dir():
-            if not resume:
-                raise CheckpointError(f"{run} already holds a run (last/); resume it "
-                                      f"(resume=True) or choose another folder")
-            last = load_last(run, model_config, cfg, data_description)
-            assert last.rng is not None and last.optimizer_state is not None
-            ts = last.state.get("target_scaler")
-            st = _Seed(seed, run, cfg, shell, last.model_state,
-                       last.optimizer_state["optimizer"], last.rng,
-                       dict(last.state["early_stopping"]), list(last.history), last.meta,
-                       None if ts is None else TargetScaler.from_dict(ts),
-                       int(last.state["epoch"]) + 1)
-            if st.history:
-                _write_history(run, st.history)
-        else:
-            meta = io.run_meta(seed=seed, model=model_config, batched=batched)
-            write_run_files(run, meta, model_config, cfg, data_description,
-                             {**(extra_config or {}), "batched": batched})
-            st = _Seed(seed, run, cfg, shell, shell.state_dict(), None, rng,
-                       {"best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
-                        "stopped": False}, [], meta, fresh_scaler(data), 1)
-        shell.to(device)
-        st.data = data
-        st.writer = _open_tensorboard(cfg, run)
-        states.append(st)
+    extra = {**(extra_config or {}), "batched": {"seeds": seeds, "n_seeds": len(seeds)}}
+    with rt.preserved_global_state():
+        rt.deterministic_cudnn(device)
+        sizes = output_sizes(mtype, train_sets[0])
+        states = [_open_seed(seed, Path(run_dir), data, mtype, sizes, model_settings, config,
+                             resume, data_description, extra, fresh_scaler, device)
+                  for seed, run_dir, data in zip(seeds, run_dirs, train_sets, strict=True)]
+        _train_epochs(states, val_set, mtype, config, device, data_description, normaliser,
+                      progress, callbacks)
+        results = []
+        for st in states:
+            if st.writer is not None:
+                st.writer.close()
+            results.append(rf.finish_run(st.run, st.config, st.data, device, st.history, st.es))
+        return results
+
+
+def _train_epochs(states: list[_Seed], val_set: Dataset[Any], mtype: ModelType, config: TrainConfig,
+                  device: torch.device, data_description: dict[str, Any] | None,
+                  normaliser: dict[str, Any] | None, progress: bool,
+                  callbacks: Iterable[SeedCallback]) -> None:
+    """The epochs: the seeds at the same epoch step together as one stacked model (rebuilt
+    whenever the group changes: a seed stopped, or a seed that was behind caught up)."""
+    scaler_state = rt.mixed_precision(device, False)[1].state_dict()
     solo_names = [n for n, _ in states[0].shell.named_parameters()]
     model_config = dict(states[0].shell.config)
-
     stacked: StackedModel | None = None
     optimizer: torch.optim.Optimizer | None = None
     gens: list[torch.Generator] = []
     group: list[_Seed] = []
-    todo = [st for st in states if not st.es["stopped"]]
+    todo = [st for st in states if not st.es.stopped]
     first = min((st.next_epoch for st in todo), default=config.max_epochs + 1)
-    epochs_bar = tqdm(total=config.max_epochs, initial=first - 1, desc=f"train x{len(seeds)}",
+    epochs_bar = tqdm(total=config.max_epochs, initial=first - 1, desc=f"train x{len(states)}",
                       unit="epoch", disable=not progress)
     for epoch in range(first, config.max_epochs + 1):
         # Seeds ahead of this epoch (a kill between two seeds' checkpoints) wait for the rest.
-        active = [st for st in states if not st.es["stopped"] and st.next_epoch == epoch]
+        active = [st for st in states if not st.es.stopped and st.next_epoch == epoch]
         if not active:
             continue
         if [st.seed for st in active] != [st.seed for st in group]:
             group = active
-            stacked = StackedModel(model_config, len(group)).to(device)
-            stacked.load_solo_states([st.model_state for st in group])
-            if config.channels_last:
-                stacked.to(memory_format=torch.channels_last)
-            optimizer = torch.optim.Adam(stacked.parameters(), lr=config.lr)
-            if group[0].optimizer is not None:
-                optimizer.load_state_dict(stack_optimizer_states(
-                    stacked, solo_names, [st.optimizer for st in group]))  # type: ignore[misc]
-            gens = [_generator(st.rng, device, st.seed) for st in group]
-            stacked.set_generators(gens)
+            stacked, optimizer, gens = _stack(group, model_config, solo_names, config, device)
         assert stacked is not None and optimizer is not None
         t0 = time.perf_counter()
         losses = _train_epoch(stacked, optimizer, group, config, epoch, device, mtype)
@@ -343,17 +249,28 @@ def train_runs_batched(train_set: Dataset | Sequence[Dataset], val_set: Dataset,
                        model_config, data_description, normaliser, scaler_state, callbacks,
                        mtype)
         epochs_bar.update(1)
-        best = ", ".join(f"{st.seed}: {st.es['best_score']:.3f}@{st.es['best_epoch']}"
-                         + (" stopped" if st.es["stopped"] else "") for st in group)
+        best = ", ".join(f"{st.seed}: {st.es.best_score:.3f}@{st.es.best_epoch}"
+                         + (" stopped" if st.es.stopped else "") for st in group)
         epochs_bar.set_postfix_str(best)
     epochs_bar.close()
-    results = []
-    for st in states:
-        if st.writer is not None:
-            st.writer.close()
-        results.append(finish_run(st.run, st.config, st.data, device, st.history, st.es,
-                                  mtype))
-    return results
+
+
+def _stack(group: list[_Seed], model_config: dict[str, Any], solo_names: list[str],
+           config: TrainConfig, device: torch.device
+           ) -> tuple[StackedModel, torch.optim.Optimizer, list[torch.Generator]]:
+    """The seeds of ``group`` as one stacked model, with their optimiser states stacked and
+    each seed's dropout generator in the state its solo run's global RNG has."""
+    stacked = StackedModel(model_config, len(group)).to(device)
+    stacked.load_solo_states([st.model_state for st in group])
+    if config.channels_last:
+        stacked.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = torch.optim.Adam(stacked.parameters(), lr=config.lr)
+    if group[0].optimizer is not None:
+        optimizer.load_state_dict(stack_optimizer_states(
+            stacked, solo_names, [st.optimizer for st in group]))  # type: ignore[misc]
+    gens = [seed_generator(st.rng, device, st.seed) for st in group]
+    stacked.set_generators(gens)
+    return stacked, optimizer, gens
 
 
 def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group: list[_Seed],
@@ -365,7 +282,7 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
         if hasattr(data, "set_epoch"):
             data.set_epoch(epoch)  # the windows depend on (the dataset's seed, epoch) only
     loaders = [DataLoader(st.data, batch_size=config.batch_size, shuffle=True,
-                          generator=epoch_generator(st.seed, epoch), num_workers=0)
+                          generator=rt.epoch_generator(st.seed, epoch), num_workers=0)
                for st in group]
     stacked.train()
     total = torch.zeros(len(group), dtype=torch.float64, device=device)
@@ -382,7 +299,7 @@ def _train_epoch(stacked: StackedModel, optimizer: torch.optim.Optimizer, group:
             pg["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         per_seed = model_type.loss(stacked.forward_all(x), targets, config.emotion_weight)
-        per_seed.sum().backward()  # seed s's weights get exactly seed s's gradient
+        per_seed.sum().backward()  # type: ignore[no-untyped-call]  # seed s's own gradient
         optimizer.step()
         total += per_seed.detach().double()
         n_batches += 1
@@ -397,35 +314,35 @@ def _stack_batches(group: list[_Seed], raws: Sequence[dict[str, Any]], device: t
     ``(y - m) / s`` rounds the same on either device."""
     raws = [raw if st.tscale is None else st.tscale.standardize(raw)
             for st, raw in zip(group, raws, strict=True)]
-    x = _to_device({"x": torch.cat([r["x"] for r in raws], dim=1)}, device, channels_last)["x"]
+    x = rt.to_device({"x": torch.cat([r["x"] for r in raws], dim=1)}, device, channels_last)["x"]
     keys = [k for k, v in raws[0].items() if isinstance(v, torch.Tensor) and k != "x"]
-    return x, _to_device({k: torch.stack([r[k] for r in raws]) for k in keys}, device)
+    return x, rt.to_device({k: torch.stack([r[k] for r in raws]) for k in keys}, device)
 
 
 def _end_epoch(st: _Seed, model: MERModel, opt: dict[str, Any], train_loss: float,
-               gen: torch.Generator, epoch: int, seconds: float, val_set: Dataset,
+               gen: torch.Generator, epoch: int, seconds: float, val_set: Dataset[Any],
                device: torch.device, model_config: dict[str, Any],
                data_description: dict[str, Any] | None, normaliser: dict[str, Any] | None,
                scaler_state: dict[str, Any], callbacks: Iterable[SeedCallback],
                model_type: ModelType) -> None:
     """Validate one seed, update its early stopping and write its epoch as train_run does."""
     t0 = time.perf_counter()
-    _store_generator(st.rng, gen, device)
-    with _solo_cpu_rng(st.rng):  # evaluate_model's DataLoader draws from the global CPU RNG
-        ev = evaluate_model(_rated_copy(model, st.tscale), val_set, device,
+    store_generator(st.rng, gen, device)
+    with solo_cpu_rng(st.rng):  # evaluate_model's DataLoader draws from the global CPU RNG
+        ev = evaluate_model(rated_copy(model, st.tscale), val_set, device,
                             batch_size=max(st.config.batch_size, 32), model_type=model_type)
     if device.type == "cpu":
         gen.set_state(st.rng["torch_cpu"])
     score = validation_score(model_type, ev)
-    improved = update_early_stopping(st.es, score, st.config.patience, epoch)
+    improved = st.es.update(score, epoch)
     record = epoch_record(model_type, epoch, train_loss, ev, score, st.es,
                           seconds=seconds + time.perf_counter() - t0)
     st.history.append(record)
     st.model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     st.optimizer = opt
-    save_epoch(st.run, ck.Checkpoint(
+    rf.save_epoch(st.run, ck.Checkpoint(
         model_state=st.model_state,
-        state={"epoch": epoch, "early_stopping": st.es,
+        state={"epoch": epoch, "early_stopping": st.es.state_dict(),
                "target_scaler": None if st.tscale is None else st.tscale.to_dict()},
         model_config=model_config, train_config=st.config.to_dict(), data=data_description,
         normaliser=normaliser, history=st.history, meta=st.meta,

@@ -67,7 +67,7 @@ class Checkpoint:
 
 def capture_rng() -> dict[str, Any]:
     """The torch (CPU + every CUDA device), numpy and python RNG states."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     py_state = random.getstate()
     return {
         "torch_cpu": torch.get_rng_state(),

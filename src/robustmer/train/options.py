@@ -7,6 +7,7 @@ deterministic and resumes to bit-identical weights like the plain recipe.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ def _mean_std(values: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def fit_target_scaler(dataset: Dataset, model_type: ModelType,
+def fit_target_scaler(dataset: Dataset[Any], model_type: ModelType,
                       model: nn.Module | None = None) -> TargetScaler | None:
     """Fit a :class:`TargetScaler` on the targets of every training item (and, for a
     concept-trained bottleneck, the concepts of items whose ``concept_mask`` is set); None for
@@ -166,12 +167,12 @@ def fold_targets(model: nn.Module, scaler: TargetScaler) -> nn.Module:
             raise ConfigError("fold_targets: a concept scaling needs a robustmer head")
         model.register_forward_hook(OutputScaling(scaler))
         return model
-    head = model.head
+    head: Any = model.head  # a robustmer head: Linear layers (checked by foldable)
     dev, dt = head.weight.device, head.weight.dtype
     se = torch.tensor(scaler.target_std, device=dev, dtype=dt)
     me = torch.tensor(scaler.target_mean, device=dev, dtype=dt)
     if scaler.concept_mean is not None and scaler.concept_std is not None:
-        bott = model.bottleneck
+        bott: Any = model.bottleneck
         assert bott is not None
         sc = torch.tensor(scaler.concept_std, device=dev, dtype=dt)
         mc = torch.tensor(scaler.concept_mean, device=dev, dtype=dt)
@@ -184,8 +185,28 @@ def fold_targets(model: nn.Module, scaler: TargetScaler) -> nn.Module:
     return model
 
 
+class RatedModel(nn.Module):
+    """A model trained on standardised targets, seen in rating units (outputs ``s·z + m``):
+    what the attack of adversarial training must see, with gradients to the same weights."""
+
+    def __init__(self, model: nn.Module, scaler: TargetScaler) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("std", torch.tensor(scaler.target_std))
+        self.register_buffer("mean", torch.tensor(scaler.target_mean))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.model(x) * self.std.to(x.device) + self.mean.to(x.device)
+        return out
+
+
+def rated_copy(model: nn.Module, scaler: TargetScaler | None) -> nn.Module:
+    """The model in rating units: itself without a scaler, else a folded copy (for validation)."""
+    return model if scaler is None else fold_targets(copy.deepcopy(model), scaler)
+
+
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, device: torch.device,
+def recalibrate_batchnorm(model: nn.Module, dataset: Dataset[Any], device: torch.device,
                           batch_size: int = 32) -> None:
     """Recompute every BatchNorm layer's running mean and variance as plain averages over
     ``dataset`` (the training excerpts), with dropout off (``TrainConfig.bn_recalibrate``).
