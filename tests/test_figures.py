@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from robustmer.explain.l2i.pipeline import l2i_figure, log_frequency_bands
 from robustmer.explain.plots import attribution_figure, colour_scale, figure_alt, score_scale
 from robustmer.explain.segments import grid_segments
-from robustmer.report import figures
+from robustmer.report import eps_axis, figures
 from robustmer.report.explain import map_png
 
 
@@ -99,16 +99,16 @@ def test_eps_tick_labels_are_plain_decimals_at_the_budgets_and_never_overlap(
         assert sorted(ax.get_xticks()) == pytest.approx(sorted(budgets))
         labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
         assert labels and all(re.fullmatch(r"\d+(\.\d+)?", x) for x in labels), labels
-        assert {float(x) for x in labels} <= {float(figures.eps_label(e)) for e in budgets}
+        assert {float(x) for x in labels} <= {float(eps_axis.eps_label(e)) for e in budgets}
         assert not [t for t in ax.get_xminorticklabels() if t.get_text()]
-        assert not _boxes_overlap(figures.visible_tick_boxes(fig, ax))
+        assert not _boxes_overlap(eps_axis.visible_tick_boxes(fig, ax))
     assert "budget" in png.alt and figures.alt_text(png) == png.alt
 
 
 def test_eps_label_is_a_plain_decimal() -> None:
-    assert figures.eps_label(3e-3) == "0.003"
-    assert figures.eps_label(1e-5) == "0.00001"
-    assert figures.eps_label(0.25) == "0.25"
+    assert eps_axis.eps_label(3e-3) == "0.003"
+    assert eps_axis.eps_label(1e-5) == "0.00001"
+    assert eps_axis.eps_label(0.25) == "0.25"
 
 
 def test_box_only_with_five_values_else_points(drawn: list[Figure]) -> None:
@@ -240,7 +240,7 @@ def test_l2i_spectrogram_on_a_log_frequency_axis_with_readable_relevance() -> No
     assert "Hz" in spectro[0].get_ylabel()
     bars = next(ax for ax in fig.axes if ax.patches)
     assert len(bars.patches) == 20
-    assert not _boxes_overlap(figures.visible_tick_boxes(fig, bars, "y"))
+    assert not _boxes_overlap(eps_axis.visible_tick_boxes(fig, bars, "y"))
     assert "tension" in figure_alt(fig) and "above τ" in figure_alt(fig)
 
 

@@ -45,7 +45,7 @@ def store_comparisons(config: dict[str, object], types: Sequence[str]) -> list[t
     them (a study writes them), else ``default_comparisons`` of the types present."""
     raw = config.get("comparisons")
     if isinstance(raw, list) and raw:
-        return [(str(a), str(b)) for a, b in raw]  # type: ignore[misc]
+        return [(str(a), str(b)) for a, b in raw]
     return default_comparisons(list(types))
 
 

@@ -218,7 +218,7 @@ def spread(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     v = values if values.ndim == 2 else values[:, None]
     hi = np.where(drawn[:, :, None], v[None], -np.inf).max(axis=1)
     lo = np.where(drawn[:, :, None], v[None], np.inf).min(axis=1)
-    out = hi - lo
+    out: np.ndarray = hi - lo
     return out if values.ndim == 2 else out[:, 0]
 
 

@@ -126,8 +126,11 @@ def _flag(clips: pd.DataFrame, column: str) -> np.ndarray:
         return np.zeros(len(clips), dtype=bool)
     v = clips[column]
     if v.dtype == object:
-        return v.astype(str).str.strip().str.lower().isin(("true", "1", "yes")).to_numpy()
-    return v.fillna(False).astype(bool).to_numpy()
+        out: np.ndarray = v.astype(str).str.strip().str.lower().isin(
+            ("true", "1", "yes")).to_numpy()
+        return out
+    flags: np.ndarray = v.fillna(False).astype(bool).to_numpy()
+    return flags
 
 
 def zero_delta_clips(clips: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -15,11 +15,9 @@ three or more budgets (fewer: points with error bars); a box plot only for five 
 from __future__ import annotations
 
 import io
-import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -29,12 +27,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullFormatter
 
 from robustmer.errors import ConfigError
 from robustmer.evaluate.attack_settings import setting_key, setting_label
 from robustmer.evaluate.store import order_model_types
 from robustmer.io import atomic_open
+from robustmer.report.eps_axis import declutter_ticks, eps_axis
 
 FIG4_EMOTIONS: tuple[str, ...] = ("tension", "tender")
 """The paper's Figure 4 emotions (``prediction_scatter`` shows every output found unless the
@@ -93,80 +91,6 @@ def finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = N
 
 
 _finish = finish  # the old name, still used by report/explain.py
-
-
-def eps_label(eps: float) -> str:
-    """A budget as a plain decimal (``0.003``, ``0.0001``), never ``3×10⁻³`` or ``1e-04``."""
-    return np.format_float_positional(float(eps), trim="-")
-
-
-def _overlaps(boxes: Sequence[Any], pad: float = 2.0) -> bool:
-    """True when two of the (display-coordinate) boxes, each grown by ``pad`` pixels, meet."""
-    return any(b.x0 - pad < a.x1 + pad and a.x0 - pad < b.x1 + pad
-               and a.y0 - pad < b.y1 + pad and b.y0 - pad < a.y1 + pad
-               for a, b in itertools.combinations(boxes, 2))
-
-
-def visible_tick_boxes(fig: Figure, ax: Axes, axis: str = "x") -> list[Any]:
-    """The display-coordinate boxes of the non-empty, visible major tick labels of ``ax``."""
-    if not hasattr(fig.canvas, "get_renderer"):  # e.g. after plt.close: attach Agg again
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        FigureCanvasAgg(fig)
-        fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
-    return [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
-
-
-def eps_axis(ax: Axes, budgets: Sequence[float], margin: float = 0.08) -> None:
-    """A log ε axis with one major tick per budget present, labelled as a plain decimal, and no
-    minor tick labels (they are where ``3×10⁻³`` and ``4×10⁻³`` collided), and ``margin`` x the
-    decades spanned as room either side. Call
-    ``declutter_ticks`` after the layout is final to rotate or thin the labels if they meet."""
-    bud = sorted({float(e) for e in budgets if np.isfinite(e) and e > 0})
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(FixedLocator(bud))
-    ax.set_xticks(bud, [eps_label(e) for e in bud])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    if len(bud) >= 2:  # room either side: ``margin`` x the decades spanned
-        lo, hi = np.log10(bud[0]), np.log10(bud[-1])
-        pad = margin * (hi - lo)
-        ax.set_xlim(10 ** (lo - pad), 10 ** (hi + pad))
-
-
-def _rotate(ax: Axes) -> None:
-    for t in ax.get_xticklabels():
-        t.set_rotation(45)
-        t.set_ha("right")
-        t.set_rotation_mode("anchor")
-
-
-def declutter_ticks(fig: Figure, axes: Axes | Sequence[Axes]) -> None:
-    """Rotate the x tick labels of each of ``axes`` by 45° if any two overlap, then blank every
-    second, third, ... label (the first and the last kept) until none does. Needs the final
-    layout; draws the figure once, and again only for axes that needed a change."""
-    todo = [axes] if isinstance(axes, Axes) else list(axes)
-    fig.canvas.draw()
-    todo = [ax for ax in todo if _overlaps(visible_tick_boxes(fig, ax))]
-    for ax in todo:
-        _rotate(ax)
-    texts = {id(ax): [t.get_text() for t in ax.get_xticklabels()] for ax in todo}
-    step = 1
-    while todo:
-        fig.canvas.draw()
-        todo = [ax for ax in todo if _overlaps(visible_tick_boxes(fig, ax))]
-        step += 1
-        for ax in todo:
-            labels = texts[id(ax)]
-            if step >= len(labels):  # even two labels do not fit: keep the first
-                keep = {0}
-            else:
-                keep = {i for i in range(len(labels)) if i % step == 0} | {len(labels) - 1}
-            ax.set_xticks(ax.get_xticks(),
-                          [x if i in keep else "" for i, x in enumerate(labels)])
-            _rotate(ax)
-        todo = [ax for ax in todo if step < len(texts[id(ax)])]
 
 
 def placeholder_png(text: str, path: str | os.PathLike[str] | None = None) -> FigurePNG:
@@ -298,6 +222,61 @@ def _type_colours(types: Sequence[str]) -> dict[str, object]:
     return {t: cmap(i % 10) for i, t in enumerate(types)}
 
 
+def _budget_panel(ax: Axes, sel: pd.DataFrame, m: str, types: Sequence[str],
+                  colours: dict[str, object]) -> tuple[list[float], bool]:
+    """One attack's panel of ``robustness_curves`` for metric ``m``: a line and band per type
+    over ``MIN_CURVE_BUDGETS`` or more budgets, else dodged points with error bars. Returns the
+    budgets and whether they were drawn as curves."""
+    budgets = sorted(set(sel["eps"].astype(float)))
+    curve = len(budgets) >= MIN_CURVE_BUDGETS
+    span = float(np.log10(budgets[-1] / budgets[0]))
+    dodge = 0.05 * span  # decades between neighbouring types' error bars
+    for q, t in enumerate(types):
+        one = sel[sel["model_type"] == t].sort_values("eps")
+        if len(one) == 0:
+            continue
+        x = one["eps"].to_numpy(np.float64)
+        mean = one[f"{m}_mean"].to_numpy(np.float64)
+        lo = one[f"{m}_lo"].to_numpy(np.float64)
+        hi = one[f"{m}_hi"].to_numpy(np.float64)
+        if curve:
+            ax.plot(x, mean, marker="o", ms=4, color=colours[t], label=t)
+            if np.isfinite(lo).any():
+                ax.fill_between(x, lo, hi, color=colours[t], alpha=0.18, lw=0)
+        else:
+            # dodge the types multiplicatively (log axis) so their bars stay apart
+            xs = x * 10 ** (dodge * (q - (len(types) - 1) / 2))
+            err = np.vstack([mean - lo, hi - mean])
+            ax.errorbar(xs, mean, yerr=np.where(np.isfinite(err), err, 0.0), fmt="o",
+                        ms=5, color=colours[t], capsize=3, ls="none", label=t)
+    return budgets, curve
+
+
+def _unbounded_panel(ax: Axes, off: pd.DataFrame, off_settings: Sequence[tuple[str, str, float]],
+                     m: str, types: Sequence[str], colours: dict[str, object]) -> None:
+    """The last panel of ``robustness_curves``: settings on no curve (no bound, a lone budget)
+    at categorical x positions, one dodged point with its interval per type."""
+    k = len(types)
+    for pos, st in enumerate(off_settings):
+        one = off[(off["attack"] == st[0]) & (off["domain"] == st[1])
+                  & (off["eps"].isna() if np.isnan(st[2])
+                     else np.isclose(off["eps"], st[2]))]
+        for q, t in enumerate(types):
+            r = one[one["model_type"] == t]
+            if len(r) == 0:
+                continue
+            mean = float(r[f"{m}_mean"].iloc[0])
+            lo, hi = float(r[f"{m}_lo"].iloc[0]), float(r[f"{m}_hi"].iloc[0])
+            err = ([[mean - lo], [hi - mean]] if np.isfinite(lo) else None)
+            ax.errorbar(pos + (q - (k - 1) / 2) * 0.12, mean, yerr=err, fmt="D", ms=5,
+                        color=colours[t], capsize=3, ls="none")
+    ax.set_xticks(range(len(off_settings)))
+    ax.set_xticklabels([setting_label(st).replace(" (", "\n(") for st in off_settings],
+                       fontsize=7)
+    ax.set_xlim(-0.6, len(off_settings) - 0.4)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def robustness_curves(
     points: pd.DataFrame,
     path: str | os.PathLike[str] | None = None,
@@ -340,31 +319,10 @@ def robustness_curves(
             ax = axes[i][j]
             sel = points[(points["attack"] == attack) & (points["domain"] == domain)
                          & np.isfinite(points["eps"].to_numpy(np.float64))]
-            budgets = sorted(set(sel["eps"].astype(float)))
-            curve = len(budgets) >= MIN_CURVE_BUDGETS
-            span = float(np.log10(budgets[-1] / budgets[0]))
-            dodge = 0.05 * span  # decades between neighbouring types' error bars
+            budgets, curve = _budget_panel(ax, sel, m, types, colours)
             if i == 0:
                 shapes.append(f"{attack} ({domain}): {len(budgets)} budgets, "
                               + ("curves" if curve else "points"))
-            for q, t in enumerate(types):
-                one = sel[sel["model_type"] == t].sort_values("eps")
-                if len(one) == 0:
-                    continue
-                x = one["eps"].to_numpy(np.float64)
-                mean = one[f"{m}_mean"].to_numpy(np.float64)
-                lo = one[f"{m}_lo"].to_numpy(np.float64)
-                hi = one[f"{m}_hi"].to_numpy(np.float64)
-                if curve:
-                    ax.plot(x, mean, marker="o", ms=4, color=colours[t], label=t)
-                    if np.isfinite(lo).any():
-                        ax.fill_between(x, lo, hi, color=colours[t], alpha=0.18, lw=0)
-                else:
-                    # dodge the types multiplicatively (log axis) so their bars stay apart
-                    xs = x * 10 ** (dodge * (q - (len(types) - 1) / 2))
-                    err = np.vstack([mean - lo, hi - mean])
-                    ax.errorbar(xs, mean, yerr=np.where(np.isfinite(err), err, 0.0), fmt="o",
-                                ms=5, color=colours[t], capsize=3, ls="none", label=t)
             eps_axis(ax, budgets, 0.08 if curve else 0.12 + 0.05 * (len(types) - 1) / 2)
             eps_axes.append(ax)
             ax.grid(alpha=0.3)
@@ -375,28 +333,9 @@ def robustness_curves(
             if j == 0:
                 ax.set_ylabel(CURVE_LABELS.get(m, m))
         if off_settings:
-            ax = axes[i][-1]
-            k = len(types)
-            for pos, st in enumerate(off_settings):
-                one = off[(off["attack"] == st[0]) & (off["domain"] == st[1])
-                          & (off["eps"].isna() if np.isnan(st[2])
-                             else np.isclose(off["eps"], st[2]))]
-                for q, t in enumerate(types):
-                    r = one[one["model_type"] == t]
-                    if len(r) == 0:
-                        continue
-                    mean = float(r[f"{m}_mean"].iloc[0])
-                    lo, hi = float(r[f"{m}_lo"].iloc[0]), float(r[f"{m}_hi"].iloc[0])
-                    err = ([[mean - lo], [hi - mean]] if np.isfinite(lo) else None)
-                    ax.errorbar(pos + (q - (k - 1) / 2) * 0.12, mean, yerr=err, fmt="D", ms=5,
-                                color=colours[t], capsize=3, ls="none")
-            ax.set_xticks(range(len(off_settings)))
-            ax.set_xticklabels([setting_label(st).replace(" (", "\n(") for st in off_settings],
-                               fontsize=7)
-            ax.set_xlim(-0.6, len(off_settings) - 0.4)
-            ax.grid(axis="y", alpha=0.3)
+            _unbounded_panel(axes[i][-1], off, off_settings, m, types, colours)
             if i == 0:
-                ax.set_title("on their own (no ε axis)", fontsize=9)
+                axes[i][-1].set_title("on their own (no ε axis)", fontsize=9)
     axes[0][0].legend(fontsize=8, loc="best")
     fig.suptitle(title or "Robustness against the attack budget (mean and 95 % interval "
                  "over seeds)", fontsize=10)

@@ -15,7 +15,7 @@ from robustmer.errors import ConfigError
 from robustmer.io import read_json, write_text
 from robustmer.report.l2i import find_l2i, l2i_section_html
 from robustmer.report.page import data_uri, dump, page
-from robustmer.report.tables import _table, _td, esc, fmt
+from robustmer.report.tables import esc, fmt, table, td
 
 REPORT_FILE = "report.html"
 EXPLANATION_FILE = "explanation.json"
@@ -73,10 +73,10 @@ def explanation_page(folder: str | os.PathLike[str],
                    f"{t.get('target')}, {n_seg} segments")
             body.append(f'<figure><img alt="{esc(alt)}" src="{data_uri(png.read_bytes())}">'
                         "</figure>")
-        rows = [[_td(str(rank + 1)), _td(str(seg)), _td(f"{scores[seg]:.3g}")]
+        rows = [[td(str(rank + 1)), td(str(seg)), td(f"{scores[seg]:.3g}")]
                 for rank, seg in enumerate(ranking[:10]) if seg < len(scores)]
         head = ["<tr><th>rank</th><th>segment</th><th>score</th></tr>"]
-        body.append(_table(head, rows).replace(
+        body.append(table(head, rows).replace(
             "<table>", f"<table><caption>The 10 highest-scoring of N = {len(scores)} "
                        f"segments</caption>", 1))
     if (d / "concepts.png").is_file():
@@ -134,10 +134,10 @@ def run_index_page(run_dir: str | os.PathLike[str],
     if not items:
         raise ConfigError(f"{d}: a run folder without results to report (no explain/, l2i/, "
                           "attack or explainer-eval folder inside)")
-    rows = [[_td(esc(kind), False), _td(esc(name), False),
-             _td(f'<a href="{esc(Path(os.path.relpath(p, path.parent)).as_posix())}">'
+    rows = [[td(esc(kind), False), td(esc(name), False),
+             td(f'<a href="{esc(Path(os.path.relpath(p, path.parent)).as_posix())}">'
                  f"{esc(p.name)}</a>", False)] for kind, name, p in items]
-    body = _table(["<tr><th>kind</th><th>folder</th><th>page</th></tr>"], rows).replace(
+    body = table(["<tr><th>kind</th><th>folder</th><th>page</th></tr>"], rows).replace(
         "<table>", f"<table><caption>N = {len(items)} results in this run folder</caption>", 1)
     write_text(path, page(f"Run {d.name}", f"The results kept in the run folder {esc(d)}: one "
                           "page each (explanations, Listen to Interpret, attacks and explainer "

@@ -10,7 +10,7 @@ a server.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -275,13 +275,15 @@ def settings_warnings(sources: Sequence[SourceResults]) -> list[str]:
         return []
     out = []
 
-    def fmt_eps(e: float) -> str:
+    def fmt_eps(e: Any) -> str:
         return "no bound" if np.isnan(e) else f"{e:g}"
 
-    def eps_order(e: float) -> tuple[bool, float]:
+    def eps_order(e: Any) -> tuple[bool, float]:
         return (bool(np.isnan(e)), 0.0 if np.isnan(e) else float(e))
 
-    for i, what, order in ((0, "attacks", str), (1, "domains", str), (2, "budgets", eps_order)):
+    orders: tuple[tuple[int, str, Callable[[Any], Any]], ...] = (
+        (0, "attacks", str), (1, "domains", str), (2, "budgets", eps_order))
+    for i, what, order in orders:
         text = []
         for r in sources:
             vals = {setting_key(st)[i]: st[i] for st in r.settings}  # NaN-safe de-duplication

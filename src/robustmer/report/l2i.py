@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from robustmer.io import read_json
-from robustmer.report.tables import _table, _td, esc, fmt, fmt_p
+from robustmer.report.tables import esc, fmt, fmt_p, table, td
 
 L2I_DIR = "l2i"
 
@@ -39,15 +39,15 @@ def _df_html(df: pd.DataFrame, p_cols: tuple[str, ...] = ()) -> str:
         for c in df.columns:
             v = row[c]
             if c in p_cols:
-                cells.append(_td(fmt_p(float(v))))
+                cells.append(td(fmt_p(float(v))))
             elif c == "n" or (isinstance(v, float) and c.startswith("n_") and v == int(v)):
-                cells.append(_td(str(int(v))))
+                cells.append(td(str(int(v))))
             elif isinstance(v, int | float) and not isinstance(v, bool):
-                cells.append(_td(fmt(v)))
+                cells.append(td(fmt(v)))
             else:
-                cells.append(_td(esc(v), numeric=False))
+                cells.append(td(esc(v), numeric=False))
         rows.append(cells)
-    return _table(head, rows).replace("<table>", f"<table><caption>N = {len(df)} rows"
+    return table(head, rows).replace("<table>", f"<table><caption>N = {len(df)} rows"
                                                   "</caption>", 1)
 
 
