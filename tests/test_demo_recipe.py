@@ -13,6 +13,7 @@ environment, writes byte-identical clips.csv and runs.csv. About 30 s on 2 CPU c
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,9 @@ def test_the_demo_shrunk_gives_byte_identical_results_twice(tmp_path: Path) -> N
     assert np.isfinite(runs[["clean_mean_r", "clean_r2", "adv_mean_r", "delta_mae"]]).all().all()
     for name in ("clips.csv", "runs.csv"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    wavs = sorted((outs[0] / "media").rglob("*.wav"))
+    assert len(wavs) == 4  # 2 runs x (clean, adversarial) of the one listened clip
+    for a in wavs:  # equal samples, equal files: no time stamp in the WAVs
+        assert a.read_bytes() == (outs[1] / a.relative_to(outs[0])).read_bytes(), a
+    cleans = [p for p in wavs if p.name.endswith("_clean.wav")]
+    assert len(cleans) == 2 and os.path.samefile(*cleans)  # the clip's excerpt, kept once

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 import numpy as np
-import soundfile as sf
+from scipy.io import wavfile
 
 from robustmer.audio.load import SAMPLE_RATE
 from robustmer.errors import AudioError
@@ -18,7 +18,8 @@ from robustmer.io import atomic_path
 
 
 def write_wav(path: str | os.PathLike[str], wave: Any, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write a mono float WAV atomically (32-bit float, so small perturbations survive).
+    """Write a mono float WAV atomically (32-bit float, so small perturbations survive; the
+    same samples always give the same bytes).
 
     ``wave``: a 1-D numpy array or torch tensor (detached and moved to the CPU here, so this
     module does not import torch).
@@ -37,4 +38,6 @@ def write_wav(path: str | os.PathLike[str], wave: Any, sample_rate: int = SAMPLE
     if a.ndim != 1:
         raise AudioError(f"write_wav: expected a 1-D waveform for {path}, got shape {a.shape}")
     with atomic_path(path, suffix=".wav") as tmp:
-        sf.write(tmp, a, sample_rate, subtype="FLOAT", format="WAV")
+        # scipy's writer, not libsndfile's: libsndfile adds a PEAK chunk with the time of
+        # writing to float WAVs, so equal samples would give different files
+        wavfile.write(tmp, int(sample_rate), a)

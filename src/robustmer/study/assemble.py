@@ -4,6 +4,7 @@ run and attack setting, the log line that summarises it, and the media the repor
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 from pathlib import Path
@@ -69,7 +70,32 @@ def copy_media(config: StudyConfig, store: ResultsStore, run_id: str, attack_dir
             if src.exists():
                 dest = store.media_path(run_id, clip, kind)
                 dest.parent.mkdir(parents=True, exist_ok=True)
+                if kind == "clean.wav":
+                    share_equal_file(src, store.path / "media", f"{clip}_clean.wav")
                 link_or_copy(src, dest)
+
+
+def share_equal_file(src: Path, media: Path, name: str) -> None:
+    """Make ``src`` a hard link to a byte-equal ``media/<run>/<name>`` of another run, if there
+    is one: every run's clean excerpt of a clip is the same audio (``write_wav`` writes equal
+    samples as equal bytes), so the study keeps it once. Nothing changes where links fail."""
+    if not media.is_dir():
+        return
+    for other in sorted(media.glob(f"*/{name}")):
+        try:
+            if os.path.samefile(other, src):
+                return
+            if other.stat().st_size != src.stat().st_size or not filecmp.cmp(other, src,
+                                                                                 shallow=False):
+                continue
+            tmp = src.with_name(f".{src.name}.link")
+            if tmp.exists():
+                tmp.unlink()
+            os.link(other, tmp)
+            os.replace(tmp, src)  # atomic: readers see the old file or the equal one
+        except OSError:
+            return
+        return
 
 
 def link_or_copy(src: Path, dest: Path) -> None:
