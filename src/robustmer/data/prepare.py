@@ -23,6 +23,7 @@ from robustmer.data.soundtracks import load_dataset
 from robustmer.data.split import Split, make_split
 from robustmer.data.table import ClipTable
 from robustmer.data.torchdata import ExcerptDataset, WaveExcerptDataset
+from robustmer.data.voicedata import VoiceData, is_voice_dataset, prepare_voice
 from robustmer.errors import ConfigError, DatasetError, DatasetWarning
 from robustmer.features import FrontEndConfig, Standardizer
 from robustmer.io import stable_hash, write_json
@@ -159,7 +160,7 @@ def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
                  split_path: str | Path | None = None, split_seed: int | None = None,
                  midlevel_root: str | Path | None = None,
                  frontend: FrontEndConfig | None = None,
-                 progress: bool | None = None) -> PreparedData:
+                 progress: bool | None = None) -> PreparedData | VoiceData:
     """Load the dataset, its split, all spectrograms (cached) and the training-split standardiser.
 
     The standardiser is also written as JSON beside the cache
@@ -167,7 +168,12 @@ def prepare_data(root: str | Path, *, cache_dir: str | Path | None = None,
     ``root`` may also be a feature pack (a file): see ``robustmer.data.pack.prepare_pack``; its
     split must then be the one in ``split_path`` (if it exists) or the seeded ``split_seed`` (if
     given). Without a split file, an audio folder gets the split of ``split_seed`` (default 0).
+    A voice dataset folder (it holds ``voice.json``) gives a ``VoiceData`` instead
+    (``robustmer.data.voicedata.prepare_voice``: its excerpts, frame labels and split).
     """
+    if is_voice_dataset(root):  # the voice task: 50-frame excerpts with frame labels
+        return prepare_voice(root, split_path=split_path, split_seed=split_seed,
+                             frontend=frontend)
     if Path(root).is_file() and not is_manifest(root):
         from robustmer.data.pack import prepare_pack  # pack.py builds on this module
 
