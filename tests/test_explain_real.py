@@ -163,7 +163,7 @@ def test_detection_scores_known_answer() -> None:
 @pytest.mark.slow
 def test_default_attack_succeeds_on_a_trained_detector(voice: VoiceData,
                                                        detector: nn.Module) -> None:
-    ids, x, labels = _test_batch(voice)
+    _ids, x, labels = _test_batch(voice)
     pred = predict(detector, x).argmax(1)
     assert float((pred.numpy() == labels).mean()) >= 0.75  # the detector learned
     attack = default_attack("classification")

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import yaml
+from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
 from robustmer.errors import ConfigError, DatasetError
@@ -109,6 +110,7 @@ def flip_curves_png(summary: pd.DataFrame, path: str | os.PathLike[str] | None =
         ax.plot(g["k"], g["rate"], marker="o", ms=3, label=f"{method}", **style)
         ax.fill_between(g["k"], g["ci_low"], g["ci_high"], color=style["color"], alpha=0.07)
     ax.set_xlabel("k (segments of δ kept, from the method's ranking)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("label-flip rate")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
@@ -325,6 +327,7 @@ def flip_direction_png(summary: pd.DataFrame, path: str | os.PathLike[str] | Non
             ax.fill_between(g["k"], g["ci_low"], g["ci_high"], color=style["color"], alpha=0.06)
         ax.set_title(f"{direction} ({int(sel['n'].max())} clips)", fontsize=10)
         ax.set_xlabel("k (segments of δ kept, from the method's ranking)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("label-flip rate")
