@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
 from robustmer.errors import ConfigError, DatasetError
-from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, read_results
+from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, TASK_ALIASES, read_results
 from robustmer.explain.plots import ColourScale, colour_scale, colourbar
 from robustmer.io import versions, write_text
 from robustmer.report import figures
@@ -613,7 +613,7 @@ def render_explain_html(folder: str | os.PathLike[str],
         show_k.append(ks_all[-1])
     task = config.get("task", "?")
     direction_html = ""
-    if task in ("classification", "classifier") and len(t["flips"]):
+    if TASK_ALIASES.get(task, task) == "classification" and len(t["flips"]):
         names = class_names(src, config)
         dsum = direction_summary(with_direction(t["flips"], adv, names))
         if len(dsum) and dsum["direction"].nunique() <= 4:
