@@ -262,3 +262,52 @@ def test_standard_tests_refuse_bad_arguments(tmp_path: Path) -> None:
         standard_tests(model, items, seg, {}, tmp_path, task="ranking")
     with pytest.raises(ConfigError, match="no items"):
         standard_tests(model, [], seg, {}, tmp_path, task="classification")
+
+
+@pytest.mark.slow
+def test_cli_voice_data_train_evaluate_and_explainer_eval(tmp_path: Path) -> None:
+    """The user's path: `data voice`, `train` a detector (and its shuffled-label control),
+    `evaluate` (error, recall, specificity), `explainer-eval` with both directions balanced and
+    the standard tests, `report`."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from robustmer.cli import app
+
+    def invoke(*args: Any) -> str:
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, (args, res.output, res.exception)
+        return res.output
+
+    data = tmp_path / "voice"
+    assert "wrote 10 clips" in invoke("data", "voice", "--out", data, "--clips", 10,
+                                      "--duration", 5, "--snr-low", -6, "--snr-high", 0,
+                                      "--seed", 1)
+    train = ("train", "--model", "classifier", "--data", data, "--width", 0.0625, "--dropout",
+             0, "--epochs", 1, "--batch-size", 32, "--lr", 3e-3, "--lr-schedule", "onecycle",
+             "--no-progress")
+    invoke(*train, "--out", tmp_path / "det")
+    invoke(*train, "--shuffle-labels", 2, "--out", tmp_path / "det-shuffled")
+    recorded = json.loads((tmp_path / "det-shuffled" / "best" / "data.json").read_text())
+    assert recorded["kind"] == "voice" and recorded["shuffled_labels"] == 2
+    text = invoke("evaluate", tmp_path / "det")
+    assert "recall" in text and "specificity" in text
+    metrics = json.loads((tmp_path / "det" / "metrics_test.json").read_text())
+    assert 0 <= metrics["error"] <= 1 and metrics["n"] > 50
+    out = tmp_path / "xeval"
+    text = invoke("explainer-eval", tmp_path / "det", "--methods", "saliency,lime", "--param",
+                  "lime.n_samples=32", "--split", "all", "--per-class", 3, "--k", "1-4",
+                  "--recovery-k", "1", "--standard-clips", 4, "--sanity-clips", 2,
+                  "--sanity-layers", 2, "--shuffled-run", tmp_path / "det-shuffled",
+                  "--out", out, "--no-progress")
+    assert "(classification)" in text and "sanity checks on 2 clips" in text
+    adv = pd.read_csv(out / "adversarial.csv", dtype={"clip_id": str})
+    assert adv["clean_class"].value_counts().max() <= 3
+    assert all(parse_excerpt_id(c)[1] % 50 == 0 for c in adv["clip_id"])  # --excerpt-hop 50
+    data_rand = pd.read_csv(out / "sanity_data.csv", dtype={"clip": str})
+    assert set(data_rand["method"]) == {"saliency", "lime", "input"}
+    invoke("report", out)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "Sanity checks" in page and "Deletion and insertion" in page
+    assert "no_voice →" in page or "voice →" in page
