@@ -181,33 +181,102 @@ def summarise_eval(folder: Path) -> dict[str, Any]:
     return out
 
 
+def _ci(r: dict[str, Any] | None, digits: int = 2) -> str:
+    if r is None:
+        return "–"
+    return f"{r['rate']:.{digits}f} [{r['ci'][0]:.{digits}f}, {r['ci'][1]:.{digits}f}]"
+
+
+def _k(v: Any) -> str:
+    return "never" if v is None or not np.isfinite(v) else str(int(v))
+
+
+def _rate_at(rates: dict[Any, Any], k: int) -> dict[str, Any] | None:
+    return rates.get(k) or rates.get(str(k))
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    """The digest: per evaluation the k = 3 table per direction, smallest k, recovery."""
-    lines = []
+    """The tables of docs/explainer-eval.md, "Measured", from the summary."""
+    lines: list[str] = []
     for name, ev in summary["evaluations"].items():
-        lines.append(f"## {name}: {ev.get('successful')} of {ev.get('attacked')} successful")
-        for d, dd in (ev.get("by_direction") or {"all": {"flip_rate": ev.get("flip_rate", {}),
-                                                         "smallest_k_50": ev.get(
-                                                             "smallest_k", {}).get("50", {}),
-                                                         "smallest_k_90": ev.get(
-                                                             "smallest_k", {}).get("90", {})}
-                                                 }).items():
-            lines.append(f"\n### {d}\n\n| method | N | k=1 | k=3 | k=5 | smallest k 50 % | "
-                         f"smallest k 90 % |\n|---|---|---|---|---|---|---|")
-            for m, rates in dd["flip_rate"].items():
+        lines.append(f"## {name}: {ev.get('successful')} of {ev.get('attacked')} attacked clips "
+                     f"successful\n")
+        dirs = ev.get("by_direction")
+        if dirs:
+            names = list(dirs)
+            lines.append("| method | " + " | ".join(f"{d}: k = 3 [95 % CI]" for d in names)
+                         + " | " + " | ".join(f"{d}: smallest k 50 % / 90 %" for d in names)
+                         + " |")
+            lines.append("|---" * (1 + 2 * len(names)) + "|")
+            for m in dirs[names[0]]["flip_rate"]:
+                cells = [_ci(_rate_at(dirs[d]["flip_rate"].get(m, {}), 3)) for d in names]
+                cells += [f"{_k(dirs[d]['smallest_k_50'].get(m))} / "
+                          f"{_k(dirs[d]['smallest_k_90'].get(m))}" for d in names]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            n = {d: _rate_at(next(iter(dirs[d]["flip_rate"].values())), 3)["n"] for d in names}
+            lines.append(f"\nN: {', '.join(f'{d} {v}' for d, v in n.items())}\n")
+        if "flip_rate" in ev:
+            lines.append("| method | N | k = 1 | k = 3 | k = 5 | smallest k 50 % | "
+                         "smallest k 90 % | s per explained clip |\n"
+                         "|---|---|---|---|---|---|---|---|")
+            sec = ev.get("seconds_per_clip", {})
+            for m, rates in ev["flip_rate"].items():
+                n = _rate_at(rates, 1)["n"]
+                lines.append(f"| {m} | {n} | {_ci(_rate_at(rates, 1))} | "
+                             f"{_ci(_rate_at(rates, 3))} | {_ci(_rate_at(rates, 5))} | "
+                             f"{_k(ev['smallest_k']['50'].get(m))} | "
+                             f"{_k(ev['smallest_k']['90'].get(m))} | "
+                             f"{sec.get(m, float('nan')):.3g} |")
+            lines.append("")
+        rec = ev.get("recovery") or []
+        if rec:
+            lines.append("| method | k | partial adversaries | mean recovered | histogram 0..k |"
+                         "\n|---|---|---|---|---|")
+            for r in rec:
+                hist = [int(r.get(f"h{h}") or 0) for h in range(int(r["k"]) + 1)]
+                lines.append(f"| {r['method']} | {r['k']} | {r['n']} | "
+                             f"{r['mean_hits']:.2f} | {hist} |")
+            lines.append("")
+        for d, rows in (ev.get("recovery_by_direction") or {}).items():
+            mag = [r for r in rows if r["method"] == "magnitude"]
+            lines.append(f"partial adversaries, {d}: " + ", ".join(
+                f"k = {r['k']}: {r['n']} of {r['attacked']}" for r in mag))
+        if ev.get("localisation"):
+            lines.append("\n| method | clips | mass share [95 % CI] | region share | pointing "
+                         "pixel [95 % CI] | pointing segment [95 % CI] | segment chance |\n"
+                         "|---|---|---|---|---|---|---|")
+            for r in ev["localisation"]:
+                lines.append(
+                    f"| {r['method']} | {r['n']} | {r['mass_share']:.3f} [{r['mass_low']:.3f}, "
+                    f"{r['mass_high']:.3f}] | {r['region_share']:.3f} | "
+                    f"{r['pointing_pixel']:.2f} [{r['pointing_pixel_low']:.2f}, "
+                    f"{r['pointing_pixel_high']:.2f}] | {r['pointing_segment']:.2f} "
+                    f"[{r['pointing_segment_low']:.2f}, {r['pointing_segment_high']:.2f}] | "
+                    f"{r['pointing_segment_chance']:.2f} |")
+        if ev.get("sanity"):
+            lines.append("\n| method | cascade: median r, every layer random (N) | verdict | "
+                         "data randomisation: median r (N) | verdict |\n|---|---|---|---|---|")
+            for r in ev["sanity"]:
+                def v(key: str, r: dict[str, Any] = r) -> str:
+                    x = r.get(key)
+                    return "–" if x is None or (isinstance(x, float) and x != x) else (
+                        "passes" if x else "fails")
+                lines.append(f"| {r['method']} | {r.get('cascade_median', float('nan')):.3f} "
+                             f"({r.get('cascade_n', 0)}) | {v('cascade_passed')} | "
+                             f"{r.get('data_median', float('nan')):.3f} ({r.get('data_n', 0)})"
+                             f" | {v('data_passed')} |")
+        if ev.get("deletion_auc"):
+            lines.append("\n| method | deletion AUC [95 % CI] | insertion AUC [95 % CI] | "
+                         "s per clean explanation |\n|---|---|---|---|")
+            sec = ev.get("standard_seconds_per_clip", {})
+            for m, modes in ev["deletion_auc"].items():
                 cells = []
-                for k in (1, 3, 5):
-                    r = rates.get(k) or rates.get(str(k))
-                    cells.append("–" if r is None else
-                                 f"{r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]")
-                n = next(iter(rates.values()))["n"]
-
-                def kk(v: Any) -> str:
-                    return "never" if v is None or not np.isfinite(v) else str(int(v))
-
-                lines.append(f"| {m} | {n} | " + " | ".join(cells) +
-                             f" | {kk(dd['smallest_k_50'].get(m))} | "
-                             f"{kk(dd['smallest_k_90'].get(m))} |")
+                for mode in ("deletion", "insertion"):
+                    iv = modes.get(mode)
+                    cells.append("–" if not iv else
+                                 f"{iv['estimate']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]")
+                lines.append(f"| {m} | {cells[0]} | {cells[1]} | "
+                             f"{sec.get(m, float('nan')):.3g} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

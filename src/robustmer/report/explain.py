@@ -304,7 +304,7 @@ def direction_summary(flips: pd.DataFrame) -> pd.DataFrame:
 def smallest_k(summary: pd.DataFrame, level: float) -> pd.Series:
     """Per method (and direction, when the summary has one): the smallest k whose flip rate
     reaches ``level`` (NaN where no k does)."""
-    keys = ["direction", "method"] if "direction" in summary.columns else ["method"]
+    keys: Any = ["direction", "method"] if "direction" in summary.columns else "method"
     out = {}
     for key, g in summary.groupby(keys, sort=False):
         hit = g[g["rate"] >= level - 1e-12]
