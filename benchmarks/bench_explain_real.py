@@ -16,8 +16,8 @@ digest beside it, ``explain-real.md``, the tables of docs/explainer-eval.md):
    A2M2E, each attacked with explainer-eval's defaults (attack success and δ sizes; cheap
    explainers only);
 4. the real Soundtracks clips (``--shared``, default ``../shared``): A2E (width 0.125) and
-   explainer-eval on its 36 test clips with the cheaper explainers and LIME with 1024 samples
-   (``--st-lime-samples``).
+   explainer-eval on its 36 test clips (and, without the standard tests, its 36 validation
+   clips) with the cheaper explainers and LIME with 1024 samples (``--st-lime-samples``).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_explain_real.py --work /tmp/xr
         [--steps voice,detector-eval,embedded,soundtracks,summary]
@@ -334,6 +334,10 @@ def main() -> None:
               "saliency,gbp,ig,saliency+smoothgrad_sq,lime",
               *params([f"lime.n_samples={args.st_lime_samples}", "lime.batch_size=64"]),
               "--standard-clips", 36, "--sanity-clips", 4)
+        xeval(runs / "A2E-st", w / "xe-A2E-st-val", "--methods",
+              "saliency,gbp,ig,saliency+smoothgrad_sq,lime",
+              *params([f"lime.n_samples={args.st_lime_samples}", "lime.batch_size=64"]),
+              "--split", "val", "--no-standard")
     if "summary" not in steps:
         return
     summary: dict[str, Any] = {"models": {}, "evaluations": {}}
@@ -345,7 +349,7 @@ def main() -> None:
             m.pop("clips", None)
             summary["models"][name] = m
     for name in ("xe-det", "xe-cls-test", "xe-cls-val", "xe-A2E-synth", "xe-A2M2E-synth",
-                 "xe-A2E-st"):
+                 "xe-A2E-st", "xe-A2E-st-val"):
         if (w / name / "adversarial.csv").is_file():
             summary["evaluations"][name] = summarise_eval(w / name)
     summary["seconds_this_call"] = time.perf_counter() - t0
