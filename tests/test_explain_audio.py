@@ -336,8 +336,9 @@ def test_cli_explains_a_waveform_model_in_both_views(wave_run: Path) -> None:
 def test_cli_explainer_eval_on_a_waveform_model(wave_run: Path) -> None:
     out = wave_run.parent / "xeval"
     text = invoke("explainer-eval", wave_run, "--methods", "saliency", "--max-clips", 4,
-                  "--split", "train", "--attack-iters", 5, "--eps", 0.01, "--stop", "none",
-                  "--k", "1,3,20", "--batch-size", 3, "--out", out, "--no-progress")
+                  "--split", "train", "--attack-iters", 5, "--eps", 0.01, "--norm", "linf",
+                  "--stop", "none", "--min-rise", 0, "--k", "1,3,20", "--batch-size", 3,
+                  "--out", out, "--no-progress")
     assert "4 of 4 clips" in text
     adv = pd.read_csv(out / "adversarial.csv", dtype={"clip_id": str})
     assert len(adv) == 4 and adv["success"].all()

@@ -312,7 +312,9 @@ def test_report_page_for_an_explainer_eval_folder(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     page = (folder / "report.html").read_text(encoding="utf-8")
     assert "<b>2 of 2</b>" in page and "Label-flip rate vs k" in page
-    assert page.count("data:image/png;base64,") == 3  # curves, recovery, one clip's maps
+    # curves, curves per direction of the decision, recovery, one clip's maps
+    assert page.count("data:image/png;base64,") == 4
+    assert "By direction of the decision" in page and "smallest k" in page
     assert "oracle" in page and "Recovery of localised perturbations" in page
     assert (folder / "report-figures" / "explainer-flip-curves.png").is_file()
 
@@ -359,8 +361,8 @@ def test_cli_explainer_eval_on_tiny_runs(tmp_path: Path) -> None:
     out = tmp_path / "xeval"
     args = ("explainer-eval", run, "--methods", "saliency,lime", "--param", "lime.n_samples=32",
             "--k", "1-3", "--recovery-k", "1,3", "--split", "train", "--max-clips", 3,
-            "--attack-iters", 30, "--eps", 0.5, "--eta", 0.05, "--grid", "2x3", "--out", out,
-            "--no-progress")
+            "--attack-iters", 30, "--eps", 0.5, "--eta", 0.05, "--norm", "linf",
+            "--confidence", 0, "--grid", "2x3", "--out", out, "--no-progress", "--no-standard")
     text = invoke(*args)
     assert "clips of train gave a successful adversarial example (classification)" in text
     adv = pd.read_csv(out / "adversarial.csv", dtype={"clip_id": str})
@@ -387,9 +389,9 @@ def test_cli_explainer_eval_on_tiny_runs(tmp_path: Path) -> None:
     out = tmp_path / "xeval-a2e"
     text = invoke("explainer-eval", run, "--methods", "ig", "--param", "ig.n_steps=4",
                   "--k", "1,6", "--recovery-k", "1", "--split", "train", "--max-clips", 2,
-                  "--attack-iters", 10, "--eps", 0.05, "--eta", 0.01, "--stop", "none",
-                  "--grid", "2x3",
-                  "--out", out, "--no-progress")
+                  "--attack-iters", 10, "--eps", 0.05, "--eta", 0.01, "--norm", "linf",
+                  "--min-rise", 0, "--grid", "2x3", "--out", out, "--no-progress",
+                  "--standard-clips", 2, "--sanity-clips", 1, "--sanity-layers", 2)
     assert "(regression)" in text
     adv = pd.read_csv(out / "adversarial.csv", dtype={"clip_id": str})
     assert (adv["target_class"] == -1).all() and adv["explained"].between(0, 7).all()
@@ -399,6 +401,11 @@ def test_cli_explainer_eval_on_tiny_runs(tmp_path: Path) -> None:
     # at k = S (all 6 segments) the partial perturbation is all of δ: effect 1, flipped
     full = flips[flips["k"] == 6]
     assert full["flipped"].all() and np.allclose(full["effect"], 1.0)
+    # the standard tests ran on the clean clips (deletion curves, 2 cascade steps)
+    cascade = pd.read_csv(out / "sanity_cascade.csv", dtype={"clip": str})
+    assert set(cascade["method"]) == {"ig", "input"} and set(cascade["step"]) == {1, 2}
+    auc = pd.read_csv(out / "deletion_auc.csv", dtype={"clip_id": str})
+    assert set(auc["method"]) == {"ig", "random"} and len(auc) == 2 * 2 * 2
 
 
 def test_library_explainers_plug_in(tmp_path: Path) -> None:

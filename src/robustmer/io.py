@@ -82,6 +82,30 @@ def write_csv(path: str | os.PathLike[str], frame: Any, **kwargs: Any) -> None:
         frame.to_csv(fh, **kwargs)
 
 
+def write_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
+    """Write arrays as a compressed ``.npz`` atomically (parent folders made)."""
+    import numpy as np
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def read_npz(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Every array of an ``.npz`` (no pickles: a user's file is never unpickled)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as z:
+        return {k: np.asarray(z[k]) for k in z.files}
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of an id: itself when it is one already, else its safe characters
+    plus a short hash of the original (so two ids never share a file)."""
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return keep if keep == name else f"{keep}-{stable_hash(name, 6)}"
+
+
 def plain(obj: Any) -> Any:
     """``obj`` as plain JSON types (paths as text, numpy/torch values as lists and numbers):
     what ``write_json`` / ``write_yaml`` store, to compare with what was stored."""

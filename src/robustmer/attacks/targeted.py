@@ -13,21 +13,36 @@ from torch.nn import functional as F
 
 from robustmer.attacks.base import DEFAULT_EPS, DEFAULT_ETA, Attack, StopRule
 from robustmer.attacks.reference import GENERIC
+from robustmer.errors import ConfigError
 
 
 class TargetReached(StopRule):
-    """Done (and ``δ`` recorded) as soon as ``argmax f(x+δ) == target``; no thresholds (NaN)."""
+    """Done (and ``δ`` recorded) as soon as ``argmax f(x+δ) == target``; no thresholds (NaN).
+
+    ``confidence`` > 0 asks for more: the target must also have a softmax probability of at
+    least ``confidence`` (C&W's high-confidence adversarial examples: the decision is moved
+    past the boundary by a margin instead of onto it)."""
+
+    def __init__(self, confidence: float = 0.0) -> None:
+        self.confidence = float(confidence)
+
+    def _hit(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        hit = out.argmax(dim=1) == y
+        if self.confidence > 0:
+            p = torch.softmax(out.detach().double(), dim=1).gather(1, y.long()[:, None])[:, 0]
+            hit &= p >= self.confidence
+        return hit
 
     def start(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Samples already classified as their target are done at ``δ₀``."""
         self.n = out.shape[0]
-        hit = out.argmax(dim=1) == y
+        hit = self._hit(out, y)
         return hit, hit.double()
 
     def update(self, out: torch.Tensor, y: torch.Tensor,
                rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Passed == done == target predicted."""
-        hit = out.argmax(dim=1) == y
+        """Passed == done == target predicted (with the asked confidence)."""
+        hit = self._hit(out, y)
         return hit, hit, hit.double()
 
     def final_threshold(self) -> torch.Tensor:
@@ -49,6 +64,15 @@ def check_targets(out: torch.Tensor, y: torch.Tensor) -> None:
                          f"{tuple(out.shape)}")
 
 
+def check_confidence(confidence: float) -> float:
+    """A stopping confidence: a softmax probability in ``[0, 1)`` (0: stop on the decision)."""
+    c = float(confidence)
+    if not 0.0 <= c < 1.0:
+        raise ConfigError(f"confidence must lie in [0, 1) (0: stop on the decision), got "
+                          f"{confidence!r}")
+    return c
+
+
 class ClassifierPGD(Attack):
     """The loop on a classifier's logits with the study's budget by default; ``y`` holds class
     indices. Its subclasses record the reference switches' generic values, as every folder of
@@ -62,9 +86,15 @@ class ClassifierPGD(Attack):
 
 
 class TargetedPGD(ClassifierPGD):
-    """Targeted attack on a classifier: descend the cross-entropy to the target class."""
+    """Targeted attack on a classifier: descend the cross-entropy to the target class; stop
+    when it is predicted (with ``confidence`` > 0: with at least that softmax probability)."""
 
     name = "targeted_pgd"
+
+    def __init__(self, eps: float = DEFAULT_EPS, eta: float = DEFAULT_ETA, max_iters: int = 1000,
+                 norm: str = "linf", confidence: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(eps=eps, eta=eta, max_iters=max_iters, norm=norm, **kwargs)
+        self.confidence = check_confidence(confidence)
 
     def objective(self, out: torch.Tensor, y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """``-CE(f(x+δ), t)`` per sample (so ascent descends the CE)."""
@@ -72,8 +102,12 @@ class TargetedPGD(ClassifierPGD):
         return -F.cross_entropy(out, y.long(), reduction="none")
 
     def make_stop(self) -> StopRule:
-        """Stop when the target is predicted."""
-        return TargetReached()
+        """Stop when the target is predicted (with the asked confidence)."""
+        return TargetReached(self.confidence)
+
+    def config(self) -> dict[str, Any]:
+        """Settings incl. the stopping confidence."""
+        return {**super().config(), "confidence": self.confidence}
 
 
 class DecisionChanged(TargetReached):

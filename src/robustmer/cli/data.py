@@ -1,4 +1,4 @@
-"""CLI commands of the data stage: ``robustmer data check|synth|features``."""
+"""CLI commands of the data stage: ``robustmer data check|synth|voice|features``."""
 
 from __future__ import annotations
 
@@ -64,6 +64,30 @@ def synth(
     version = FORMAT_VERSION if format_version is None else format_version
     info = synthesize(out, clips=clips, seed=seed, version=version)
     typer.echo(f"wrote {info.clips} clips to {info.root}")
+
+
+@data_app.command("voice")
+def voice(
+    out: Path = typer.Option(..., "--out", help="Folder to write the voice dataset to."),
+    clips: int = typer.Option(120, "--clips", help="Number of clips (1-999)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (fixes every byte written)."),
+    duration: float = typer.Option(12.0, "--duration", help="Seconds per clip (>= 4)."),
+    p_voice: float = typer.Option(0.6, "--p-voice", help="Probability that a clip has voice."),
+    p_decoy: float = typer.Option(0.6, "--p-decoy", help="Probability that a clip has the "
+                                  "instrumental decoy (a plucked lead that is not a voice)."),
+    snr_low: float = typer.Option(-12.0, "--snr-low", help="Lowest voice SNR in dB."),
+    snr_high: float = typer.Option(-6.0, "--snr-high", help="Highest voice SNR in dB."),
+) -> None:
+    """Write the voice detection dataset: sung-vowel-like phrases over the embedded
+    accompaniment, with per-frame labels and the voice's time-frequency mask (the planted
+    ground truth; docs/synthetic-data.md). Train a detector on it with `robustmer train
+    --model classifier --data OUT` (50-frame excerpts labelled by their central frame)."""
+    from robustmer.data.voice import synthesize_voice
+
+    info = synthesize_voice(out, clips=clips, seed=seed, duration=duration, p_voice=p_voice,
+                            p_decoy=p_decoy, snr_db=(snr_low, snr_high))
+    how = "reused the complete folder" if info.reused else f"wrote {info.clips} clips"
+    typer.echo(f"{how}: {info.root} ({info.seconds:.1f} s)")
 
 
 class PackDtype(StrEnum):

@@ -7,7 +7,7 @@ Thin: parse, wire ``robustmer.data`` (and ``robustmer.attacks`` for --adversaria
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -15,6 +15,9 @@ from robustmer.attacks.base import DEFAULT_EPS, DEFAULT_ETA
 from robustmer.cli.common import SPLIT_FILE, load_run_and_data, resume_command, set_resume_hint
 from robustmer.errors import ConfigError
 from robustmer.models.types import MERType
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 MER_DEFAULTS = MERType.DEFAULT_SETTINGS
 
@@ -127,10 +130,17 @@ def train_command(
                                     "weights: write the run folder without training"),
     name: str | None = typer.Option(None, "--name", help="your model type's name (default: "
                                     "the factory file's stem)"),
+    lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant (the paper) "
+                                    "or onecycle (warm up to --lr, then anneal over --epochs)"),
+    shuffle_labels: int | None = typer.Option(
+        None, "--shuffle-labels", help="a seed: train (and validate) on class labels permuted "
+        "at random across the excerpts: the data-randomisation sanity check of explainers "
+        "(Adebayo et al. 2018; docs/explainer-eval.md)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm bars"),
 ) -> None:
     """Train one model with the reference recipe and keep its best checkpoint (a pretrained
-    model: write its run folder without training)."""
+    model: write its run folder without training). A voice dataset (`robustmer data voice`)
+    trains a detector on 50-frame excerpts labelled by their central frame."""
     from robustmer.cli.common import parse_settings
     from robustmer.data import prepare_data
     from robustmer.folders import claim_folder, folder_lock, refuse_if_locked
@@ -157,19 +167,27 @@ def train_command(
         "--adv-every": (adv_every, adv_every >= 1 or not adversarial, ">= 1 with --adversarial"),
         "--adv-iters": (adv_iters, adv_iters >= 1 or not adversarial,
                         ">= 1 with --adversarial"),
-        "--device": (device, device == "cpu" or device.startswith("cuda"), "cpu or cuda[:N]")})
+        "--device": (device, device == "cpu" or device.startswith("cuda"), "cpu or cuda[:N]"),
+        "--lr-schedule": (lr_schedule, lr_schedule in ("constant", "onecycle"),
+                          "constant or onecycle"),
+        "--shuffle-labels": (shuffle_labels, shuffle_labels is None or (
+            shuffle_labels >= 0 and mtype.task == "classification"),
+            "a seed >= 0, for a classifier")})
     _check_out(out, resume, overwrite)
     attack = (_training_attack(mtype, adv_attack, adv_eps, adv_eta, adv_iters)
               if adversarial else None)  # checked before any feature is computed
     config = TrainConfig(seed=seed, lr=lr, batch_size=batch_size, max_epochs=epochs,
                          patience=patience, device=device, amp=amp, channels_last=channels_last,
-                         adversarial_every=adv_every if adversarial else 0)
+                         adversarial_every=adv_every if adversarial else 0,
+                         lr_schedule=lr_schedule)
     prepared = prepare_data(data, cache_dir=cache, split_path=split, progress=progress and None)
     description = _describe(prepared)
     spec_in = mtype.input_spec()
     refuse_if_locked(out, "--out")  # --overwrite must not remove a run being trained
     claim_folder(out, "run", overwrite=overwrite)
     set_resume_hint(lambda: _epoch_hint(out))
+    if shuffle_labels is not None:
+        description["shuffled_labels"] = int(shuffle_labels)
     common: dict[str, Any] = {"data_description": description,
                               "normaliser": prepared.standardizer.to_dict(),
                               "extra_config": {"model_type": mtype.name}}
@@ -182,9 +200,8 @@ def train_command(
             typer.echo(f"wrote the pretrained {mtype.name} as a run folder: {out} (best/)")
             return
         result = train_run(
-            prepared.dataset_for(spec_in, "train", mode="random", seed=seed),
-            prepared.dataset_for(spec_in, "val", mode="fixed", seed=seed),
-            out, model_type=mtype, model_settings=settings, config=config, attack=attack,
+            *_training_sets(prepared, spec_in, seed, shuffle_labels), out, model_type=mtype,
+            model_settings=settings, config=config, attack=attack,
             resume=resume, progress=progress, **common)
     prepared.split.save(out / SPLIT_FILE)
     by_epoch = {int(r["epoch"]): r for r in result.history}
@@ -195,6 +212,20 @@ def train_command(
         typer.echo(f"  {label} {rec.get('epoch', '?')}: " + _val_summary(rec))
     typer.echo(f"run folder: {out} (best/ is the checkpoint later commands use; last/, "
                f"history.csv)")
+
+
+def _training_sets(prepared: Any, spec_in: Any, seed: int,
+                   shuffle_labels: int | None) -> tuple[Dataset[Any], Dataset[Any]]:
+    """The training (random windows) and validation (fixed windows) sets; with
+    ``--shuffle-labels`` their class labels permuted (the data-randomisation control)."""
+    train_set: Dataset[Any] = prepared.dataset_for(spec_in, "train", mode="random", seed=seed)
+    val_set: Dataset[Any] = prepared.dataset_for(spec_in, "val", mode="fixed", seed=seed)
+    if shuffle_labels is not None:
+        from robustmer.data.torchdata import ShuffledLabels
+
+        train_set = ShuffledLabels(train_set, shuffle_labels)
+        val_set = ShuffledLabels(val_set, shuffle_labels + 1)
+    return train_set, val_set
 
 
 def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
@@ -253,6 +284,9 @@ def evaluate_command(
         raise ConfigError(f"--checkpoint must be best or last, found {which!r}")
     loaded, prepared = load_run_and_data(run_dir, data, device, which=which, cache=cache)
     spec_in = loaded.model_type.input_spec() if loaded.model_type else None
+    if getattr(prepared, "kind", None) == "voice":
+        _evaluate_detector(run_dir, which, loaded, prepared, split, device)
+        return
     ev = evaluate_model(loaded.model, prepared.dataset_for(spec_in, split, mode="fixed", seed=0),
                         device, model_type=loaded.model_type)
     if "logits" in ev:
@@ -316,6 +350,33 @@ def _evaluate_classifier(run_dir: Path, which: str, loaded: Any, prepared: Any, 
     for name, c in metrics["per_class"].items():
         lines.append(f"{name:<16}{c['n_true']:>6}{c['n_pred']:>10}{c['n_correct']:>9}")
     typer.echo("\n".join(lines))
+    typer.echo(f"wrote {target}")
+
+
+def _evaluate_detector(run_dir: Path, which: str, loaded: Any, prepared: Any, split: str,
+                       device: str) -> None:
+    """``evaluate`` of a voice detector: error, recall and specificity over every excerpt of
+    the split (one per frame), as the singing-voice detector was reported."""
+    from robustmer import io
+    from robustmer.data.voicedata import detection_scores
+    from robustmer.train import evaluate_model
+
+    ds = prepared.excerpts(split, hop=1)
+    ev = evaluate_model(loaded.model, ds, device, batch_size=256,
+                        model_type=loaded.model_type)
+    scores = detection_scores(ev["logits"].argmax(1), ev["labels"])
+    payload = {"run": str(run_dir.resolve()), "checkpoint": which, "epoch": loaded.epoch,
+               "split": split, "split_id": prepared.split.split_id,
+               "n_clips": len(prepared.split.part(split)), "excerpt_frames": prepared.frames,
+               "hop": 1, **scores}
+    target = run_dir / f"metrics_{split}.json"
+    io.write_json(target, payload)
+    typer.echo(f"{run_dir} ({which}, epoch {loaded.epoch}), {split} split: "
+               f"{len(prepared.split.part(split))} clips, {scores['n']} excerpts of "
+               f"{prepared.frames} frames (one per frame), {scores['voiced_share']:.1%} voiced")
+    typer.echo(f"error {scores['error']:.2%} (always 'no voice': "
+               f"{scores['voiced_share']:.2%}), recall {scores['recall']:.3f}, "
+               f"specificity {scores['specificity']:.3f}")
     typer.echo(f"wrote {target}")
 
 

@@ -155,3 +155,38 @@ class WaveExcerptDataset(_Windows):
         x = self._waves[clip_id][self.excerpt_index(clip_id)]
         return self._targets.item(index, clip_id,
                                   torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+
+
+class ShuffledLabels(Dataset[dict[str, Any]]):
+    """``dataset`` with its class labels permuted across the items by a seeded permutation
+    (Adebayo et al.'s data-randomisation test: a model trained on labels that mean nothing).
+
+    Item ``i`` is ``dataset[i]`` with the label of item ``perm[i]`` (read with the dataset's
+    own ``label(index)`` when it has one, which skips building the other item's input);
+    ``set_epoch``, ``classes`` and the other names pass through."""
+
+    def __init__(self, dataset: Dataset[dict[str, Any]], seed: int) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"ShuffledLabels: seed must be a non-negative integer, got {seed!r}")
+        self.dataset = dataset
+        self.seed = int(seed)
+        self._perm = np.random.default_rng(self.seed).permutation(len(dataset))  # type: ignore[arg-type]
+        for name in ("target_names", "concept_names", "classes"):
+            if hasattr(dataset, name):
+                setattr(self, name, getattr(dataset, name))
+
+    def __len__(self) -> int:
+        return len(self._perm)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch to the wrapped dataset."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        other = int(self._perm[index])
+        label_of = getattr(self.dataset, "label", None)
+        label = label_of(other) if callable(label_of) else self.dataset[other]["label"]
+        item["label"] = torch.as_tensor(label, dtype=torch.int64)
+        return item

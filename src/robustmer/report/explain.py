@@ -18,10 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import yaml
+from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
 from robustmer.errors import ConfigError, DatasetError
-from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, read_results
+from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, TASK_ALIASES, read_results
 from robustmer.explain.plots import ColourScale, colour_scale, colourbar
 from robustmer.io import versions, write_text
 from robustmer.report import figures
@@ -109,6 +110,7 @@ def flip_curves_png(summary: pd.DataFrame, path: str | os.PathLike[str] | None =
         ax.plot(g["k"], g["rate"], marker="o", ms=3, label=f"{method}", **style)
         ax.fill_between(g["k"], g["ci_low"], g["ci_high"], color=style["color"], alpha=0.07)
     ax.set_xlabel("k (segments of δ kept, from the method's ranking)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("label-flip rate")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
@@ -251,6 +253,332 @@ def _recovery_table_html(recovery: pd.DataFrame) -> str:
     return _table(_head(head), rows)
 
 
+# -- directions, smallest k --------------------------------------------------------------------
+
+def class_names(folder: str | os.PathLike[str], config: dict[str, Any]) -> list[str] | None:
+    """The classifier's class names, from the evaluated run's ``best/data.json`` (None when the
+    run folder is not at hand or records none; the report then says ``class i``)."""
+    import json
+
+    run_dir = config.get("run_dir")
+    if not run_dir:
+        return None
+    path = Path(run_dir) / "best" / "data.json"
+    if not path.is_file():
+        return None
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8")).get("classes")
+    except (OSError, ValueError):
+        return None
+    return [str(c) for c in classes] if classes else None
+
+
+def with_direction(flips: pd.DataFrame, adversarial: pd.DataFrame,
+                   names: Sequence[str] | None = None) -> pd.DataFrame:
+    """``flips`` (or ``recovery``) with a ``direction`` column: ``clean → target`` class of
+    the clip's attack (classifiers; names where known)."""
+    adv = adversarial[["clip_id", "clean_class", "target_class"]].copy()
+    adv["clip_id"] = adv["clip_id"].astype(str)
+
+    def name(i: Any) -> str:
+        i = int(i)
+        return names[i] if names is not None and 0 <= i < len(names) else f"class {i}"
+
+    adv["direction"] = [f"{name(a)} → {name(b)}" for a, b in
+                        zip(adv["clean_class"], adv["target_class"], strict=True)]
+    out = flips.copy()
+    out["clip_id"] = out["clip_id"].astype(str)
+    return out.merge(adv[["clip_id", "direction"]], on="clip_id", how="left")
+
+
+def direction_summary(flips: pd.DataFrame) -> pd.DataFrame:
+    """:func:`flip_summary` per ``direction`` (a column of the result)."""
+    parts = []
+    for direction, g in flips.groupby("direction", sort=True):
+        s = flip_summary(g.drop(columns=["direction"]))
+        s.insert(0, "direction", direction)
+        parts.append(s)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def smallest_k(summary: pd.DataFrame, level: float) -> pd.Series:
+    """Per method (and direction, when the summary has one): the smallest k whose flip rate
+    reaches ``level`` (NaN where no k does)."""
+    keys: Any = ["direction", "method"] if "direction" in summary.columns else "method"
+    out = {}
+    for key, g in summary.groupby(keys, sort=False):
+        hit = g[g["rate"] >= level - 1e-12]
+        out[key] = float(hit["k"].min()) if len(hit) else float("nan")
+    return pd.Series(out, dtype=float)
+
+
+def flip_direction_png(summary: pd.DataFrame, path: str | os.PathLike[str] | None = None
+                       ) -> bytes:
+    """Label-flip rate vs k, one panel per direction of the decision, 95 % Wilson bands."""
+    directions = list(dict.fromkeys(summary["direction"]))
+    fig, axes = plt.subplots(1, len(directions), figsize=(6.2 * len(directions), 4.2),
+                             squeeze=False, sharey=True)
+    colors = _explainer_colors(list(dict.fromkeys(summary["method"].astype(str))))
+    for ax, direction in zip(axes[0], directions, strict=True):
+        sel = summary[summary["direction"] == direction]
+        for method, g in sel.groupby("method", sort=False):
+            style = BASELINE_STYLE.get(str(method)) or {"color": colors[str(method)], "ls": "-"}
+            ax.plot(g["k"], g["rate"], marker="o", ms=2.5, lw=1.2, label=str(method), **style)
+            ax.fill_between(g["k"], g["ci_low"], g["ci_high"], color=style["color"], alpha=0.06)
+        ax.set_title(f"{direction} ({int(sel['n'].max())} clips)", fontsize=10)
+        ax.set_xlabel("k (segments of δ kept, from the method's ranking)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("label-flip rate")
+    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    alt = ("Label-flip rate against k for every method in each direction of the decision: "
+           + "; ".join(directions) + ".")
+    return figures._finish(fig, path, alt)
+
+
+def _direction_table_html(dsum: pd.DataFrame, show_k: Sequence[int]) -> str:
+    if not len(dsum):
+        return ""
+    k50, k90 = smallest_k(dsum, 0.5), smallest_k(dsum, 0.9)
+    head = ["direction", "method", "clips"] + [f"k={k} [95 % CI]" for k in show_k] + [
+        "smallest k ≥ 50 %", "smallest k ≥ 90 %"]
+    rows = []
+    for (direction, method), g in dsum.groupby(["direction", "method"], sort=False):
+        cells = [_td(esc(direction), numeric=False), _td(esc(method), numeric=False),
+                 _td(str(int(g["n"].max())))]
+        for k in show_k:
+            r = g[g["k"] == k]
+            cells.append(_td("–" if not len(r) else
+                             f"{fmt(r['rate'].iloc[0], 2)} [{fmt(r['ci_low'].iloc[0], 2)}, "
+                             f"{fmt(r['ci_high'].iloc[0], 2)}]"))
+        for series in (k50, k90):
+            v = series.get((direction, method), float("nan"))
+            cells.append(_td("never" if not np.isfinite(v) else str(int(v))))
+        rows.append(cells)
+    return _table(_head(head), rows)
+
+
+# -- localisation, sanity, deletion ---------------------------------------------------------------
+
+def localisation_summary(loc: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean mass share with a 95 % t interval, the pixel and segment pointing-game
+    hit rates with Wilson intervals, their chance levels (mean region share, mean segment
+    chance) and N clips."""
+    from robustmer.evaluate.intervals import t_interval
+
+    rows = []
+    for method, g in loc.groupby("method", sort=False):
+        ms = t_interval(g["mass_share"].to_numpy(dtype=float))
+        row: dict[str, Any] = {"method": method, "n": int(ms.n), "mass_share": ms.estimate,
+                               "mass_low": ms.low, "mass_high": ms.high,
+                               "region_share": float(g["region_share"].mean())}
+        for col, chance in (("pointing_pixel", "region_share"),
+                            ("pointing_segment", "segment_chance")):
+            v = g[col].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            hits = float(v.sum())
+            lo, hi = wilson(round(hits), len(v))
+            row.update({col: hits / len(v) if len(v) else float("nan"), f"{col}_low": lo,
+                        f"{col}_high": hi, f"{col}_chance": float(g[chance].mean())})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def localisation_png(summary: pd.DataFrame, path: str | os.PathLike[str] | None = None
+                     ) -> bytes:
+    """Mass share in the region and the two pointing games per method, with 95 % intervals
+    and the chance levels (dashed)."""
+    if not len(summary):
+        return figures.placeholder_png("no clip with a planted region", path)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.32 * len(summary) + 1.8), sharey=True)
+    y = np.arange(len(summary))
+    panels = (("mass_share", "mass_low", "mass_high", "region_share",
+               "share of |attribution| in the region"),
+              ("pointing_pixel", "pointing_pixel_low", "pointing_pixel_high",
+               "pointing_pixel_chance", "pointing game: top pixel in the region"),
+              ("pointing_segment", "pointing_segment_low", "pointing_segment_high",
+               "pointing_segment_chance", "pointing game: top segment in the region"))
+    for ax, (col, lo, hi, chance, title) in zip(axes, panels, strict=True):
+        v = summary[col].to_numpy(dtype=float)
+        err = np.vstack([v - summary[lo].to_numpy(dtype=float),
+                         summary[hi].to_numpy(dtype=float) - v])
+        ax.barh(y, v, xerr=np.nan_to_num(err), color="tab:blue", alpha=0.7,
+                error_kw={"elinewidth": 0.8, "capsize": 2})
+        ax.axvline(float(summary[chance].mean()), color="black", ls="--", lw=1,
+                   label=f"chance {float(summary[chance].mean()):.3f}")
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(summary["method"], fontsize=8)
+    axes[0].invert_yaxis()
+    n = int(summary["n"].max())
+    fig.suptitle(f"Localisation against the planted region on clean inputs ({n} clips; 95 % "
+                 f"intervals)", fontsize=10)
+    fig.tight_layout()
+    return figures._finish(fig, path)
+
+
+def _localisation_table_html(summary: pd.DataFrame) -> str:
+    if not len(summary):
+        return "<p class=\"caption\">No clip with a planted region.</p>"
+    head = ["method", "clips", "mass share [95 % CI]", "region share (chance)",
+            "pointing game, pixel [95 % CI]", "pointing game, segment [95 % CI]",
+            "segment chance"]
+    rows = []
+    for r in summary.to_dict("records"):
+        rows.append([_td(esc(r["method"]), numeric=False), _td(str(r["n"])),
+                     _td(f"{fmt(r['mass_share'], 3)} [{fmt(r['mass_low'], 3)}, "
+                         f"{fmt(r['mass_high'], 3)}]"), _td(fmt(r["region_share"], 3)),
+                     _td(f"{fmt(r['pointing_pixel'], 2)} [{fmt(r['pointing_pixel_low'], 2)}, "
+                         f"{fmt(r['pointing_pixel_high'], 2)}]"),
+                     _td(f"{fmt(r['pointing_segment'], 2)} "
+                         f"[{fmt(r['pointing_segment_low'], 2)}, "
+                         f"{fmt(r['pointing_segment_high'], 2)}]"),
+                     _td(fmt(r["pointing_segment_chance"], 2))])
+    return _table(_head(head), rows)
+
+
+def sanity_png(cascade: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> bytes:
+    """Median Spearman correlation of |map| with the trained model's, per cascade step (the top
+    k layers re-initialised), with the interquartile range, one line per method."""
+    if not len(cascade):
+        return figures.placeholder_png("no sanity checks in this folder", path)
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    methods = list(dict.fromkeys(cascade["method"].astype(str)))
+    colors = _explainer_colors(methods)
+    layers = (cascade.drop_duplicates("step").sort_values("step")[["step", "layer"]])
+    for m in methods:
+        g = cascade[cascade["method"] == m].groupby("step")["spearman_abs"]
+        med, q1, q3 = g.median(), g.quantile(0.25), g.quantile(0.75)
+        style = ({"color": "black", "ls": "--"} if m == "input"
+                 else {"color": colors.get(m, "tab:blue"), "ls": "-"})
+        ax.plot(med.index, med.to_numpy(), marker="o", ms=3, label=m, **style)
+        ax.fill_between(med.index, q1.to_numpy(), q3.to_numpy(), color=style["color"],
+                        alpha=0.06)
+    ax.axhline(0.5, color="grey", ls=":", lw=1, label="verdict threshold 0.5")
+    ax.set_xticks(layers["step"].to_numpy())
+    ax.set_xticklabels([str(v).replace("backbone.features.", "conv ") for v in layers["layer"]],
+                       rotation=45, ha="right", fontsize=7)
+    ax.set_xlabel("layers re-initialised, from the top (cumulative)")
+    ax.set_ylabel("Spearman r of |map| with the trained model's")
+    ax.set_ylim(-0.3, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    n = int(cascade["clip"].nunique())
+    ax.set_title(f"Cascading parameter randomisation ({n} clips; median and quartiles)",
+                 fontsize=10)
+    fig.tight_layout()
+    return figures._finish(fig, path)
+
+
+def sanity_maps_png(path_npz: Path, out: str | os.PathLike[str] | None = None,
+                    max_steps: int = 7) -> bytes:
+    """One clip's maps as the layers are re-initialised: a row per method, columns at the
+    trained model and at some cascade steps (the last = every layer random); each panel is
+    scaled to its own 99th percentile of |map| (the pattern matters, not the scale)."""
+    with np.load(path_npz, allow_pickle=False) as z:
+        arrays = {k: np.asarray(z[k]) for k in z.files}
+    methods = list(dict.fromkeys(k.split("/")[0] for k in arrays if "/" in k))
+    if not methods:
+        return figures.placeholder_png("no maps kept", out)
+    layers = [str(v) for v in arrays.get(f"{methods[0]}/layers", np.asarray([]))]
+    n_steps = len(layers)
+    steps = sorted({0, *np.unique(np.linspace(1, n_steps, min(max_steps - 1, n_steps))
+                                  .round().astype(int)).tolist()}) if n_steps else [0]
+    fig, axes = plt.subplots(len(methods), len(steps),
+                             figsize=(1.9 * len(steps) + 1.2, 1.25 * len(methods) + 0.8),
+                             squeeze=False)
+    for i, m in enumerate(methods):
+        for j, s in enumerate(steps):
+            ax = axes[i][j]
+            a = np.abs(arrays[f"{m}/step{s}"].squeeze())
+            top = float(np.percentile(a, 99)) or 1.0
+            ax.imshow((a / top).T, origin="lower", aspect="auto", cmap="magma", vmin=0,
+                      vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                label = "trained" if s == 0 else (
+                    f"top {s}: {layers[s - 1].replace('backbone.features.', 'conv ')}")
+                ax.set_title(label, fontsize=6)
+            if j == 0:
+                ax.set_ylabel(m, fontsize=6, rotation=0, ha="right", va="center")
+    clip = str(arrays.get("clip_id", path_npz.stem))
+    fig.suptitle(f"clip {clip}: |map| as the layers are re-initialised from the top (each "
+                 f"panel scaled to its own 99th percentile)", fontsize=8)
+    fig.tight_layout()
+    return figures._finish(fig, out, f"Attribution maps of clip {clip} for {len(methods)} "
+                                     f"methods as the model's layers are re-initialised.")
+
+
+def _verdict(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    return "passes" if bool(value) else "FAILS"
+
+
+def _sanity_table_html(summary: pd.DataFrame) -> str:
+    if not len(summary):
+        return "<p class=\"caption\">No sanity checks in this folder.</p>"
+    head = ["method", "clips", "cascade: median r, all layers random", "verdict",
+            "data randomisation: median r", "verdict"]
+    rows = []
+    for r in summary.to_dict("records"):
+        rows.append([_td(esc(r["method"]), numeric=False),
+                     _td(str(int(r.get("cascade_n", 0) or 0))),
+                     _td(fmt(r.get("cascade_median", float("nan")), 3)),
+                     _td(_verdict(r.get("cascade_passed")), numeric=False),
+                     _td(fmt(r.get("data_median", float("nan")), 3)),
+                     _td(_verdict(r.get("data_passed")), numeric=False)])
+    return _table(_head(head), rows)
+
+
+def deletion_png(curves: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> bytes:
+    """Mean deletion and insertion curves per method (the random order dotted)."""
+    if not len(curves):
+        return figures.placeholder_png("no deletion curves in this folder", path)
+    modes = [m for m in ("deletion", "insertion") if (curves["mode"] == m).any()]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.2 * len(modes), 4.2), squeeze=False,
+                             sharey=True)
+    methods = list(dict.fromkeys(curves["method"].astype(str)))
+    colors = _explainer_colors(methods)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        sel = curves[curves["mode"] == mode]
+        for m in methods:
+            g = sel[sel["method"] == m].groupby("fraction")["score"].mean()
+            style = (BASELINE_STYLE["random"] if m == "random"
+                     else {"color": colors.get(m, "tab:blue"), "ls": "-"})
+            ax.plot(g.index, g.to_numpy(), lw=1.2, label=m, **style)
+        ax.set_title(f"{mode} ({int(sel['clip_id'].nunique())} clips)", fontsize=10)
+        ax.set_xlabel("fraction of segments " + ("removed" if mode == "deletion" else
+                                                  "put back"))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("score of the explained output (probability)")
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return figures._finish(fig, path)
+
+
+def _deletion_table_html(auc: pd.DataFrame) -> str:
+    from robustmer.evaluate.intervals import t_interval
+
+    if not len(auc):
+        return ""
+    head = ["method", "clips", "deletion AUC [95 % CI] (lower is better)",
+            "insertion AUC [95 % CI] (higher is better)"]
+    rows = []
+    for m, g in auc.groupby("method", sort=False):
+        cells = [_td(esc(m), numeric=False), _td(str(int(g["clip_id"].nunique())))]
+        for mode in ("deletion", "insertion"):
+            iv = t_interval(g[g["mode"] == mode]["auc"].to_numpy(dtype=float))
+            cells.append(_td("–" if iv.n == 0 else iv.format(3)))
+        rows.append(cells)
+    return _table(_head(head), rows)
+
+
 def render_explain_html(folder: str | os.PathLike[str],
                         out_dir: str | os.PathLike[str]) -> str:
     """The page for one explainer-eval folder (figures also saved under ``out_dir``)."""
@@ -284,6 +612,25 @@ def render_explain_html(folder: str | os.PathLike[str],
     if ks_all and ks_all[-1] not in show_k:
         show_k.append(ks_all[-1])
     task = config.get("task", "?")
+    direction_html = ""
+    if TASK_ALIASES.get(task, task) == "classification" and len(t["flips"]):
+        names = class_names(src, config)
+        dsum = direction_summary(with_direction(t["flips"], adv, names))
+        if len(dsum) and dsum["direction"].nunique() <= 4:
+            dpng = flip_direction_png(dsum, fig_dir / "explainer-flip-directions.png")
+            direction_html = (f'<h3>By direction of the decision</h3>\n<img alt="label-flip '
+                              f'curves per direction" src="{_data_uri(dpng)}">\n'
+                              + _direction_table_html(dsum, show_k))
+        elif len(dsum):
+            direction_html = ("<h3>By direction of the decision</h3>"
+                              + _direction_table_html(dsum, show_k))
+    k50, k90 = (smallest_k(summary, v) for v in (0.5, 0.9)) if len(summary) else (
+        pd.Series(dtype=float), pd.Series(dtype=float))
+    smallest_html = _table(_head(["method", "smallest k ≥ 50 %", "smallest k ≥ 90 %"]), [
+        [_td(esc(m), numeric=False)] + [_td("never" if not np.isfinite(v.get(m, np.nan))
+                                            else str(int(v[m]))) for v in (k50, k90)]
+        for m in dict.fromkeys(summary["method"])]) if len(summary) else ""
+    std_html = _standard_html(src, fig_dir)
     attack = config.get("attack", {})
     rule = ("the prediction becomes the adversarial class"
             if task not in ("regression", "regressor") else
@@ -305,7 +652,8 @@ def render_explain_html(folder: str | os.PathLike[str],
 adversarial example; only those are evaluated. A clip counts as flipped when {esc(rule)}.
 See docs/explainer-eval.md.</p>
 <nav><a href="#flips">label-flip rate</a> <a href="#recovery">recovery</a>
-<a href="#maps">maps</a></nav>
+<a href="#localisation">localisation</a> <a href="#sanity">sanity checks</a>
+<a href="#deletion">deletion / insertion</a> <a href="#maps">maps</a></nav>
 <section id="flips">
 <h2>Label-flip rate vs k</h2>
 <p class="caption">For each clip the method explains the prediction on x + δ; only the part of δ
@@ -314,6 +662,8 @@ segments with the largest Σδ²) and random (seeded). Bands and brackets: 95 % 
 intervals over clips.</p>
 <img alt="label-flip curves" src="{_data_uri(curves)}">
 {_flip_table_html(summary, t["timings"], show_k)}
+{smallest_html}
+{direction_html}
 </section>
 <section id="recovery">
 <h2>Recovery of localised perturbations</h2>
@@ -323,6 +673,7 @@ modified segments it ranks in its top k.</p>
 <img alt="recovery histograms" src="{_data_uri(recov)}">
 {_recovery_table_html(t["recovery"])}
 </section>
+{std_html}
 <section id="maps">
 <h2>Maps beside the perturbation</h2>
 <p class="caption">Clean input, δ, and each method's attribution on x + δ (white lines: the
@@ -338,6 +689,60 @@ segments; magnitude = δ²).</p>
 </body>
 </html>
 """
+
+
+def _standard_html(src: Path, fig_dir: Path) -> str:
+    """The sections of the standard tests (localisation, sanity checks, deletion / insertion)
+    when the folder holds them (``explain.standard``)."""
+    from robustmer.explain.standard import SANITY_MAPS, read_standard, sanity_summary
+
+    std = read_standard(src)
+    if not any(len(v) for v in std.values()):
+        return ('<section id="localisation"><h2>Standard tests</h2><p class="caption">Not run '
+                'for this folder (explainer-eval --standard).</p></section>')
+    loc = localisation_summary(std["localisation"]) if len(std["localisation"]) else \
+        pd.DataFrame()
+    loc_png = localisation_png(loc, fig_dir / "explainer-localisation.png")
+    san_png = sanity_png(std["cascade"], fig_dir / "explainer-sanity.png")
+    maps = ""
+    if (src / SANITY_MAPS).is_dir():
+        for p in sorted((src / SANITY_MAPS).glob("*.npz"))[:1]:
+            png = sanity_maps_png(p, fig_dir / f"explainer-sanity-maps-{p.stem}.png")
+            maps = f'<img alt="maps of clip {esc(p.stem)} as layers are randomised" ' \
+                   f'src="{_data_uri(png)}">'
+    del_png = deletion_png(std["deletion_curves"], fig_dir / "explainer-deletion.png")
+    summ = sanity_summary(std["cascade"], std["data_randomisation"])
+    return f"""<section id="localisation">
+<h2>Localisation against the planted ground truth (clean inputs)</h2>
+<p class="caption">Each method explains the clean input for the class the model predicts; where
+the data planted a region (the voice's time-frequency mask on clips the detector calls voice),
+we measure the share of |attribution| inside it, whether the top pixel and the top segment lie
+in it (a segment counts as in the region when enough of its bins are), against the chance
+levels (dashed: the region's area share, the share of segments in the region) and a seeded
+random map. Intervals: t (mass share), Wilson (pointing games).</p>
+<img alt="localisation per method" src="{_data_uri(loc_png)}">
+{_localisation_table_html(loc)}
+</section>
+<section id="sanity">
+<h2>Sanity checks (Adebayo et al. 2018)</h2>
+<p class="caption">Cascading model-parameter randomisation: the layers are re-initialised from
+the top down, one more per step, and each method's map of the same clips is compared with the
+trained model's (Spearman r of |map|). Data randomisation: the same comparison with a model
+trained on shuffled labels. A method whose maps barely change (median r above 0.5 with every
+layer random, or after data randomisation) fails; the reference "input" (the map is the input
+itself) ignores the model and must fail.</p>
+<img alt="cascading randomisation curves" src="{_data_uri(san_png)}">
+{_sanity_table_html(summ)}
+{maps}
+</section>
+<section id="deletion">
+<h2>Deletion and insertion curves</h2>
+<p class="caption">Segments removed (replaced by the clip's mean) or put back in each method's
+order; the score is the probability of the explained class (a regressor: the explained
+output). The random order (dotted) averages several seeded orders.</p>
+<img alt="deletion and insertion curves" src="{_data_uri(del_png)}">
+{_deletion_table_html(std["deletion_auc"])}
+</section>"""
 
 
 def build_explain_report(folder: str | os.PathLike[str],

@@ -87,9 +87,14 @@ def prepare_study_data(config: StudyConfig, root: Path | str,
     """The study's data exactly as the driver prepared it (same cache, split file, standardiser);
     in a worker the spectrograms come from the cache the driver filled."""
     out = Path(config.output)
-    return prepare_data(root, cache_dir=config.data.cache or out / "cache",
+    data = prepare_data(root, cache_dir=config.data.cache or out / "cache",
                         split_path=out / "split.json", split_seed=config.data.split_seed,
                         midlevel_root=config.data.midlevel, progress=progress)
+    if not isinstance(data, PreparedData):
+        raise ConfigError(f"data {root}: a voice-detection dataset (voice.json) is read by "
+                          f"train, evaluate and explainer-eval; a study needs clip-level "
+                          f"labels (a manifest, dataset.yaml or Soundtracks folder)")
+    return data
 
 
 def target_range(config: StudyConfig, data: PreparedData) -> float | None:

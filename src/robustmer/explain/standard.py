@@ -1,0 +1,405 @@
+"""The standard explainer tests on clean inputs, beside the adversarial test of ``evaluation.py``.
+
+For any ``nn.Module`` on 2-D inputs ``x (B, 1, T, F)`` with a segment map ``(T, F)``, per
+explainer (:func:`standard_tests`):
+
+- **localisation** against a planted ground truth (items with a ``region (T, F)`` bool, e.g. where
+  the voice detection task put the voice): the share of attribution mass inside the region, the
+  pixel and segment pointing games, beside their chance levels and a seeded random map
+  (``localisation.py``);
+- **deletion / insertion** curves and their areas over the fraction of segments removed (or put
+  back) in the explainer's order, beside a random order (``deletion.py``);
+- **sanity checks** (Adebayo et al. 2018) on the first ``sanity_clips`` items: cascading
+  model-parameter randomisation (the top layer first) and, given a model trained on shuffled
+  labels, data randomisation; per clip the Spearman rank correlation of the maps before and
+  after (``sanity.py``); one clip's maps at every cascade step are kept for the report. The
+  reference ``input`` (the map is the input itself: it ignores the model) is checked the same
+  way and must fail.
+
+Every explainer explains the item's ``target`` (default: the class the model predicts on the
+clean input, or for a regressor the output furthest from its mean over the items). Results go to
+``out_dir``: ``localisation.csv``, ``deletion_curves.csv``, ``deletion_auc.csv``,
+``sanity_cascade.csv``, ``sanity_data.csv``, ``standard_timings.csv``, ``sanity_maps/<clip>.npz``
+and ``standard.yaml`` (settings); every table is rewritten atomically after each method and a
+resumed call skips the methods already done (a changed setting is refused). Never imports
+train/, data/, study/ or the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from robustmer.attacks.spec import TASK_ALIASES
+from robustmer.errors import ConfigError
+from robustmer.explain.base import Explanation
+from robustmer.explain.deletion import AUC_COLUMNS, CURVE_COLUMNS, RANDOM, deletion_table
+from robustmer.explain.evaluation import (
+    TASKS,
+    check_segments,
+    n_segments,
+    predict,
+    rank_segments,
+)
+from robustmer.explain.localisation import COLUMNS as LOC_COLUMNS
+from robustmer.explain.localisation import localisation_table
+from robustmer.explain.sanity import (
+    CASCADE_COLUMNS,
+    cascading_randomisation,
+    map_similarity,
+    randomisation_verdict,
+)
+from robustmer.explain.segments import aggregate
+from robustmer.io import (
+    read_json,
+    read_npz,
+    run_meta,
+    safe_name,
+    stable_hash,
+    write_csv,
+    write_json,
+    write_npz,
+    write_yaml,
+)
+
+LOCALISATION, DELETION_CURVES, DELETION_AUC = ("localisation.csv", "deletion_curves.csv",
+                                               "deletion_auc.csv")
+SANITY_CASCADE, SANITY_DATA, STANDARD_TIMINGS = ("sanity_cascade.csv", "sanity_data.csv",
+                                                 "standard_timings.csv")
+SANITY_MAPS, STANDARD_CONFIG = "sanity_maps", "standard.yaml"
+INPUT = "input"
+"""The reference explainer that ignores the model: its map is the input (the sanity checks
+must flag it)."""
+RANDOM_MAP = "random"
+"""Localisation of a seeded random map (uniform noise): the empirical chance level."""
+
+LOC_TABLE_COLUMNS: tuple[str, ...] = ("method", *LOC_COLUMNS)
+CASCADE_TABLE_COLUMNS: tuple[str, ...] = ("method", *CASCADE_COLUMNS)
+DATA_TABLE_COLUMNS: tuple[str, ...] = ("method", "clip", "spearman_abs", "spearman_signed")
+TIMING_TABLE_COLUMNS: tuple[str, ...] = ("method", "clips", "seconds_per_clip")
+
+
+class InputExplainer:
+    """The model-ignoring reference: ``attribution = x`` (segment scores: the segments' mean
+    ``|x|``). Adebayo et al.'s edge detector plays this role: a map that looks plausible and
+    says nothing about the model."""
+
+    name = INPUT
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, target: int | torch.Tensor,
+                 segments: torch.Tensor | None = None) -> Explanation:
+        """The input as its own explanation."""
+        attr = x.detach().float().cpu()
+        scores = None if segments is None else aggregate(attr, segments.cpu(), "mean_abs")
+        t = torch.as_tensor(target).reshape(-1).expand(x.shape[0]).clone()
+        return Explanation(method=self.name, target=t, attribution=attr, segment_scores=scores)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able settings."""
+        return {"method": self.name, "attribution": "the input itself"}
+
+
+@dataclass
+class StandardResult:
+    """The tables of :func:`standard_tests` (also on disk)."""
+
+    localisation: pd.DataFrame
+    deletion_curves: pd.DataFrame
+    deletion_auc: pd.DataFrame
+    cascade: pd.DataFrame
+    data_randomisation: pd.DataFrame
+    timings: pd.DataFrame
+    out_dir: Path
+
+
+def _read(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(columns=list(columns))
+    return pd.read_csv(path, dtype={"clip_id": str, "clip": str, "method": str})
+
+
+def read_standard(out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """The tables of a folder (empty ones where a file is missing)."""
+    out = Path(out_dir)
+    return {"localisation": _read(out / LOCALISATION, LOC_TABLE_COLUMNS),
+            "deletion_curves": _read(out / DELETION_CURVES, CURVE_COLUMNS),
+            "deletion_auc": _read(out / DELETION_AUC, AUC_COLUMNS),
+            "cascade": _read(out / SANITY_CASCADE, CASCADE_TABLE_COLUMNS),
+            "data_randomisation": _read(out / SANITY_DATA, DATA_TABLE_COLUMNS),
+            "timings": _read(out / STANDARD_TIMINGS, TIMING_TABLE_COLUMNS)}
+
+
+def default_targets(model: nn.Module, x: torch.Tensor, task: str,
+                    batch_size: int = 32) -> torch.Tensor:
+    """``(B,)`` the output each clip's explanation is for: the predicted class, or (regression)
+    the output furthest from its mean over these clips (what the model says most clearly)."""
+    out = predict(model, x, batch_size)
+    if task == "classification":
+        return out.argmax(dim=1)
+    return (out - out.mean(dim=0, keepdim=True)).abs().argmax(dim=1)
+
+
+def _check_config(out: Path, config: dict[str, Any], resume: bool) -> None:
+    import yaml
+
+    path = out / STANDARD_CONFIG
+    if path.exists():
+        if not resume:
+            raise ConfigError(f"{path} exists; pass resume=True (--resume) to continue the "
+                              f"standard tests there or choose another folder")
+        stored = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        a = {k: v for k, v in stored.items() if k not in ("methods", "explainers")}
+        b = {k: v for k, v in yaml.safe_load(yaml.safe_dump(config)).items()
+             if k not in ("methods", "explainers")}
+        if a != b:
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise ConfigError(f"{path} holds different settings (differences in {diff}); "
+                              f"cannot resume with these: choose another folder")
+        config = {**config, "methods": list(dict.fromkeys(
+            [*(stored.get("methods") or []), *config["methods"]])),
+            "explainers": {**(stored.get("explainers") or {}), **config["explainers"]}}
+    write_yaml(path, config)
+
+
+def _explain_all(explainer: Any, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                 seg: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segment scores ``(B, S)`` and attributions of every clip, ``batch_size`` at a time."""
+    scores, attrs = [], []
+    for i in range(0, x.shape[0], batch_size):
+        e = explainer(model, x[i:i + batch_size], target[i:i + batch_size], seg)
+        if e.segment_scores is None:
+            raise ConfigError(f"explainer {getattr(explainer, 'name', '?')!r} returned no "
+                              f"segment scores although a segment map was given")
+        scores.append(e.segment_scores.detach().double().cpu())
+        attrs.append(e.attribution.detach().float().cpu())
+    return torch.cat(scores), torch.cat(attrs)
+
+
+def _attribution(explainer: Any, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                 seg: torch.Tensor) -> torch.Tensor:
+    return explainer(model, x, target, seg).attribution.detach().float().cpu()
+
+
+def _write(out: Path, frames: Mapping[str, list[dict[str, Any]]]) -> None:
+    for key, name, cols in (("localisation", LOCALISATION, LOC_TABLE_COLUMNS),
+                            ("deletion_curves", DELETION_CURVES, CURVE_COLUMNS),
+                            ("deletion_auc", DELETION_AUC, AUC_COLUMNS),
+                            ("cascade", SANITY_CASCADE, CASCADE_TABLE_COLUMNS),
+                            ("data_randomisation", SANITY_DATA, DATA_TABLE_COLUMNS),
+                            ("timings", STANDARD_TIMINGS, TIMING_TABLE_COLUMNS)):
+        write_csv(out / name, pd.DataFrame(frames[key], columns=list(cols)))
+
+
+def standard_tests(
+    model: nn.Module,
+    items: Sequence[Mapping[str, Any]],
+    segments: torch.Tensor,
+    explainers: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    task: str,
+    shuffled_model: nn.Module | None = None,
+    sanity_clips: int = 8,
+    sanity_layers: int | None = None,
+    deletion: bool = True,
+    fill: str | float = "mean",
+    n_random: int = 3,
+    min_overlap: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    config: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> StandardResult:
+    """Run the standard tests (module docstring) for every explainer (and the ``input``
+    reference in the sanity checks) and return their tables.
+
+    ``items``: dicts ``{"id", "x" (1, T, F), "region" (T, F) bool (optional), "target" (int,
+    optional)}``; localisation uses the items with a non-empty region. ``shuffled_model``: the
+    same architecture trained on shuffled labels (the data-randomisation test; skipped without
+    it). ``sanity_layers``: how many layers the cascade re-initialises (default all).
+    ``min_overlap``: a segment is *in* the region (segment pointing game) when at least this
+    share of its pixels is (``localisation.segment_pointing_game``).
+    """
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
+    reserved = {INPUT, RANDOM_MAP, RANDOM} & set(explainers)
+    if reserved:
+        raise ConfigError(f"explainer name(s) {sorted(reserved)} are reserved for the "
+                          f"references")
+    if isinstance(sanity_clips, bool) or not isinstance(sanity_clips, int) or sanity_clips < 0:
+        raise ConfigError(f"sanity_clips must be an integer >= 0, got {sanity_clips!r}")
+    if not items:
+        raise ConfigError("standard_tests: no items to explain")
+    dev = torch.device(device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    x = torch.stack([torch.as_tensor(it["x"], dtype=torch.float32) for it in items]).to(dev)
+    seg = check_segments(torch.as_tensor(segments), tuple(x.shape))
+    S = n_segments(seg)
+    ids = [str(it["id"]) for it in items]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("standard_tests: item ids must be unique")
+    model = model.to(dev).eval()
+    given = [it.get("target") for it in items]
+    target = default_targets(model, x, task, batch_size)
+    target = torch.as_tensor([int(t) if g is None else int(g) for g, t in
+                              zip(given, target.tolist(), strict=True)], dtype=torch.int64)
+    regions = [it.get("region") for it in items]
+    loc_rows = [i for i, r in enumerate(regions) if r is not None and bool(np.asarray(r).any())]
+    n_sanity = min(int(sanity_clips), len(items))
+    methods = list(explainers)
+    full_config = {
+        "task": task, "clips": ids, "targets": target.tolist(),
+        "segments": {"n_segments": S, "shape": list(seg.shape)},
+        "localisation_clips": len(loc_rows), "sanity_clips": n_sanity,
+        "sanity_layers": sanity_layers, "data_randomisation": shuffled_model is not None,
+        "deletion": bool(deletion), "fill": fill, "n_random": int(n_random), "seed": int(seed),
+        "min_overlap": float(min_overlap),
+        "methods": methods,
+        "explainers": {n: (e.config() if hasattr(e, "config") else {})
+                       for n, e in explainers.items()},
+        **(config or {}),
+    }
+    full_config["clips_hash"] = stable_hash(ids, length=12)
+    del full_config["clips"]
+    _check_config(out, full_config, resume)
+    tables = read_standard(out)
+    frames = {k: v.to_dict("records") for k, v in tables.items()}
+    done = set(tables["timings"]["method"].astype(str)) if len(tables["timings"]) else set()
+    seg_d = seg.to(dev)
+    t0 = time.perf_counter()
+    region_t = (torch.as_tensor(np.stack([np.asarray(regions[i], dtype=bool) for i in loc_rows]))
+                if loc_rows else None)
+    loc_ids = [ids[i] for i in loc_rows]
+    map_clip = ids[0] if n_sanity else None
+
+    # references: a random map (localisation) and a random order (deletion), once
+    if RANDOM_MAP not in done:
+        if region_t is not None:
+            gen = torch.Generator().manual_seed(int(seed))
+            noise = torch.rand((len(loc_rows), *seg.shape), generator=gen, dtype=torch.float64)
+            loc = localisation_table(noise, region_t, loc_ids, segments=seg.cpu(),
+                                     min_overlap=min_overlap)
+            frames["localisation"].extend({"method": RANDOM_MAP, **r}
+                                          for r in loc.to_dict("records"))
+        if deletion and n_random:
+            curves, auc = deletion_table(model, x, target.to(dev), seg_d, {}, clip_ids=ids,
+                                         fill=fill, task=task, seed=seed, n_random=n_random,
+                                         batch_size=max(32, batch_size))
+            frames["deletion_curves"].extend(curves.to_dict("records"))
+            frames["deletion_auc"].extend(auc.to_dict("records"))
+        frames["timings"].append({"method": RANDOM_MAP, "clips": 0, "seconds_per_clip": 0.0})
+        _write(out, frames)
+    refs: dict[str, Any] = {INPUT: InputExplainer()}
+    for name, explainer in [*explainers.items(), *refs.items()]:
+        if name in done:
+            continue
+        t = time.perf_counter()
+        if name != INPUT:
+            scores, attr = _explain_all(explainer, model, x, target.to(dev), seg_d, batch_size)
+            per_clip = (time.perf_counter() - t) / len(ids)
+            if region_t is not None:
+                loc = localisation_table(attr[loc_rows], region_t, loc_ids, segments=seg.cpu(),
+                                         segment_scores=scores[loc_rows],
+                                         min_overlap=min_overlap)
+                frames["localisation"].extend({"method": name, **r}
+                                              for r in loc.to_dict("records"))
+            if deletion:
+                curves, auc = deletion_table(
+                    model, x, target.to(dev), seg_d, {name: rank_segments(scores)},
+                    clip_ids=ids, fill=fill, task=task, seed=seed, n_random=0,
+                    batch_size=max(32, batch_size))
+                frames["deletion_curves"].extend(curves.to_dict("records"))
+                frames["deletion_auc"].extend(auc.to_dict("records"))
+        else:
+            per_clip = 0.0
+        if n_sanity:
+            xs, ts = x[:n_sanity], target[:n_sanity].to(dev)
+            original = _attribution(explainer, model, xs, ts, seg_d)
+            maps: dict[str, np.ndarray] = {"step0": original[0].numpy()}
+            layers: list[str] = []
+            for step, layer, randomised in cascading_randomisation(
+                    model, seed=seed, n_layers=sanity_layers, x=xs[:1]):
+                after = _attribution(explainer, randomised.to(dev).eval(), xs, ts, seg_d)
+                sim = map_similarity(original, after)
+                frames["cascade"].extend(
+                    {"method": name, "layer": layer.name, "step": step, "clip": ids[i],
+                     "spearman_abs": float(sim["spearman_abs"][i]),
+                     "spearman_signed": float(sim["spearman_signed"][i])}
+                    for i in range(n_sanity))
+                maps[f"step{step}"] = after[0].numpy()
+                layers.append(layer.name)
+            maps["layers"] = np.asarray(layers, dtype=str)
+            assert map_clip is not None
+            _add_sanity_maps(out, map_clip, name, maps, xs[0].cpu().numpy(), seg.cpu().numpy())
+            if shuffled_model is not None:
+                other = _attribution(explainer, shuffled_model.to(dev).eval(), xs, ts, seg_d)
+                sim = map_similarity(original, other)
+                frames["data_randomisation"].extend(
+                    {"method": name, "clip": ids[i],
+                     "spearman_abs": float(sim["spearman_abs"][i]),
+                     "spearman_signed": float(sim["spearman_signed"][i])}
+                    for i in range(n_sanity))
+        frames["timings"].append({"method": name, "clips": len(ids),
+                                  "seconds_per_clip": per_clip})
+        _write(out, frames)
+        if progress:
+            print(f"standard tests: {name} done ({time.perf_counter() - t:.1f} s)", flush=True)
+    _write(out, frames)
+    meta_path = out / "standard_meta.json"
+    seconds = time.perf_counter() - t0
+    if meta_path.exists():
+        seconds += float(read_json(meta_path).get("seconds", 0.0))
+    write_json(meta_path, run_meta(seconds=seconds, clips=len(ids), device=str(device)))
+    tables = read_standard(out)
+    return StandardResult(localisation=tables["localisation"],
+                          deletion_curves=tables["deletion_curves"],
+                          deletion_auc=tables["deletion_auc"], cascade=tables["cascade"],
+                          data_randomisation=tables["data_randomisation"],
+                          timings=tables["timings"], out_dir=out)
+
+
+def _add_sanity_maps(out: Path, clip_id: str, method: str, maps: dict[str, np.ndarray],
+                     x: np.ndarray, seg: np.ndarray) -> None:
+    """``sanity_maps/<clip>.npz`` gains ``<method>/step<k>`` (the map with the top k layers
+    re-initialised; step0 = the trained model) and ``<method>/layers``."""
+    path = out / SANITY_MAPS / f"{safe_name(clip_id)}.npz"
+    arrays = read_npz(path) if path.exists() else {"x": x, "segments": seg,
+                                                    "clip_id": np.asarray(clip_id)}
+    for key, value in maps.items():
+        arrays[f"{method}/{key}"] = np.asarray(value)
+    write_npz(path, **arrays)
+
+
+def sanity_summary(cascade: pd.DataFrame, data: pd.DataFrame,
+                   threshold: float = 0.5) -> pd.DataFrame:
+    """Per method: the median Spearman correlation of ``|map|`` with every layer re-initialised
+    (cascade's last step) and after data randomisation, each with its verdict
+    (``randomisation_verdict``: passes when the median is at most ``threshold``) and N."""
+    rows = []
+    methods = list(dict.fromkeys([*cascade.get("method", pd.Series(dtype=str)).astype(str),
+                                  *data.get("method", pd.Series(dtype=str)).astype(str)]))
+    for m in methods:
+        row: dict[str, Any] = {"method": m}
+        c = cascade[cascade["method"] == m] if len(cascade) else cascade
+        if len(c):
+            v = randomisation_verdict(c.drop(columns=["method"]), threshold)
+            row.update(cascade_median=v.median, cascade_passed=v.passed, cascade_n=v.n_clips,
+                       cascade_steps=v.step)
+        d = data[data["method"] == m] if len(data) else data
+        if len(d):
+            v = randomisation_verdict(d.drop(columns=["method"]), threshold)
+            row.update(data_median=v.median, data_passed=v.passed, data_n=v.n_clips)
+        rows.append(row)
+    return pd.DataFrame(rows)
