@@ -14,6 +14,7 @@ mypy  # configured in pyproject.toml ([tool.mypy]: strict; what is left for late
 DOCTESTS=(
   src/robustmer/attacks/spec.py src/robustmer/attacks/base.py src/robustmer/audio/write.py
   src/robustmer/data/prepare.py src/robustmer/data/synth/__init__.py
+  src/robustmer/data/voice/dataset.py
   src/robustmer/models/types.py src/robustmer/train/trainer.py
   src/robustmer/train/early_stopping.py
 )
