@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -25,12 +26,13 @@ BASELINE_STYLE: dict[str, dict[str, Any]] = {
     "magnitude": {"color": "black", "ls": "--"},
     "random": {"color": "grey", "ls": ":"},
 }
+"""How the baselines' lines are drawn (explainers get the colours of :func:`explainer_colors`)."""
 
 
 def explainer_colors(methods: Sequence[str]) -> dict[str, Any]:
     """A distinct colour per explainer, never the baselines' black or grey."""
-    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # 7 = grey
-    palette += list(plt.get_cmap("Dark2").colors)
+    palette = [c for i, c in enumerate(matplotlib.color_sequences["tab10"]) if i != 7]  # grey
+    palette += matplotlib.color_sequences["Dark2"]
     names = [m for m in methods if m not in BASELINE_STYLE]
     return {m: palette[i % len(palette)] for i, m in enumerate(names)}
 

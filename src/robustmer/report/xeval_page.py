@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from robustmer.errors import ConfigError
-from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, TASK_ALIASES, read_results
+from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, read_results
 from robustmer.io import versions, write_text
 from robustmer.report.html import REPORT_FILE
 from robustmer.report.page import CSS, FIGURES_DIR, data_uri, dump
@@ -43,6 +43,9 @@ from robustmer.report.xeval_stats import (
     with_direction,
 )
 
+REGRESSION_TASKS = ("regression", "regressor")
+"""A regressor's task in ``config.yaml`` (``regressor``: folders written before the tasks were
+renamed)."""
 NORM_BALLS = {"l2": ("L2", "‖δ‖₂ ≤ ε"), "linf": ("L∞", "‖δ‖∞ ≤ ε")}
 """How the page names an attack's norm (``config.yaml``'s ``attack.norm``) and its ball."""
 
@@ -162,12 +165,15 @@ def _show_k(summary: pd.DataFrame) -> list[int]:
 def _direction_html(src: Path, config: Any, t: Mapping[str, pd.DataFrame], show_k: Sequence[int],
                     fig_dir: Path) -> str:
     """A classifier's flip rates per direction of the decision (a figure when at most four
-    directions); empty for a regressor."""
-    task = config.get("task", "?")
+    directions); empty for a regressor. A classifier's folder is known by its attack targets
+    (``adversarial.csv``'s ``target_class``, -1 for a regressor's clips), whichever spelling of
+    the task its config uses."""
+    adv = t["adversarial"]
+    classifier = bool(pd.to_numeric(adv["target_class"], errors="coerce").ge(0).any())
     direction_html = ""
-    if TASK_ALIASES.get(task, task) == "classification" and len(t["flips"]):
+    if classifier and len(t["flips"]):
         names = class_names(src, config)
-        dsum = direction_summary(with_direction(t["flips"], t["adversarial"], names))
+        dsum = direction_summary(with_direction(t["flips"], adv, names))
         if len(dsum) and dsum["direction"].nunique() <= 4:
             dpng = flip_direction_png(dsum, fig_dir / "explainer-flip-directions.png")
             direction_html = (f'<h3>By direction of the decision</h3>\n<img alt="label-flip '
@@ -193,7 +199,7 @@ def _top_html(src: Path, config: Any, n_ok: int, n_att: int) -> str:
     """The page from its start to the navigation: title, style, what was attacked and how."""
     task = config.get("task", "?")
     rule = ("the prediction becomes the adversarial class"
-            if task not in ("regression", "regressor") else
+            if task not in REGRESSION_TASKS else
             f"the partial perturbation reproduces at least {config.get('fraction', 0.5)} of the "
             f"full perturbation's rise in MSE")
     return f"""<!DOCTYPE html>
