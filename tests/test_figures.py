@@ -41,7 +41,6 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
         return png
 
     monkeypatch.setattr(figures, "finish", capture)
-    monkeypatch.setattr(figures, "_finish", capture)  # report/explain.py calls the old name
     return kept
 
 

@@ -90,9 +90,6 @@ def finish(fig: Figure, path: str | os.PathLike[str] | None, alt: str | None = N
     return FigurePNG(data, description)
 
 
-_finish = finish  # the old name, still used by report/explain.py
-
-
 def placeholder_png(text: str, path: str | os.PathLike[str] | None = None) -> FigurePNG:
     """A small figure that states why a real one could not be drawn (e.g. no runs)."""
     fig, ax = plt.subplots(figsize=(5, 1.2))

@@ -25,14 +25,9 @@ from robustmer.report import family_tables, figures, tables
 from robustmer.report.analysis import MediaItem, SettingPart, SourceResults, analyse_store
 from robustmer.report.l2i import find_l2i, l2i_section_html
 from robustmer.report.page import CSS, data_uri, dump
-from robustmer.report.page import FIGURES_DIR as FIGURES_DIR  # re-exported for report/explain.py
 from robustmer.report.tables import esc
 
 REPORT_FILE = "report.html"
-
-# the shared helpers of every page (report/page.py) under their old names, still imported by
-# report/explain.py
-_CSS, _data_uri, _dump = CSS, data_uri, dump
 
 _PICK_JS = """
 document.querySelectorAll('select[data-pick]').forEach(function (s) {

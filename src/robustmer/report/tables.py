@@ -116,7 +116,9 @@ def td(text: str, numeric: bool = True) -> str:
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
-_table, _td = table, td  # old names, still imported by report/explain.py, l2i.py, folders.py
+def head_row(names: Sequence[str]) -> list[str]:
+    """One header row of plain (unescaped) column ``names``, as :func:`table` takes it."""
+    return ["<tr>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>"]
 
 
 def n_range(values: Sequence[object]) -> str:
