@@ -42,13 +42,7 @@ from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
 from robustmer.explain.base import Explanation
 from robustmer.explain.deletion import AUC_COLUMNS, CURVE_COLUMNS, RANDOM, deletion_table
-from robustmer.explain.evaluation import (
-    TASKS,
-    check_segments,
-    n_segments,
-    predict,
-    rank_segments,
-)
+from robustmer.explain.evaluation.metrics import TASKS, predict, rank_segments
 from robustmer.explain.localisation import COLUMNS as LOC_COLUMNS
 from robustmer.explain.localisation import localisation_table
 from robustmer.explain.sanity import (
@@ -57,7 +51,7 @@ from robustmer.explain.sanity import (
     map_similarity,
     randomisation_verdict,
 )
-from robustmer.explain.segments import aggregate
+from robustmer.explain.segments import aggregate, check_segments
 from robustmer.io import (
     read_json,
     read_npz,
@@ -245,8 +239,7 @@ def standard_tests(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x = torch.stack([torch.as_tensor(it["x"], dtype=torch.float32) for it in items]).to(dev)
-    seg = check_segments(torch.as_tensor(segments), tuple(x.shape))
-    S = n_segments(seg)
+    seg, S = check_segments(torch.as_tensor(segments), tuple(x.shape), shared=True)
     ids = [str(it["id"]) for it in items]
     if len(set(ids)) != len(ids):
         raise ConfigError("standard_tests: item ids must be unique")
