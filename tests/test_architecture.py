@@ -219,7 +219,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 
 PRIVATE_IMPORTS_LEFT = {
-    "report/explain.py", "explain/evaluation.py",
+    "report/explain.py",
 }
 """Modules that still import another module's private names: the report and explainer-
 evaluation split of issue 23 (a later step) makes the shared helpers public. Remove each entry
@@ -251,7 +251,7 @@ def test_no_module_imports_another_modules_private_names() -> None:
 
 
 LARGE_MODULES_LEFT = {
-    "explain/", "report/explain.py", "data/voice.py", "cli/xeval.py",
+    "report/explain.py", "data/voice.py", "cli/xeval.py",
 }
 """Modules (or folders) not yet held to the size limits below: the report, explainer and
 statistics parts of issue 23 (a later step), and data/voice.py. Remove entries as they are

@@ -206,21 +206,11 @@ def evaluate_explainers(
     dev = torch.device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    full_config = {
-        "task": task, "attack": attack.config(), "segments": {"n_segments": n_segments(seg),
-                                                              "shape": list(seg.shape)},
-        "ks": ks_, "recovery_ks": recovery_ks_, "baselines": list(baselines),
-        "fraction": float(fraction), "target_rule": target_rule, "seed": int(seed),
-        "batch_size": int(batch_size), "methods": methods,
-        **({} if min_rise is None else {"min_rise": float(min_rise)}),
-        "explainers": {n: (e.config() if hasattr(e, "config") else {})
-                       for n, e in explainers.items()},
-        **(config or {}),
-    }
-    prepare_out(out, full_config, resume)
-    tables = read_results(out)
     run = _Run(out, task, seg, ks_, recovery_ks_, fraction, seed, dev, batch_size, model_for,
                set())
+    prepare_out(out, _settings(run, attack, baselines, methods, target_rule, min_rise,
+                               explainers, config), resume)
+    tables = read_results(out)
     t0 = time.perf_counter()
     model = model.to(dev)
     was_training = model.training
@@ -247,6 +237,23 @@ def evaluate_explainers(
                                    successful=len(ok), device=str(device)))
     return EvalResult(adversarial=adversarial, flips=result["flips"],
                       recovery=result["recovery"], timings=result["timings"], out_dir=out)
+
+
+def _settings(run: _Run, attack: Attack, baselines: Sequence[str], methods: list[str],
+              target_rule: str, min_rise: float | None, explainers: Mapping[str, Explainer],
+              config: dict[str, Any] | None) -> dict[str, Any]:
+    """The evaluation's ``config.yaml`` (a resumed run must ask for the same)."""
+    return {
+        "task": run.task, "attack": attack.config(),
+        "segments": {"n_segments": n_segments(run.seg), "shape": list(run.seg.shape)},
+        "ks": run.ks, "recovery_ks": run.recovery_ks, "baselines": list(baselines),
+        "fraction": float(run.fraction), "target_rule": target_rule, "seed": int(run.seed),
+        "batch_size": int(run.batch_size), "methods": methods,
+        **({} if min_rise is None else {"min_rise": float(min_rise)}),
+        "explainers": {n: (e.config() if hasattr(e, "config") else {})
+                       for n, e in explainers.items()},
+        **(config or {}),
+    }
 
 
 def _check_options(task: str, target_rule: str, fraction: float, batch_size: int,
