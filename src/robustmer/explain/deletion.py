@@ -25,6 +25,7 @@ train/, data/, study/ or the CLI.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -151,7 +152,8 @@ def deletion_table(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor
     if n_random:
         orders[RANDOM] = [random_ranking(ids, n_seg, seed, f"deletion-{i}")
                           for i in range(n_random)]
-    curve_rows, auc_rows = [], []
+    curve_rows: list[dict[str, Any]] = []
+    auc_rows: list[dict[str, Any]] = []
     frac = [k / n_seg for k in range(n_seg + 1)]
     for name, rs in orders.items():
         for mode in modes:

@@ -40,7 +40,7 @@ from torch import nn
 
 from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
-from robustmer.explain.base import Explanation
+from robustmer.explain.base import Explainer, Explanation
 from robustmer.explain.deletion import AUC_COLUMNS, CURVE_COLUMNS, RANDOM, deletion_table
 from robustmer.explain.evaluation.metrics import TASKS, predict, rank_segments
 from robustmer.explain.localisation import COLUMNS as LOC_COLUMNS
@@ -177,7 +177,7 @@ def _explain_all(explainer: Any, model: nn.Module, x: torch.Tensor, target: torc
     return torch.cat(scores), torch.cat(attrs)
 
 
-def _attribution(explainer: Any, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+def _attribution(explainer: Explainer, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                  seg: torch.Tensor) -> torch.Tensor:
     return explainer(model, x, target, seg).attribution.detach().float().cpu()
 

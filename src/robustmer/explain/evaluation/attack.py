@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustmer.attacks import Attack, norms, per_sample_mse
+from robustmer.attacks import AttackLike, norms, per_sample_mse
 from robustmer.attacks.spec import TASK_ALIASES, AttackSpec
 from robustmer.errors import ConfigError
 from robustmer.explain.evaluation.files import CONTEXT, EXAMPLES
 from robustmer.explain.evaluation.metrics import TASKS, predict
 from robustmer.io import safe_name, stable_hash, write_npz
+from robustmer.protocols import AttackResult
 
 TARGET_RULES: tuple[str, ...] = ("runner_up", "random")
 """How a classifier's attack target is chosen: the clean runner-up class, or a random other one."""
@@ -46,7 +47,7 @@ this share of the targets' range (``min_rise = 0.1 × range``; the CLI takes the
 training targets)."""
 
 
-def default_attack(task: str, max_iters: int | None = None) -> Attack:
+def default_attack(task: str, max_iters: int | None = None) -> AttackLike:
     """The default attack of ``task`` (:data:`DEFAULT_ATTACKS`), with ``max_iters`` if given."""
     task = TASK_ALIASES.get(task, task)
     if task not in DEFAULT_ATTACKS:
@@ -90,7 +91,7 @@ def batch_model(model: nn.Module, model_for: ModelFactory | None,
     return model_for(contexts).to(device).eval()
 
 
-def regression_success(attack: Attack, result: Any, mse_clean: torch.Tensor,
+def regression_success(attack: AttackLike, result: AttackResult, mse_clean: torch.Tensor,
                        mse_adv: torch.Tensor, min_rise: float | None) -> torch.Tensor:
     """Which regression attacks succeeded. With ``min_rise``: the clip's RMSE against its
     targets rose by at least ``min_rise`` (target units). Without: the attack passed at least
@@ -103,7 +104,7 @@ def regression_success(attack: Attack, result: Any, mse_clean: torch.Tensor,
     return reached & (mse_adv > mse_clean)
 
 
-def attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: Attack, task: str,
+def attack_batch(model: nn.Module, batch: list[dict[str, Any]], attack: AttackLike, task: str,
                   target_rule: str, seed: int, device: torch.device, out: Path,
                   batch_size: int, model_for: ModelFactory | None = None,
                   min_rise: float | None = None) -> list[dict[str, Any]]:

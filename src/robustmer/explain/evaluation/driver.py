@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from robustmer.attacks import Attack, per_sample_mse
+from robustmer.attacks import AttackLike, per_sample_mse
 from robustmer.attacks.base import Subsettable
 from robustmer.attacks.runner import batches
 from robustmer.attacks.spec import TASK_ALIASES
@@ -144,7 +144,7 @@ def evaluate_explainers(
     out_dir: str | Path,
     *,
     task: str,
-    attack: Attack | None = None,
+    attack: AttackLike | None = None,
     ks: Sequence[int] | None = None,
     recovery_ks: Sequence[int] = (1, 3, 5),
     baselines: Sequence[str] = BASELINES,
@@ -239,7 +239,7 @@ def evaluate_explainers(
                       recovery=result["recovery"], timings=result["timings"], out_dir=out)
 
 
-def _settings(run: _Run, attack: Attack, baselines: Sequence[str], methods: list[str],
+def _settings(run: _Run, attack: AttackLike, baselines: Sequence[str], methods: list[str],
               target_rule: str, min_rise: float | None, explainers: Mapping[str, Explainer],
               config: dict[str, Any] | None) -> dict[str, Any]:
     """The evaluation's ``config.yaml`` (a resumed run must ask for the same)."""
@@ -290,7 +290,7 @@ def _check_grid(segments: torch.Tensor, ks: Sequence[int] | None,
     return seg, ks_, sorted({int(k) for k in recovery_ks})
 
 
-def _attack_all(model: nn.Module, items: Iterable[dict[str, Any]], attack: Attack, run: _Run,
+def _attack_all(model: nn.Module, items: Iterable[dict[str, Any]], attack: AttackLike, run: _Run,
                 done_table: pd.DataFrame, target_rule: str, min_rise: float | None,
                 total: int | None, progress: bool) -> pd.DataFrame:
     """Attack the clips not yet in ``adversarial.csv`` (rewritten after each batch); returns the

@@ -166,7 +166,8 @@ def model_input(frontend: LogFilteredSpectrogram, standardizer: Any, wave: torch
                 ) -> torch.Tensor:
     """``(S,)`` waveform -> the model's ``(1, 1, T, bands)`` standardised input (a spectrogram
     model; :class:`InputPath` covers both contracts)."""
-    return standardizer.transform(frontend(wave))[None, None].float()
+    out: torch.Tensor = standardizer.transform(frontend(wave))[None, None].float()
+    return out
 
 
 def clip_tensors(clips: Clips, frontend: LogFilteredSpectrogram, standardizer: Any, *,
