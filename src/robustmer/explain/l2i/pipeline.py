@@ -194,7 +194,33 @@ def explain_clip(model: nn.Module, interpreter: Interpreter, W: torch.Tensor,
     ``interpretation.wav`` (the selected components together), ``component_<k>.wav`` (each of
     the ``max_components`` most relevant selected components), ``figure.png`` and
     ``explanation.json``; returns the JSON payload. The WAVs are at the front end's rate (the
-    STFT side), whatever the model's own rate (``input_spec``)."""
+    STFT side), whatever the model's own rate (``input_spec``).
+
+    Examples:
+        A tiny untrained CNN, an untrained interpreter reading its ReLU and a random dictionary
+        of 6 components, on one second of noise (training them: ``robustmer.train.l2i``):
+
+        >>> import os, tempfile, torch, soundfile as sf
+        >>> from robustmer.explain.l2i import Interpreter, log_magnitude
+        >>> from robustmer.features import LogFilteredSpectrogram
+        >>> class Identity:  # the run's standardizer (here none)
+        ...     def transform(self, spec): return spec
+        >>> _ = torch.manual_seed(0)
+        >>> fe = LogFilteredSpectrogram()
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        ...     torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> interpreter = Interpreter([4], k=6, n_outputs=3, layers=["1"])
+        >>> wave = 0.1 * torch.randn(fe.config.sample_rate)
+        >>> W = torch.rand(log_magnitude(fe, wave)[0].shape[1], 6)  # (F, K)
+        >>> out = tempfile.mkdtemp()
+        >>> payload = explain_clip(model, interpreter, W, wave, fe, Identity(), target=0,
+        ...                        tau=0.0, out_dir=out, task="classification", max_components=2)
+        >>> [f for f in sorted(os.listdir(out)) if not f.startswith("component_")]
+        ['explanation.json', 'figure.png', 'input.wav', 'interpretation.wav']
+        >>> len(payload["component_files"]), sf.info(f"{out}/interpretation.wav").samplerate
+        (2, 22050)
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sr = frontend.config.sample_rate
