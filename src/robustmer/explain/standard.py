@@ -163,7 +163,7 @@ def _check_config(out: Path, config: dict[str, Any], resume: bool) -> None:
     write_yaml(path, config)
 
 
-def _explain_all(explainer: Any, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+def _explain_all(explainer: Explainer, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                  seg: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Segment scores ``(B, S)`` and attributions of every clip, ``batch_size`` at a time."""
     scores, attrs = [], []
@@ -196,7 +196,7 @@ def standard_tests(
     model: nn.Module,
     items: Sequence[Mapping[str, Any]],
     segments: torch.Tensor,
-    explainers: Mapping[str, Any],
+    explainers: Mapping[str, Explainer],
     out_dir: str | Path,
     *,
     task: str,
@@ -267,7 +267,7 @@ def standard_tests(
     t0 = time.perf_counter()
     if RANDOM_MAP not in done:
         _references(model, run, frames)
-    refs: dict[str, Any] = {INPUT: InputExplainer()}
+    refs: dict[str, Explainer] = {INPUT: InputExplainer()}
     for name, explainer in [*explainers.items(), *refs.items()]:
         if name in done:
             continue
@@ -332,7 +332,7 @@ def _targets(model: nn.Module, x: torch.Tensor, items: Sequence[Mapping[str, Any
                             zip(given, target.tolist(), strict=True)], dtype=torch.int64)
 
 
-def _check_args(task: str, explainers: Mapping[str, Any], sanity_clips: int,
+def _check_args(task: str, explainers: Mapping[str, Explainer], sanity_clips: int,
                 items: Sequence[Mapping[str, Any]]) -> None:
     """The arguments of :func:`standard_tests` that need no data."""
     if task not in TASKS:
@@ -369,7 +369,7 @@ def _references(model: nn.Module, run: _Run, frames: Frames) -> None:
     _write(run.out, frames)
 
 
-def _clean_tests(model: nn.Module, name: str, explainer: Any, run: _Run,
+def _clean_tests(model: nn.Module, name: str, explainer: Explainer, run: _Run,
                  frames: Frames) -> float:
     """Localisation and deletion of one explainer; returns its seconds per explained clip."""
     dev = run.x.device
@@ -392,7 +392,7 @@ def _clean_tests(model: nn.Module, name: str, explainer: Any, run: _Run,
     return per_clip
 
 
-def _sanity_tests(model: nn.Module, name: str, explainer: Any, run: _Run,
+def _sanity_tests(model: nn.Module, name: str, explainer: Explainer, run: _Run,
                   frames: Frames) -> None:
     """The cascading randomisation (and, with a shuffled-label model, the data randomisation)
     of one explainer on the first ``n_sanity`` clips; keeps the first clip's maps."""
