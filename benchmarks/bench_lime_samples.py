@@ -29,13 +29,12 @@ from robustmer import io
 from robustmer.explain import make_explainer
 from robustmer.explain.evaluation import (
     EXAMPLES,
-    _load_npz,
-    _safe,
     keep_segments,
     predict,
     rank_segments,
 )
 from robustmer.explain.segments import grid_segments
+from robustmer.io import read_npz, safe_name
 from robustmer.train import load_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,7 +53,7 @@ def main() -> None:
     counts = sorted(int(v) for v in args.samples.split(","))
     adv = pd.read_csv(args.folder / "adversarial.csv", dtype={"clip_id": str})
     adv = adv[adv["success"].astype(bool)].head(args.clips)
-    arrays = [_load_npz(args.folder / EXAMPLES / f"{_safe(c)}.npz") for c in adv["clip_id"]]
+    arrays = [read_npz(args.folder / EXAMPLES / f"{safe_name(c)}.npz") for c in adv["clip_id"]]
     x = torch.stack([torch.as_tensor(a["x"]) for a in arrays])
     delta = torch.stack([torch.as_tensor(a["delta"]) for a in arrays])
     target = torch.as_tensor(adv["explained"].to_numpy(), dtype=torch.int64)

@@ -23,8 +23,9 @@ import yaml
 
 from robustmer import io
 from robustmer.explain import make_explainer
-from robustmer.explain.evaluation import EXAMPLES, _load_npz, _safe
+from robustmer.explain.evaluation import EXAMPLES
 from robustmer.explain.segments import grid_segments
+from robustmer.io import read_npz, safe_name
 from robustmer.train import load_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +45,7 @@ def main() -> None:
     config = yaml.safe_load((args.folder / "config.yaml").read_text(encoding="utf-8"))
     adv = pd.read_csv(args.folder / "adversarial.csv", dtype={"clip_id": str})
     adv = adv[adv["success"].astype(bool)].head(args.clips)
-    arrays = [_load_npz(args.folder / EXAMPLES / f"{_safe(c)}.npz") for c in adv["clip_id"]]
+    arrays = [read_npz(args.folder / EXAMPLES / f"{safe_name(c)}.npz") for c in adv["clip_id"]]
     x = torch.stack([torch.as_tensor(a["x"]) + torch.as_tensor(a["delta"]) for a in arrays])
     target = torch.as_tensor(adv["explained"].to_numpy(), dtype=torch.int64)
     model = load_run(args.run_dir).model.eval()

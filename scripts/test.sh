@@ -16,7 +16,8 @@ DOCTESTS=(
   src/robustmer/data/prepare.py src/robustmer/data/synth/__init__.py
   src/robustmer/data/voice/dataset.py
   src/robustmer/models/types.py src/robustmer/train/trainer.py
-  src/robustmer/train/early_stopping.py
+  src/robustmer/train/early_stopping.py src/robustmer/explain/evaluation/driver.py
+  src/robustmer/explain/l2i/pipeline.py
 )
 python -m pytest -q -p no:cacheprovider --doctest-modules "${DOCTESTS[@]}"
 python -m pytest "$@"

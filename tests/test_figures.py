@@ -21,7 +21,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from robustmer.explain.l2i.pipeline import l2i_figure, log_frequency_bands
+from robustmer.explain.l2i.figure import l2i_figure, log_frequency_bands
 from robustmer.explain.plots import attribution_figure, colour_scale, figure_alt, score_scale
 from robustmer.explain.segments import grid_segments
 from robustmer.report import eps_axis, figures

@@ -134,6 +134,8 @@ class STFTView(nn.Module):
     below 0) are used as given: ``-m · e^{iφ}`` is the bin with its phase turned by π.
     """
 
+    phase: torch.Tensor  # a buffer (moves with the module)
+
     def __init__(self, model: nn.Module, phase: torch.Tensor, settings: STFTSettings,
                  length: int) -> None:
         super().__init__()
@@ -174,7 +176,8 @@ class STFTView(nn.Module):
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
         """The model's output on the audio these magnitudes (and the held phases) give."""
-        return self.model(self.waves(m))
+        out: torch.Tensor = self.model(self.waves(m))
+        return out
 
     def subset(self, index: torch.Tensor) -> STFTView:
         """The same model with the phases of batch rows ``index`` (a one-clip view is kept)."""
@@ -196,7 +199,8 @@ class InputView(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Model output on the samples ``x (N, 1, S, 1)``."""
-        return self.model(from_input(x))
+        out: torch.Tensor = self.model(from_input(x))
+        return out
 
 
 def to_input(waves: torch.Tensor) -> torch.Tensor:

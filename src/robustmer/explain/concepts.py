@@ -9,6 +9,7 @@ attribution maps. This module only lays them out as a tidy table.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import pandas as pd
 import torch
@@ -50,9 +51,9 @@ def concept_table(model: nn.Module, x: torch.Tensor, clip_ids: Sequence[str] | N
     with eval_mode(model):
         contrib = model.concept_contributions(x).double().cpu()  # type: ignore[operator]
         value = model.forward_all(x)["bottleneck"].double().cpu()  # type: ignore[operator]
-        bias = model.contribution_bias.detach().double().cpu()  # type: ignore[union-attr]
+        bias = cast(torch.Tensor, model.contribution_bias).detach().double().cpu()
     B, E, C = contrib.shape
-    weight = model.head.weight.detach().double().cpu()  # type: ignore[union-attr]
+    weight = cast(nn.Linear, model.head).weight.detach().double().cpu()
     pred = contrib.sum(-1) + bias
     e_names = _names(E, emotions, "output")
     c_names = _names(C, concepts, "concept")

@@ -25,6 +25,7 @@ train/, data/, study/ or the CLI.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -33,14 +34,13 @@ from torch import nn
 from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
 from robustmer.explain.base import check_input, check_target, eval_mode
-from robustmer.explain.evaluation import (
+from robustmer.explain.evaluation.metrics import (
     TASKS,
-    check_segments,
     keep_segments,
-    n_segments,
     predict,
     random_ranking,
 )
+from robustmer.explain.segments import check_segments
 
 MODES: tuple[str, ...] = ("deletion", "insertion")
 FILLS: tuple[str, ...] = ("mean", "min", "zero")
@@ -97,8 +97,8 @@ def perturbation_curves(model: nn.Module, x: torch.Tensor, target: int | torch.T
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     check_input(x)
-    seg = check_segments(segments, x.shape).to(x.device)
-    n_seg = n_segments(seg)
+    seg, n_seg = check_segments(torch.as_tensor(segments), tuple(x.shape), shared=True)
+    seg = seg.to(x.device)
     order = check_ranking(ranking, x.shape[0], n_seg).to(x.device)
     t = check_target(model, x, target)
     base = fill_value(x, fill)
@@ -147,12 +147,13 @@ def deletion_table(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor
     ids = [str(c) for c in (clip_ids if clip_ids is not None else range(B))]
     if len(ids) != B:
         raise ConfigError(f"clip_ids: expected {B} ids, got {len(ids)}")
-    n_seg = n_segments(check_segments(segments, x.shape))
+    _, n_seg = check_segments(torch.as_tensor(segments), tuple(x.shape), shared=True)
     orders: dict[str, list[torch.Tensor]] = {name: [r] for name, r in rankings.items()}
     if n_random:
         orders[RANDOM] = [random_ranking(ids, n_seg, seed, f"deletion-{i}")
                           for i in range(n_random)]
-    curve_rows, auc_rows = [], []
+    curve_rows: list[dict[str, Any]] = []
+    auc_rows: list[dict[str, Any]] = []
     frac = [k / n_seg for k in range(n_seg + 1)]
     for name, rs in orders.items():
         for mode in modes:

@@ -203,7 +203,7 @@ def attribution_figure(spectrogram: torch.Tensor | np.ndarray,
 def _log_magnitude(magnitude: np.ndarray, floor_db: float = 80.0) -> np.ndarray:
     """``20·log10 |M|`` in dB, floored ``floor_db`` below the maximum (silence stays finite)."""
     db = 20.0 * np.log10(np.maximum(np.abs(magnitude), 1e-12))
-    return np.maximum(db, float(db.max()) - floor_db)
+    return np.asarray(np.maximum(db, float(db.max()) - floor_db))
 
 
 def _stft_axes(shape: tuple[int, int], sample_rate: int, hop: int,
@@ -248,7 +248,7 @@ def stft_attribution_figure(magnitude: torch.Tensor | np.ndarray,
         raise ConfigError(f"segment map {seg.shape} does not match the STFT {mag.shape}")
     sc = None if scores is None else np.asarray(
         scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=float)
-    te, tc, fe, fc, _ = _stft_axes(mag.shape, sample_rate, hop, n_fft)  # type: ignore[arg-type]
+    te, tc, fe, fc, _ = _stft_axes(mag.shape, sample_rate, hop, n_fft)
     db = _log_magnitude(mag)
     fig = Figure(figsize=(10, 3.6))
     axes = fig.subplots(1, 2, sharey=True)
@@ -294,7 +294,7 @@ def wave_attribution_figure(wave: torch.Tensor | np.ndarray,
     if w.shape != attr.shape:
         raise ConfigError(f"wave {w.shape} and attribution {attr.shape} differ")
     mag = _2d(magnitude, "magnitude")
-    te, _, fe, _, _ = _stft_axes(mag.shape, sample_rate, hop, n_fft)  # type: ignore[arg-type]
+    te, _, fe, _, _ = _stft_axes(mag.shape, sample_rate, hop, n_fft)
     times = np.arange(w.size) / sample_rate
     seg = None
     if segments is not None:

@@ -156,7 +156,7 @@ def clip_view(model: nn.Module, x: torch.Tensor, view: str, grid: tuple[int, int
         raise ConfigError("a waveform model's view needs its sample_rate")
     mag, kw = stft_input(x, int(sample_rate))
     settings: STFTSettings = kw["settings"]
-    common = {"wave": x[0].detach().cpu(), "magnitude": mag[0, 0].detach().cpu(),
+    common: dict[str, Any] = {"wave": x[0].detach().cpu(), "magnitude": mag[0, 0].detach().cpu(),
               "settings": settings}
     if view == "stft":
         seg = log_band_segments(tuple(mag.shape[-2:]), *grid,  # type: ignore[arg-type]
@@ -172,7 +172,7 @@ def _figure(cv: ClipView, attribution: torch.Tensor, scores: torch.Tensor, title
         return attribution_figure(cv.x[0, 0].detach().cpu(), attribution[0], cv.segments,
                                   scores, title=title)
     assert cv.settings is not None and cv.magnitude is not None and cv.wave is not None
-    audio = {"sample_rate": cv.settings.sample_rate, "hop": cv.settings.hop,
+    audio: dict[str, Any] = {"sample_rate": cv.settings.sample_rate, "hop": cv.settings.hop,
              "n_fft": cv.settings.n_fft, "title": title}
     if cv.view == "stft":
         return stft_attribution_figure(cv.magnitude, attribution[0], cv.segments, scores,
@@ -229,8 +229,9 @@ def explain_clip(model: nn.Module, data: Any, clip_id: str, method: str, out_dir
         if "r2" in ex.extra:
             row["r2"] = float(ex.extra["r2"][j])
         rows.append(row)
-    arrays = {"attribution": ex.attribution.numpy(), "input": cv.x[0, 0].detach().cpu().numpy(),
-              "segments": seg.numpy(), "targets": np.asarray(targets)}
+    arrays: dict[str, Any] = {
+        "attribution": ex.attribution.numpy(), "input": cv.x[0, 0].detach().cpu().numpy(),
+        "segments": seg.numpy(), "targets": np.asarray(targets)}
     if cv.magnitude is not None:
         arrays["stft_magnitude"] = cv.magnitude.numpy()
     with atomic_open(out / "attribution.npz", "wb") as fh:

@@ -314,3 +314,26 @@ def compare_explanations(explainer: ExplainFn, model_a: nn.Module, model_b: nn.M
                          _attribution(explainer, model_b, x, target, segments))
     return pd.DataFrame({"clip": ids, **sim}, columns=["clip", "spearman_abs",
                                                        "spearman_signed"])
+
+
+def sanity_summary(cascade: pd.DataFrame, data: pd.DataFrame,
+                   threshold: float = 0.5) -> pd.DataFrame:
+    """Per method: the median Spearman correlation of ``|map|`` with every layer re-initialised
+    (cascade's last step) and after data randomisation, each with its verdict
+    (``randomisation_verdict``: passes when the median is at most ``threshold``) and N."""
+    rows = []
+    methods = list(dict.fromkeys([*cascade.get("method", pd.Series(dtype=str)).astype(str),
+                                  *data.get("method", pd.Series(dtype=str)).astype(str)]))
+    for m in methods:
+        row: dict[str, Any] = {"method": m}
+        c = cascade[cascade["method"] == m] if len(cascade) else cascade
+        if len(c):
+            v = randomisation_verdict(c.drop(columns=["method"]), threshold)
+            row.update(cascade_median=v.median, cascade_passed=v.passed, cascade_n=v.n_clips,
+                       cascade_steps=v.step)
+        d = data[data["method"] == m] if len(data) else data
+        if len(d):
+            v = randomisation_verdict(d.drop(columns=["method"]), threshold)
+            row.update(data_median=v.median, data_passed=v.passed, data_n=v.n_clips)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -97,9 +97,12 @@ def parse_grid(spec: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def check_segments(segments: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, int]:
+def check_segments(segments: torch.Tensor, shape: tuple[int, ...], *,
+                   shared: bool = False) -> tuple[torch.Tensor, int]:
     """Validate a segment map for inputs of ``shape`` ``(B, ..., T, F)``; returns the map as
-    ``(B, T, F)`` int64 (expanded if shared) and the number of segments ``S``.
+    ``(B, T, F)`` int64 (expanded if shared) and the number of segments ``S``. With
+    ``shared=True`` the map must be one ``(T, F)`` map for the whole batch (the segment
+    arithmetic of the explainer evaluation and the deletion test) and comes back as ``(T, F)``.
 
     Raises :class:`ConfigError` for a non-integer map, a wrong shape, negative ids, or ids that
     do not cover ``0..S-1`` (an unused id would be an empty segment with no score).
@@ -109,7 +112,10 @@ def check_segments(segments: torch.Tensor, shape: tuple[int, ...]) -> tuple[torc
     if segments.dtype.is_floating_point or segments.dtype.is_complex or \
             segments.dtype == torch.bool:
         raise ConfigError(f"segments must be an integer tensor, got dtype {segments.dtype}")
-    B, T, F = shape[0], shape[-2], shape[-1]
+    B, T, F = 1 if shared else shape[0], shape[-2], shape[-1]
+    if shared and segments.shape != (T, F):
+        raise ConfigError(f"segments must be one (T, F) = {(T, F)} map shared by the batch, "
+                          f"got shape {tuple(segments.shape)}")
     if segments.shape == (T, F):
         seg = segments.to(torch.int64)[None].expand(B, T, F)
     elif segments.shape == (B, T, F):
@@ -128,7 +134,7 @@ def check_segments(segments: torch.Tensor, shape: tuple[int, ...]) -> tuple[torc
             where = "" if segments.ndim == 2 else f" (clip {b})"
             raise ConfigError(f"segment ids must cover 0..{n_seg - 1}; unused id(s) "
                               f"{missing}{where}")
-    return seg, n_seg
+    return (seg[0], n_seg) if shared else (seg, n_seg)
 
 
 def aggregate(attribution: torch.Tensor, segments: torch.Tensor,

@@ -40,24 +40,18 @@ from torch import nn
 
 from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
-from robustmer.explain.base import Explanation
+from robustmer.explain.base import Explainer, Explanation
 from robustmer.explain.deletion import AUC_COLUMNS, CURVE_COLUMNS, RANDOM, deletion_table
-from robustmer.explain.evaluation import (
-    TASKS,
-    check_segments,
-    n_segments,
-    predict,
-    rank_segments,
-)
+from robustmer.explain.evaluation.metrics import TASKS, predict, rank_segments
 from robustmer.explain.localisation import COLUMNS as LOC_COLUMNS
 from robustmer.explain.localisation import localisation_table
 from robustmer.explain.sanity import (
     CASCADE_COLUMNS,
     cascading_randomisation,
     map_similarity,
-    randomisation_verdict,
 )
-from robustmer.explain.segments import aggregate
+from robustmer.explain.sanity import sanity_summary as sanity_summary  # its former home
+from robustmer.explain.segments import aggregate, check_segments
 from robustmer.io import (
     read_json,
     read_npz,
@@ -169,7 +163,7 @@ def _check_config(out: Path, config: dict[str, Any], resume: bool) -> None:
     write_yaml(path, config)
 
 
-def _explain_all(explainer: Any, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+def _explain_all(explainer: Explainer, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                  seg: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Segment scores ``(B, S)`` and attributions of every clip, ``batch_size`` at a time."""
     scores, attrs = [], []
@@ -183,7 +177,7 @@ def _explain_all(explainer: Any, model: nn.Module, x: torch.Tensor, target: torc
     return torch.cat(scores), torch.cat(attrs)
 
 
-def _attribution(explainer: Any, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+def _attribution(explainer: Explainer, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                  seg: torch.Tensor) -> torch.Tensor:
     return explainer(model, x, target, seg).attribution.detach().float().cpu()
 
@@ -202,7 +196,7 @@ def standard_tests(
     model: nn.Module,
     items: Sequence[Mapping[str, Any]],
     segments: torch.Tensor,
-    explainers: Mapping[str, Any],
+    explainers: Mapping[str, Explainer],
     out_dir: str | Path,
     *,
     task: str,
@@ -231,34 +225,20 @@ def standard_tests(
     share of its pixels is (``localisation.segment_pointing_game``).
     """
     task = TASK_ALIASES.get(task, task)
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
-    reserved = {INPUT, RANDOM_MAP, RANDOM} & set(explainers)
-    if reserved:
-        raise ConfigError(f"explainer name(s) {sorted(reserved)} are reserved for the "
-                          f"references")
-    if isinstance(sanity_clips, bool) or not isinstance(sanity_clips, int) or sanity_clips < 0:
-        raise ConfigError(f"sanity_clips must be an integer >= 0, got {sanity_clips!r}")
-    if not items:
-        raise ConfigError("standard_tests: no items to explain")
+    _check_args(task, explainers, sanity_clips, items)
     dev = torch.device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x = torch.stack([torch.as_tensor(it["x"], dtype=torch.float32) for it in items]).to(dev)
-    seg = check_segments(torch.as_tensor(segments), tuple(x.shape))
-    S = n_segments(seg)
+    seg, S = check_segments(torch.as_tensor(segments), tuple(x.shape), shared=True)
     ids = [str(it["id"]) for it in items]
     if len(set(ids)) != len(ids):
         raise ConfigError("standard_tests: item ids must be unique")
     model = model.to(dev).eval()
-    given = [it.get("target") for it in items]
-    target = default_targets(model, x, task, batch_size)
-    target = torch.as_tensor([int(t) if g is None else int(g) for g, t in
-                              zip(given, target.tolist(), strict=True)], dtype=torch.int64)
+    target = _targets(model, x, items, task, batch_size)
     regions = [it.get("region") for it in items]
     loc_rows = [i for i, r in enumerate(regions) if r is not None and bool(np.asarray(r).any())]
     n_sanity = min(int(sanity_clips), len(items))
-    methods = list(explainers)
     full_config = {
         "task": task, "clips": ids, "targets": target.tolist(),
         "segments": {"n_segments": S, "shape": list(seg.shape)},
@@ -266,7 +246,7 @@ def standard_tests(
         "sanity_layers": sanity_layers, "data_randomisation": shuffled_model is not None,
         "deletion": bool(deletion), "fill": fill, "n_random": int(n_random), "seed": int(seed),
         "min_overlap": float(min_overlap),
-        "methods": methods,
+        "methods": list(explainers),
         "explainers": {n: (e.config() if hasattr(e, "config") else {})
                        for n, e in explainers.items()},
         **(config or {}),
@@ -277,80 +257,24 @@ def standard_tests(
     tables = read_standard(out)
     frames = {k: v.to_dict("records") for k, v in tables.items()}
     done = set(tables["timings"]["method"].astype(str)) if len(tables["timings"]) else set()
-    seg_d = seg.to(dev)
+    run = _Run(
+        out=out, task=task, ids=ids, x=x, target=target, seg=seg, seg_d=seg.to(dev),
+        loc_rows=loc_rows, loc_ids=[ids[i] for i in loc_rows], n_sanity=n_sanity,
+        region=(torch.as_tensor(np.stack([np.asarray(regions[i], dtype=bool)
+                                          for i in loc_rows])) if loc_rows else None),
+        deletion=deletion, fill=fill, n_random=n_random, min_overlap=min_overlap, seed=seed,
+        batch_size=batch_size, sanity_layers=sanity_layers, shuffled_model=shuffled_model)
     t0 = time.perf_counter()
-    region_t = (torch.as_tensor(np.stack([np.asarray(regions[i], dtype=bool) for i in loc_rows]))
-                if loc_rows else None)
-    loc_ids = [ids[i] for i in loc_rows]
-    map_clip = ids[0] if n_sanity else None
-
-    # references: a random map (localisation) and a random order (deletion), once
     if RANDOM_MAP not in done:
-        if region_t is not None:
-            gen = torch.Generator().manual_seed(int(seed))
-            noise = torch.rand((len(loc_rows), *seg.shape), generator=gen, dtype=torch.float64)
-            loc = localisation_table(noise, region_t, loc_ids, segments=seg.cpu(),
-                                     min_overlap=min_overlap)
-            frames["localisation"].extend({"method": RANDOM_MAP, **r}
-                                          for r in loc.to_dict("records"))
-        if deletion and n_random:
-            curves, auc = deletion_table(model, x, target.to(dev), seg_d, {}, clip_ids=ids,
-                                         fill=fill, task=task, seed=seed, n_random=n_random,
-                                         batch_size=max(32, batch_size))
-            frames["deletion_curves"].extend(curves.to_dict("records"))
-            frames["deletion_auc"].extend(auc.to_dict("records"))
-        frames["timings"].append({"method": RANDOM_MAP, "clips": 0, "seconds_per_clip": 0.0})
-        _write(out, frames)
-    refs: dict[str, Any] = {INPUT: InputExplainer()}
+        _references(model, run, frames)
+    refs: dict[str, Explainer] = {INPUT: InputExplainer()}
     for name, explainer in [*explainers.items(), *refs.items()]:
         if name in done:
             continue
         t = time.perf_counter()
-        if name != INPUT:
-            scores, attr = _explain_all(explainer, model, x, target.to(dev), seg_d, batch_size)
-            per_clip = (time.perf_counter() - t) / len(ids)
-            if region_t is not None:
-                loc = localisation_table(attr[loc_rows], region_t, loc_ids, segments=seg.cpu(),
-                                         segment_scores=scores[loc_rows],
-                                         min_overlap=min_overlap)
-                frames["localisation"].extend({"method": name, **r}
-                                              for r in loc.to_dict("records"))
-            if deletion:
-                curves, auc = deletion_table(
-                    model, x, target.to(dev), seg_d, {name: rank_segments(scores)},
-                    clip_ids=ids, fill=fill, task=task, seed=seed, n_random=0,
-                    batch_size=max(32, batch_size))
-                frames["deletion_curves"].extend(curves.to_dict("records"))
-                frames["deletion_auc"].extend(auc.to_dict("records"))
-        else:
-            per_clip = 0.0
+        per_clip = 0.0 if name == INPUT else _clean_tests(model, name, explainer, run, frames)
         if n_sanity:
-            xs, ts = x[:n_sanity], target[:n_sanity].to(dev)
-            original = _attribution(explainer, model, xs, ts, seg_d)
-            maps: dict[str, np.ndarray] = {"step0": original[0].numpy()}
-            layers: list[str] = []
-            for step, layer, randomised in cascading_randomisation(
-                    model, seed=seed, n_layers=sanity_layers, x=xs[:1]):
-                after = _attribution(explainer, randomised.to(dev).eval(), xs, ts, seg_d)
-                sim = map_similarity(original, after)
-                frames["cascade"].extend(
-                    {"method": name, "layer": layer.name, "step": step, "clip": ids[i],
-                     "spearman_abs": float(sim["spearman_abs"][i]),
-                     "spearman_signed": float(sim["spearman_signed"][i])}
-                    for i in range(n_sanity))
-                maps[f"step{step}"] = after[0].numpy()
-                layers.append(layer.name)
-            maps["layers"] = np.asarray(layers, dtype=str)
-            assert map_clip is not None
-            _add_sanity_maps(out, map_clip, name, maps, xs[0].cpu().numpy(), seg.cpu().numpy())
-            if shuffled_model is not None:
-                other = _attribution(explainer, shuffled_model.to(dev).eval(), xs, ts, seg_d)
-                sim = map_similarity(original, other)
-                frames["data_randomisation"].extend(
-                    {"method": name, "clip": ids[i],
-                     "spearman_abs": float(sim["spearman_abs"][i]),
-                     "spearman_signed": float(sim["spearman_signed"][i])}
-                    for i in range(n_sanity))
+            _sanity_tests(model, name, explainer, run, frames)
         frames["timings"].append({"method": name, "clips": len(ids),
                                   "seconds_per_clip": per_clip})
         _write(out, frames)
@@ -370,6 +294,138 @@ def standard_tests(
                           timings=tables["timings"], out_dir=out)
 
 
+Frames = dict[str, list[dict[str, Any]]]
+
+
+@dataclass
+class _Run:
+    """The clips (on the device; ``target`` on the CPU) and settings of one call of
+    :func:`standard_tests`."""
+
+    out: Path
+    task: str
+    ids: list[str]
+    x: torch.Tensor
+    target: torch.Tensor
+    seg: torch.Tensor
+    seg_d: torch.Tensor
+    loc_rows: list[int]
+    loc_ids: list[str]
+    n_sanity: int
+    region: torch.Tensor | None
+    deletion: bool
+    fill: str | float
+    n_random: int
+    min_overlap: float
+    seed: int
+    batch_size: int
+    sanity_layers: int | None
+    shuffled_model: nn.Module | None
+
+
+def _targets(model: nn.Module, x: torch.Tensor, items: Sequence[Mapping[str, Any]], task: str,
+             batch_size: int) -> torch.Tensor:
+    """``(B,)`` int64: each item's ``target``, or :func:`default_targets` where it has none."""
+    given = [it.get("target") for it in items]
+    target = default_targets(model, x, task, batch_size)
+    return torch.as_tensor([int(t) if g is None else int(g) for g, t in
+                            zip(given, target.tolist(), strict=True)], dtype=torch.int64)
+
+
+def _check_args(task: str, explainers: Mapping[str, Explainer], sanity_clips: int,
+                items: Sequence[Mapping[str, Any]]) -> None:
+    """The arguments of :func:`standard_tests` that need no data."""
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
+    reserved = {INPUT, RANDOM_MAP, RANDOM} & set(explainers)
+    if reserved:
+        raise ConfigError(f"explainer name(s) {sorted(reserved)} are reserved for the "
+                          f"references")
+    if isinstance(sanity_clips, bool) or not isinstance(sanity_clips, int) or sanity_clips < 0:
+        raise ConfigError(f"sanity_clips must be an integer >= 0, got {sanity_clips!r}")
+    if not items:
+        raise ConfigError("standard_tests: no items to explain")
+
+
+def _references(model: nn.Module, run: _Run, frames: Frames) -> None:
+    """The references, once: a random map (localisation) and a random order (deletion)."""
+    dev = run.x.device
+    if run.region is not None:
+        gen = torch.Generator().manual_seed(int(run.seed))
+        noise = torch.rand((len(run.loc_rows), *run.seg.shape), generator=gen,
+                           dtype=torch.float64)
+        loc = localisation_table(noise, run.region, run.loc_ids, segments=run.seg.cpu(),
+                                 min_overlap=run.min_overlap)
+        frames["localisation"].extend({"method": RANDOM_MAP, **r}
+                                      for r in loc.to_dict("records"))
+    if run.deletion and run.n_random:
+        curves, auc = deletion_table(model, run.x, run.target.to(dev), run.seg_d, {},
+                                     clip_ids=run.ids, fill=run.fill, task=run.task,
+                                     seed=run.seed, n_random=run.n_random,
+                                     batch_size=max(32, run.batch_size))
+        frames["deletion_curves"].extend(curves.to_dict("records"))
+        frames["deletion_auc"].extend(auc.to_dict("records"))
+    frames["timings"].append({"method": RANDOM_MAP, "clips": 0, "seconds_per_clip": 0.0})
+    _write(run.out, frames)
+
+
+def _clean_tests(model: nn.Module, name: str, explainer: Explainer, run: _Run,
+                 frames: Frames) -> float:
+    """Localisation and deletion of one explainer; returns its seconds per explained clip."""
+    dev = run.x.device
+    t = time.perf_counter()
+    scores, attr = _explain_all(explainer, model, run.x, run.target.to(dev), run.seg_d,
+                                run.batch_size)
+    per_clip = (time.perf_counter() - t) / len(run.ids)
+    if run.region is not None:
+        loc = localisation_table(attr[run.loc_rows], run.region, run.loc_ids,
+                                 segments=run.seg.cpu(), segment_scores=scores[run.loc_rows],
+                                 min_overlap=run.min_overlap)
+        frames["localisation"].extend({"method": name, **r} for r in loc.to_dict("records"))
+    if run.deletion:
+        curves, auc = deletion_table(
+            model, run.x, run.target.to(dev), run.seg_d, {name: rank_segments(scores)},
+            clip_ids=run.ids, fill=run.fill, task=run.task, seed=run.seed, n_random=0,
+            batch_size=max(32, run.batch_size))
+        frames["deletion_curves"].extend(curves.to_dict("records"))
+        frames["deletion_auc"].extend(auc.to_dict("records"))
+    return per_clip
+
+
+def _sanity_tests(model: nn.Module, name: str, explainer: Explainer, run: _Run,
+                  frames: Frames) -> None:
+    """The cascading randomisation (and, with a shuffled-label model, the data randomisation)
+    of one explainer on the first ``n_sanity`` clips; keeps the first clip's maps."""
+    dev = run.x.device
+    n = run.n_sanity
+    xs, ts = run.x[:n], run.target[:n].to(dev)
+    original = _attribution(explainer, model, xs, ts, run.seg_d)
+    maps: dict[str, np.ndarray] = {"step0": original[0].numpy()}
+    layers: list[str] = []
+    for step, layer, randomised in cascading_randomisation(
+            model, seed=run.seed, n_layers=run.sanity_layers, x=xs[:1]):
+        after = _attribution(explainer, randomised.to(dev).eval(), xs, ts, run.seg_d)
+        sim = map_similarity(original, after)
+        frames["cascade"].extend(
+            {"method": name, "layer": layer.name, "step": step, "clip": run.ids[i],
+             "spearman_abs": float(sim["spearman_abs"][i]),
+             "spearman_signed": float(sim["spearman_signed"][i])}
+            for i in range(n))
+        maps[f"step{step}"] = after[0].numpy()
+        layers.append(layer.name)
+    maps["layers"] = np.asarray(layers, dtype=str)
+    _add_sanity_maps(run.out, run.ids[0], name, maps, xs[0].cpu().numpy(),
+                     run.seg.cpu().numpy())
+    if run.shuffled_model is not None:
+        other = _attribution(explainer, run.shuffled_model.to(dev).eval(), xs, ts, run.seg_d)
+        sim = map_similarity(original, other)
+        frames["data_randomisation"].extend(
+            {"method": name, "clip": run.ids[i],
+             "spearman_abs": float(sim["spearman_abs"][i]),
+             "spearman_signed": float(sim["spearman_signed"][i])}
+            for i in range(n))
+
+
 def _add_sanity_maps(out: Path, clip_id: str, method: str, maps: dict[str, np.ndarray],
                      x: np.ndarray, seg: np.ndarray) -> None:
     """``sanity_maps/<clip>.npz`` gains ``<method>/step<k>`` (the map with the top k layers
@@ -380,26 +436,3 @@ def _add_sanity_maps(out: Path, clip_id: str, method: str, maps: dict[str, np.nd
     for key, value in maps.items():
         arrays[f"{method}/{key}"] = np.asarray(value)
     write_npz(path, **arrays)
-
-
-def sanity_summary(cascade: pd.DataFrame, data: pd.DataFrame,
-                   threshold: float = 0.5) -> pd.DataFrame:
-    """Per method: the median Spearman correlation of ``|map|`` with every layer re-initialised
-    (cascade's last step) and after data randomisation, each with its verdict
-    (``randomisation_verdict``: passes when the median is at most ``threshold``) and N."""
-    rows = []
-    methods = list(dict.fromkeys([*cascade.get("method", pd.Series(dtype=str)).astype(str),
-                                  *data.get("method", pd.Series(dtype=str)).astype(str)]))
-    for m in methods:
-        row: dict[str, Any] = {"method": m}
-        c = cascade[cascade["method"] == m] if len(cascade) else cascade
-        if len(c):
-            v = randomisation_verdict(c.drop(columns=["method"]), threshold)
-            row.update(cascade_median=v.median, cascade_passed=v.passed, cascade_n=v.n_clips,
-                       cascade_steps=v.step)
-        d = data[data["method"] == m] if len(data) else data
-        if len(d):
-            v = randomisation_verdict(d.drop(columns=["method"]), threshold)
-            row.update(data_median=v.median, data_passed=v.passed, data_n=v.n_clips)
-        rows.append(row)
-    return pd.DataFrame(rows)

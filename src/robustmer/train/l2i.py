@@ -96,7 +96,7 @@ def fit_l2i(model: nn.Module, task: str, data: Any, out_dir: str | Path, *, k: i
     ``layers``: the module paths Ψ reads (``model.named_modules()`` names; default the last
     three conv blocks), checked before anything is fitted. ``input_spec``: the model's input
     contract (``ModelType.input_spec()``; None = robustmer's spectrogram); a waveform model gets
-    its clips' audio at its own rate (see ``robustmer.explain.l2i.pipeline``)."""
+    its clips' audio at its own rate (see ``robustmer.explain.l2i.clips``)."""
     config = config or InterpreterConfig(seed=seed)
     bad = [p for p in poolings if p not in POOLINGS]
     if bad:

@@ -2,6 +2,15 @@
 a frozen audio model with the components of a pre-learned sparse-NMF dictionary and plays them
 back as audio. See docs/l2i.md."""
 
+from robustmer.explain.l2i.clips import (
+    Clips,
+    InputPath,
+    clip_tensors,
+    excerpt_waves,
+    model_input,
+    resample,
+    sample_frames,
+)
 from robustmer.explain.l2i.dictionary import Dictionary, fit_or_load
 from robustmer.explain.l2i.interpreter import (
     POOLINGS,
@@ -18,20 +27,13 @@ from robustmer.explain.l2i.interpreter import (
 from robustmer.explain.l2i.nmf import NMFResult, normalise_columns, objective, sparse_nmf
 from robustmer.explain.l2i.pipeline import (
     TAUS,
-    Clips,
-    InputPath,
     InterpreterConfig,
-    clip_tensors,
-    excerpt_waves,
     explain_clip,
     faithfulness,
     faithfulness_summary,
     fidelity_loss,
     fidelity_table,
     interpret_batches,
-    model_input,
-    resample,
-    sample_frames,
 )
 from robustmer.explain.l2i.signal import log_magnitude, overlap_add, resynthesize, soft_masks
 

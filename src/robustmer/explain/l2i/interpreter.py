@@ -200,7 +200,8 @@ class Theta(nn.Module):
         return (a * h).sum(dim=1)
 
     def forward(self, H: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(H))
+        out: torch.Tensor = self.fc(self.pool(H))
+        return out
 
 
 class Interpreter(nn.Module):

@@ -33,7 +33,7 @@ class NMFResult:
 
 def normalise_columns(W: torch.Tensor) -> torch.Tensor:
     """``W`` with every column scaled to unit L2 norm (an all-zero column stays zero)."""
-    return W / W.norm(dim=0, keepdim=True).clamp_min(EPS)
+    return torch.div(W, W.norm(dim=0, keepdim=True).clamp_min(EPS))
 
 
 def objective(X: torch.Tensor, W: torch.Tensor, H: torch.Tensor, mu: float) -> float:

@@ -1,25 +1,7 @@
-"""L2I on a dataset: clips -> (model input, X), dictionary frames, fidelity, faithfulness and
-the listenable explanation of one clip.
-
-``data`` is duck-typed (explain/ does not import data/): anything with ``dataset(part,
-mode="fixed")`` (items with ``id``; ``excerpt_index(id)``), ``waveform(id)`` and a
-``standardizer`` with ``transform`` (for a waveform model: ``dataset_for(input_spec, part,
-mode="fixed")`` instead of the last) — ``robustmer.data.PreparedData`` is one.
-
-What a clip is here: the waveform segment under the clip's fixed 313-frame evaluation window,
-``wave[int(i0 * hop) : int(i0 * hop) + int(313 * hop)]`` (zero-padded if the clip is shorter).
-Both the model's input (front end + standardiser) and ``X = log1p(|STFT|)`` are computed from
-that segment, so their frames are the same frames, and a resynthesised segment goes back through
-exactly the same path. (The segment's frame starts can differ by one sample from the cached
-excerpt's, since ``int((i0 + i) * hop) - int(i0 * hop)`` is not always ``int(i * hop)``.)
-
-A model that reads audio (input contract ``{"kind": "waveform", "sample_rate": SR, "seconds":
-S}``, see :class:`InputPath`) has its own window: a clip is the 22.05 kHz segment covering the
-same seconds as the model's fixed ``S``-second evaluation window at ``SR`` (``round(S * 22050)``
-samples from ``round(i0 * 22050 / SR)``, where ``i0`` is the window's first sample at ``SR``).
-``X`` is the STFT of that segment and the model's input is the segment resampled to ``SR``
-(soxr): both sides see the same seconds of audio, and Ψ maps the model's time axis onto the
-frames of ``X``. A resynthesised segment is resampled the same way before the model sees it.
+"""L2I on a dataset: the interpreter's training settings, the fidelity of Θ to the model, the
+faithfulness of its explanations, and the listenable explanation of one clip. The clips and the
+path from a clip's audio to the model's input are in :mod:`.clips`, the figure in
+:mod:`.figure`.
 """
 
 from __future__ import annotations
@@ -32,17 +14,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import soxr
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustmer.audio.load import RESAMPLE_QUALITY
+from robustmer import io
+from robustmer.audio import write_wav
 from robustmer.errors import ConfigError
 from robustmer.evaluate.metrics import regression_metrics
+from robustmer.explain.l2i.clips import Clips, InputPath
+from robustmer.explain.l2i.figure import write_figure
 from robustmer.explain.l2i.interpreter import FeatureHooks, Interpreter, relevance, select
 from robustmer.explain.l2i.signal import log_magnitude, resynthesize, soft_masks
-from robustmer.features import EXCERPT_FRAMES, LogFilteredSpectrogram
+from robustmer.features import LogFilteredSpectrogram
 
 TAUS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 
@@ -86,155 +70,6 @@ class InterpreterConfig:
         if unknown:
             raise ConfigError(f"InterpreterConfig: unknown keys {sorted(unknown)}")
         return cls(**d)
-
-
-@dataclass
-class Clips:
-    """Clip ids and their waveform segments (float32 tensors)."""
-
-    ids: list[str]
-    waves: list[torch.Tensor]
-
-
-def resample(wave: torch.Tensor, rate: int, to_rate: int, samples: int) -> torch.Tensor:
-    """``(S,)`` audio at ``rate`` -> float32 ``(samples,)`` at ``to_rate`` (soxr, the quality
-    ``robustmer.data`` resamples with; cut or zero-padded to exactly ``samples``)."""
-    y = wave.detach().cpu().numpy().astype(np.float32, copy=False)
-    if int(rate) != int(to_rate):
-        y = soxr.resample(y, int(rate), int(to_rate), quality=RESAMPLE_QUALITY)
-    y = np.asarray(y, dtype=np.float32)[:samples]
-    if len(y) < samples:
-        y = np.pad(y, (0, samples - len(y)))
-    return torch.from_numpy(np.ascontiguousarray(y))
-
-
-@dataclass(frozen=True)
-class InputPath:
-    """How a segment of robustmer's audio (the front end's 22.05 kHz) becomes the model's input,
-    following its input contract ``spec`` (``ModelType.input_spec()``; None = spectrogram):
-
-    - ``{"kind": "spectrogram"}``: front end + the run's ``standardizer`` -> ``(1, 1, T, bands)``;
-    - ``{"kind": "waveform", "sample_rate": SR, "seconds": S}``: the segment resampled to ``SR``
-      -> ``(1, round(S * SR))``.
-    """
-
-    frontend: LogFilteredSpectrogram
-    standardizer: Any = None
-    spec: Mapping[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        kind = self.kind
-        if kind == "waveform":
-            sr, sec = (self.spec or {}).get("sample_rate"), (self.spec or {}).get("seconds")
-            if not sr or not sec or float(sec) <= 0 or int(sr) < 1:
-                raise ConfigError(f"L2I: a waveform model's input contract needs sample_rate "
-                                  f"and seconds > 0, found {dict(self.spec or {})}")
-        elif kind == "spectrogram":
-            if self.standardizer is None:
-                raise ConfigError("L2I: a spectrogram model's input needs the run's "
-                                  "standardizer")
-        else:
-            raise ConfigError(f"L2I: model input kind must be spectrogram or waveform, found "
-                              f"{kind!r}")
-
-    @property
-    def kind(self) -> str:
-        """``spectrogram`` or ``waveform``."""
-        return "spectrogram" if self.spec is None else str(self.spec.get("kind", "spectrogram"))
-
-    @property
-    def sample_rate(self) -> int:
-        """The model's audio rate (the front end's for a spectrogram model)."""
-        if self.kind == "waveform":
-            return int((self.spec or {})["sample_rate"])
-        return int(self.frontend.config.sample_rate)
-
-    @property
-    def samples(self) -> int:
-        """A waveform model's excerpt length in its own samples, ``round(seconds * SR)``."""
-        return round(float((self.spec or {}).get("seconds", 0.0)) * self.sample_rate)
-
-    def segment_length(self, frames: int = EXCERPT_FRAMES) -> int:
-        """Samples of a clip's 22.05 kHz segment: ``int(frames * hop)`` for a spectrogram model,
-        ``round(seconds * 22050)`` (the model's excerpt, in the front end's samples) else."""
-        cfg = self.frontend.config
-        if self.kind == "waveform":
-            return round(float((self.spec or {})["seconds"]) * cfg.sample_rate)
-        return int(frames * cfg.hop_size)
-
-    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
-        """``(S,)`` 22.05 kHz segment -> the model's input, a batch of one."""
-        if self.kind == "waveform":
-            return resample(wave, self.frontend.config.sample_rate, self.sample_rate,
-                            self.samples)[None]
-        return model_input(self.frontend, self.standardizer, wave)
-
-
-def excerpt_waves(data: Any, part: str, max_clips: int | None = None,
-                  frames: int = EXCERPT_FRAMES, frontend: LogFilteredSpectrogram | None = None,
-                  *, input_spec: Mapping[str, Any] | None = None,
-                  ids: list[str] | None = None) -> Clips:
-    """The 22.05 kHz waveform segments under the fixed evaluation windows of a split part (the
-    first ``max_clips``, or the clips ``ids``). The window is the model's: the spectrogram
-    dataset's ``frames``-frame window, or, for a waveform model (``input_spec``), the same
-    seconds as its fixed excerpt at its own rate (``data.dataset_for(input_spec, ...)``)."""
-    fe = frontend or LogFilteredSpectrogram()
-    path_kind = "spectrogram" if input_spec is None else input_spec.get("kind", "spectrogram")
-    waveform = path_kind == "waveform"
-    ds = data.dataset_for(input_spec, part, mode="fixed") if waveform else data.dataset(
-        part, mode="fixed")
-    if ids is None:
-        ids = list(ds.ids)[: max_clips]
-    else:
-        have = set(ds.ids)
-        unknown = [i for i in ids if i not in have]
-        if unknown:
-            raise ConfigError(f"clip(s) {unknown} are not in split part {part!r}")
-    if waveform:
-        assert input_spec is not None
-        rate = int(input_spec["sample_rate"])
-        length = round(float(input_spec["seconds"]) * fe.config.sample_rate)
-    else:
-        length = int(frames * fe.config.hop_size)
-    waves = []
-    for clip_id in ids:
-        wave = np.asarray(data.waveform(clip_id), dtype=np.float32)
-        idx = ds.excerpt_index(clip_id)
-        if waveform:
-            start = round(int(idx[0]) * fe.config.sample_rate / rate) if len(idx) else 0
-        else:
-            start = int(fe.config.frame_starts(len(wave))[idx[0]]) if len(idx) else 0
-        seg = wave[start: start + length]
-        if len(seg) < length:
-            seg = np.pad(seg, (0, length - len(seg)))
-        waves.append(torch.from_numpy(np.ascontiguousarray(seg)))
-    return Clips(ids=list(ids), waves=waves)
-
-
-def model_input(frontend: LogFilteredSpectrogram, standardizer: Any, wave: torch.Tensor
-                ) -> torch.Tensor:
-    """``(S,)`` waveform -> the model's ``(1, 1, T, bands)`` standardised input (a spectrogram
-    model; :class:`InputPath` covers both contracts)."""
-    return standardizer.transform(frontend(wave))[None, None].float()
-
-
-def clip_tensors(clips: Clips, frontend: LogFilteredSpectrogram, standardizer: Any, *,
-                 input_spec: Mapping[str, Any] | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model inputs ``x`` (``(N, 1, T, bands)``, or ``(N, samples)`` for a waveform model
-    ``input_spec``) and ``X (N, T, F)`` log-magnitudes of the 22.05 kHz segments."""
-    path = InputPath(frontend, standardizer, input_spec)
-    with torch.no_grad():
-        xs = torch.cat([path(w) for w in clips.waves])
-        Xs = torch.stack([log_magnitude(frontend, w)[0].float() for w in clips.waves])
-    return xs, Xs
-
-
-def sample_frames(X: torch.Tensor, per_clip: int, seed: int) -> torch.Tensor:
-    """``(F, N * per_clip)``: ``per_clip`` frames drawn without replacement from every clip."""
-    g = torch.Generator().manual_seed(int(seed))
-    cols = [X[i, torch.randperm(X.shape[1], generator=g)[:per_clip]] for i in range(X.shape[0])]
-    return torch.cat(cols).T.contiguous()
 
 
 def model_targets(task: str, out: torch.Tensor) -> torch.Tensor:
@@ -359,10 +194,33 @@ def explain_clip(model: nn.Module, interpreter: Interpreter, W: torch.Tensor,
     ``interpretation.wav`` (the selected components together), ``component_<k>.wav`` (each of
     the ``max_components`` most relevant selected components), ``figure.png`` and
     ``explanation.json``; returns the JSON payload. The WAVs are at the front end's rate (the
-    STFT side), whatever the model's own rate (``input_spec``)."""
-    from robustmer import io
-    from robustmer.attacks.waveform import write_wav
+    STFT side), whatever the model's own rate (``input_spec``).
 
+    Examples:
+        A tiny untrained CNN, an untrained interpreter reading its ReLU and a random dictionary
+        of 6 components, on one second of noise (training them: ``robustmer.train.l2i``):
+
+        >>> import os, tempfile, torch, soundfile as sf
+        >>> from robustmer.explain.l2i import Interpreter, log_magnitude
+        >>> from robustmer.features import LogFilteredSpectrogram
+        >>> class Identity:  # the run's standardizer (here none)
+        ...     def transform(self, spec): return spec
+        >>> _ = torch.manual_seed(0)
+        >>> fe = LogFilteredSpectrogram()
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        ...     torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> interpreter = Interpreter([4], k=6, n_outputs=3, layers=["1"])
+        >>> wave = 0.1 * torch.randn(fe.config.sample_rate)
+        >>> W = torch.rand(log_magnitude(fe, wave)[0].shape[1], 6)  # (F, K)
+        >>> out = tempfile.mkdtemp()
+        >>> payload = explain_clip(model, interpreter, W, wave, fe, Identity(), target=0,
+        ...                        tau=0.0, out_dir=out, task="classification", max_components=2)
+        >>> [f for f in sorted(os.listdir(out)) if not f.startswith("component_")]
+        ['explanation.json', 'figure.png', 'input.wav', 'interpretation.wav']
+        >>> len(payload["component_files"]), sf.info(f"{out}/interpretation.wav").samplerate
+        (2, 22050)
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sr = frontend.config.sample_rate
@@ -381,8 +239,8 @@ def explain_clip(model: nn.Module, interpreter: Interpreter, W: torch.Tensor,
     for kk in comps:
         write_wav(out / f"component_{kk}.wav",
                   resynthesize(parts[kk].to(X.dtype), spec, n, frontend), sr)
-    alt = _figure(X, parts, comps, r, tau, out / "figure.png", target_name, sample_rate=sr,
-                  frame_size=frontend.config.frame_size)
+    alt = write_figure(X, parts, comps, r, tau, out / "figure.png", target_name, sample_rate=sr,
+                       frame_size=frontend.config.frame_size)
     payload = {"target": target, "target_name": target_name, "tau": tau, "figure_alt": alt,
                "model_output": float(model_targets(task, model_out)[0, target]),
                "interpreter_output": float(model_targets(task, theta_out)[0, target]),
@@ -392,125 +250,3 @@ def explain_clip(model: nn.Module, interpreter: Interpreter, W: torch.Tensor,
     io.write_json(out / "explanation.json", payload)
     return payload
 
-
-FREQ_TICKS_HZ: tuple[float, ...] = (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-"""Where the L2I figure's log-frequency axis is labelled (those inside its range)."""
-
-FIGURE_FMIN_HZ = 20.0
-"""The L2I figure's lowest frequency (the front end's ``fmin``: nothing below reaches a model)."""
-
-
-def _pool_frames(img: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
-    """Means over blocks of consecutive frames so that at most ``most`` columns remain, and the
-    blocks' edges in frame units (a panel is ~260 pixels wide: more columns are not seen)."""
-    T = img.shape[0]
-    k = max(1, -(-T // most))
-    starts = np.arange(0, T, k)
-    sums = np.add.reduceat(img, starts, axis=0)
-    sizes = np.diff(np.append(starts, T))
-    return sums / sizes[:, None], np.append(starts, T) - 0.5
-
-
-def log_frequency_bands(img: np.ndarray, bin_hz: float, fmin: float = FIGURE_FMIN_HZ,
-                        n_bands: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """``img (T, F)`` over linear FFT bins (bin ``k`` at ``k · bin_hz``) on ``n_bands``
-    geometrically spaced bands from ``fmin`` to the top bin: each band the mean of the bins whose
-    centre falls inside it, or the nearest bin where a low band is narrower than a bin. Returns
-    ``(T, n_bands)`` and the ``n_bands + 1`` band edges in Hz. For drawing only: a mesh of
-    F = 1024 rows per panel takes seconds to draw, and a panel is ~200 pixels high anyway."""
-    T, F = img.shape
-    top = (F - 0.5) * bin_hz
-    edges = np.geomspace(max(fmin, 0.5 * bin_hz), top, n_bands + 1)
-    centres = np.arange(F) * bin_hz
-    lo = np.searchsorted(centres, edges[:-1], side="left")
-    hi = np.searchsorted(centres, edges[1:], side="left")
-    cs = np.concatenate([np.zeros((T, 1)), np.cumsum(img, axis=1)], axis=1)
-    count = hi - lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (cs[:, hi] - cs[:, lo]) / np.where(count > 0, count, 1)
-    nearest = np.clip(np.rint(np.sqrt(edges[:-1] * edges[1:]) / bin_hz).astype(int), 0, F - 1)
-    out = np.where(count[None, :] > 0, mean, img[:, nearest])
-    return out, edges
-
-
-def _hz_label(f: float) -> str:
-    return f"{f / 1000:g}k" if f >= 1000 else f"{f:g}"
-
-
-def l2i_figure(X: torch.Tensor | np.ndarray, parts: torch.Tensor | np.ndarray, comps: list[int],
-               r: torch.Tensor | np.ndarray, tau: float, *, sample_rate: float,
-               frame_size: int, title: str = "", per_row: int = 4) -> Any:
-    """The L2I figure of one clip as a matplotlib ``Figure`` (no pyplot): the input's
-    log-magnitude STFT ``X (T, F)`` and each selected component's part ``parts[k] (T, F)`` on a
-    log-frequency axis in Hz from 20 Hz (bin ``k`` sits at ``k · sample_rate / frame_size``;
-    drawn as ``log_frequency_bands``), so the low bands where music's energy lives are not
-    squeezed into the bottom fifth as on the linear bin axis; and the relevance of the
-    20 most relevant components as horizontal bars, one labelled row each (labels cannot
-    overlap), selected ones (r > τ) in orange. ``figure_alt(fig)`` describes it."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    from robustmer.explain.plots import set_alt
-
-    Xn = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=np.float64)
-    P = np.asarray(parts.detach().cpu() if isinstance(parts, torch.Tensor) else parts,
-                   dtype=np.float64)
-    rr = np.asarray(r.detach().cpu() if isinstance(r, torch.Tensor) else r, dtype=np.float64)
-    df = float(sample_rate) / float(frame_size)
-    panels = [(f"input {title}".strip(), Xn)] + [
-        (f"component {k} (r = {rr[k]:.2f})", P[k]) for k in comps]
-    ncols = min(per_row, len(panels))
-    nrows = -(-len(panels) // ncols)
-    order = np.argsort(-rr, kind="stable")[:20]
-    height = max(2.9 * nrows, 0.22 * len(order) + 1.2)
-    fig = Figure(figsize=(2.9 * ncols + 3.0, height))
-    grid = fig.add_gridspec(nrows, ncols + 1, width_ratios=[1.0] * ncols + [0.9])
-    vmax = float(np.nanmax(Xn)) if np.isfinite(Xn).any() else 1.0
-    first = None
-    for i, (name, img) in enumerate(panels):
-        ax = fig.add_subplot(grid[i // ncols, i % ncols], sharex=first, sharey=first)
-        first = first or ax
-        bands, f_edges = log_frequency_bands(img, df)
-        pooled, t_edges = _pool_frames(bands, 160)
-        ax.pcolormesh(t_edges, f_edges, pooled.T, cmap="magma", vmin=0.0, vmax=vmax or 1.0,
-                      shading="flat", rasterized=True)
-        ax.set_yscale("log")
-        ticks = [f for f in FREQ_TICKS_HZ if f_edges[0] <= f <= f_edges[-1]]
-        ax.yaxis.set_major_locator(FixedLocator(ticks))
-        ax.set_yticks(ticks, [_hz_label(f) for f in ticks])
-        ax.yaxis.set_minor_locator(NullLocator())  # log minor ticks: slow to draw, no label
-        ax.set_ylim(f_edges[0], f_edges[-1])
-        ax.set_title(name, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("frame", fontsize=7)
-        if i % ncols == 0:
-            ax.set_ylabel("frequency (Hz, log scale)", fontsize=7)
-    bar = fig.add_subplot(grid[:, -1])
-    ypos = np.arange(len(order))
-    bar.barh(ypos, rr[order], color=["C1" if rr[o] > tau else "C0" for o in order])
-    bar.set_yticks(ypos, [f"comp. {int(o)}" for o in order], fontsize=7)
-    bar.invert_yaxis()
-    bar.axvline(tau, color="k", lw=0.8, ls="--")
-    bar.set_xlabel("relevance r", fontsize=7)
-    bar.tick_params(axis="x", labelsize=7)
-    bar.set_title(f"relevance (τ = {tau:g}; orange: selected)", fontsize=8)
-    fig.tight_layout()
-    n_sel = int((rr > tau).sum())
-    return set_alt(fig, f"Log-frequency spectrogram of the input{' for ' + title if title else ''}"
-                   f" and of {len(comps)} selected component(s), beside the relevance of the "
-                   f"{len(order)} most relevant of {len(rr)} components ({n_sel} above τ = "
-                   f"{tau:g}).")
-
-
-def _figure(X: torch.Tensor, parts: torch.Tensor, comps: list[int], r: torch.Tensor,
-            tau: float, path: Path, title: str, *, sample_rate: float = 22050.0,
-            frame_size: int = 2048) -> str:
-    """Draw ``l2i_figure`` and write it atomically to ``path``; returns its alt text."""
-    from robustmer import io
-    from robustmer.explain.plots import figure_alt
-
-    fig = l2i_figure(X, parts, comps, r, tau, sample_rate=sample_rate, frame_size=frame_size,
-                     title=title)
-    with io.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    return figure_alt(fig)

@@ -2,7 +2,8 @@
 way back to audio (the input's phase + overlap-add).
 
 The STFT is the front end's own (``LogFilteredSpectrogram.stft``: frame 2048, madmom's window,
-the float hop ``22050 / 31.3``), so the frames of ``X`` are the frames of the model's input.
+the float hop ``sample_rate / fps``, 22.05 kHz / 31.3 by default), so the frames of ``X`` are
+the frames of the model's input.
 The inverse is a weighted overlap-add written by hand: ``torch.istft`` needs an integer hop and
 would drift by ~0.47 samples per frame against the float-hop frame starts ``int(i * hop)``.
 """
