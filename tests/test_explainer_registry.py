@@ -116,6 +116,14 @@ def test_settings_are_checked_against_the_constructor(toy: str) -> None:
         make_explainer("inputxgrad2", scale=1.0)
 
 
+def test_view_defaults_apply_only_in_a_waveform_view_and_under_given_settings() -> None:
+    """LIME's registration says a switched-off segment is silence in a waveform's views."""
+    assert registry.make("lime").config()["fill"] == "mean"
+    assert registry.make("lime", view="spectrogram").config()["fill"] == "mean"
+    assert registry.make("lime", view="stft").config()["fill"] == "zero"
+    assert registry.make("lime", {"fill": "min"}, view="input").config()["fill"] == "min"
+
+
 def test_the_cli_help_lists_the_registry(toy: str) -> None:
     """A CLI built after the registration offers the toy in both commands' help."""
     from robustmer.cli import explain as explain_cli
