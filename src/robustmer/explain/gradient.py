@@ -109,8 +109,9 @@ class GradientExplainer:
             warnings.filterwarnings("ignore", message=".*backward hooks on ReLU.*")
             warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
             if self.noise is None:
-                return method.attribute(x.detach().clone().requires_grad_(True),
-                                        target=target, **self._kwargs()).detach()
+                attr: torch.Tensor = method.attribute(x.detach().clone().requires_grad_(True),
+                                                      target=target, **self._kwargs())
+                return attr.detach()
             tunnel = NoiseTunnel(method)
             # IG already batches its steps; one noisy copy per IG call keeps memory bounded
             per_call = 1 if self.base == "ig" else min(self.batch_size, self.nt_samples)
