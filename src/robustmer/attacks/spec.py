@@ -14,7 +14,6 @@ unbounded attack.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,9 @@ from robustmer.attacks.base import DEFAULT_EPS, DEFAULT_ETA, in_loop_order
 from robustmer.attacks.bim import MIN_CORR_OUTPUTS
 from robustmer.errors import ConfigError
 from robustmer.protocols import AttackLike
+from robustmer.registry import check_registered_settings, check_type
+from robustmer.registry import class_parameters as class_parameters  # public here as before
+from robustmer.registry import setting_choices as setting_choices  # public here as before
 
 TASKS: tuple[str, ...] = ("regression", "classification")
 """What a registered attack attacks: a regressor (targets are values) or a classifier (targets
@@ -84,10 +86,7 @@ def register(name: str, cls: type[AttackLike], *, fixed: Mapping[str, Any] | Non
     task = TASK_ALIASES.get(task, task)
     if task not in TASKS:
         raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
-    params = class_parameters(cls)
-    for key in [*(fixed or {}), *(defaults or {})]:
-        if key not in params:
-            raise ConfigError(f"register({name!r}): {cls.__name__} has no setting {key!r}")
+    check_registered_settings(name, cls, [*(fixed or {}), *(defaults or {})])
     REGISTRY[name] = Entry(name, cls, dict(fixed or {}), dict(defaults or {}), task, doc)
 
 
@@ -109,14 +108,6 @@ def entry(name: str, where: str = "attack") -> Entry:
     return REGISTRY[name]
 
 
-def setting_choices(cls: type) -> dict[str, tuple[str, ...]]:
-    """``cls.choices`` merged up the class hierarchy (a subclass's entries win)."""
-    out: dict[str, tuple[str, ...]] = {}
-    for klass in reversed(cls.__mro__):
-        out.update(klass.__dict__.get("choices", {}))
-    return out
-
-
 def choices(setting: str, task: str | None = None) -> tuple[str, ...]:
     """Every value of the text setting ``setting`` that some registered attack (of ``task``)
     accepts, in registration order: what the CLI offers (``--stop``, ``--norm``, ...)."""
@@ -125,25 +116,6 @@ def choices(setting: str, task: str | None = None) -> tuple[str, ...]:
         if task is None or e.task == TASK_ALIASES.get(task, task):
             out.update(dict.fromkeys(e.choices().get(setting, ())))
     return tuple(out)
-
-
-def class_parameters(cls: type) -> dict[str, Any]:
-    """Keyword settings of ``cls.__init__`` with their defaults, following ``**kwargs`` up the
-    class hierarchy (``PGD`` passes its extras to ``BIM``, ``BIM`` to ``Attack``)."""
-    out: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        more = False
-        for p in list(inspect.signature(init).parameters.values())[1:]:
-            if p.kind is p.VAR_KEYWORD:
-                more = True
-            elif p.kind is not p.VAR_POSITIONAL and p.name not in out:
-                out[p.name] = None if p.default is p.empty else p.default
-        if not more:
-            break
-    return out
 
 
 def _check_value(key: str, value: Any, default: Any, where: str) -> Any:
@@ -157,16 +129,7 @@ def _check_value(key: str, value: Any, default: Any, where: str) -> Any:
                            for v in value)):
             raise ConfigError(f"{where}.box: expected null or [lo, hi], found {value!r}")
         return (float(value[0]), float(value[1]))
-    if default is None:
-        return value
-    kind = type(default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, found {value!r}")
-    if kind in (bool, int, float, str) and not isinstance(value, kind):
-        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, found {value!r}")
-    return value
+    return check_type(key, value, default, where)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,18 @@ from typing import Any
 import typer
 
 from robustmer.errors import ConfigError
+from robustmer.explain import registry
+
+
+def method_help(prefix: str) -> str:
+    """``prefix`` followed by the registered explanation methods (``robustmer.explain.registry``:
+    a method registered before the CLI is built is listed, and any registered one is accepted)."""
+    return f"{prefix}: {', '.join(registry.names())} (robustmer.explain.registry)"
+
+
+def complete_method(incomplete: str) -> list[str]:
+    """Shell completion of a method name from the registry."""
+    return [n for n in registry.names() if n.startswith(incomplete.lower())]
 
 
 def _params(values: list[str]) -> dict[str, Any]:
@@ -41,8 +53,8 @@ def register(app: typer.Typer) -> None:
     def explain_command(
         run_dir: Path = typer.Argument(..., help="trained run folder (holds best/)"),
         clip: str = typer.Option(..., "--clip", help="clip id (any split)"),
-        method: str = typer.Option("saliency", "--method",
-                                   help="saliency, gbp, ig, lime, smoothgrad, ig+vargrad, ..."),
+        method: str = typer.Option("saliency", "--method", help=method_help("explanation method"),
+                                   autocompletion=complete_method),
         target: str | None = typer.Option(
             None, "--target", help="class, output or concept name (default: the predicted "
             "class of a classifier, every output of a regressor)"),
@@ -64,14 +76,13 @@ def register(app: typer.Typer) -> None:
         over its STFT, or along its samples with --view input), segment scores (JSON); for
         A2M2E also the concept-contribution bar chart."""
         from robustmer.cli.attack import load_run_and_data
-        from robustmer.explain import make_explainer
         from robustmer.explain.runner import explain_clip, find_clip, resolve_view
         from robustmer.explain.segments import parse_grid
         from robustmer.folders import claim_folder, remove_folder
 
         grid = parse_grid(segments)
         params = _params(param)
-        make_explainer(method, **params)  # an unknown method or setting: refused before any file
+        registry.make(method, params)  # an unknown method or setting: refused before any file
         run, prepared = load_run_and_data(run_dir, data, device)
         model_input = run.model_type.input_spec() if run.model_type is not None else None
         view = resolve_view(model_input, view)

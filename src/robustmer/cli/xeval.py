@@ -1,7 +1,7 @@
 """CLI command ``explainer-eval``: test explainers against adversarial ground truth.
 
 Thin: load the run and its data (``load_run_and_data``), build the explainers
-(``robustmer.explain.make_explainer``) and the segment grid, call
+(``robustmer.explain.registry``) and the segment grid, call
 ``robustmer.explain.evaluation.evaluate_explainers``, print where the results went. A waveform
 model is evaluated in its STFT view (``robustmer.explain.audio``): the items are the clips'
 STFT magnitudes, the model an ``STFTView`` holding each batch's phases, the segments
@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import typer
 
+from robustmer.cli.explain import method_help
 from robustmer.errors import ConfigError
+from robustmer.explain import registry
 
 
 class ClassifierAttack(StrEnum):
@@ -189,8 +191,9 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="trained run folder (holds best/)"),
         out: Path = typer.Option(..., "--out", help="results folder (flips.csv, recovery.csv)"),
         methods: list[str] = typer.Option(
-            [], "--methods", help="explainers, e.g. lime,saliency,gbp,ig,smoothgrad (the "
-            "magnitude and random baselines are always added)"),
+            [], "--methods", help=method_help("explainers to test, comma-separated (the "
+                                              "magnitude and random baselines are always "
+                                              "added)")),
         k: list[str] = typer.Option([], "--k", help="k of the label-flip curve, e.g. 1,3,5 or "
                                     "1-20 (default: every k up to the number of segments)"),
         recovery_k: str = typer.Option("1,3,5", "--recovery-k", help="k of the recovery test"),
@@ -263,7 +266,7 @@ def register(app: typer.Typer) -> None:
         """Label-flip rate vs k and recovery of localised perturbations, per explainer."""
         from robustmer.attacks import AttackSpec
         from robustmer.cli.attack import load_run_and_data
-        from robustmer.explain import grid_segments, make_explainer, parse_grid
+        from robustmer.explain import grid_segments, parse_grid
         from robustmer.explain.evaluation import evaluate_explainers
         from robustmer.folders import claim_folder
 
@@ -273,7 +276,7 @@ def register(app: typer.Typer) -> None:
                               "saliency,gbp,ig,lime (the magnitude and random baselines are "
                               "added to every evaluation)")
         params = _params(param, names)
-        explainers = {m: make_explainer(m, **params[m]) for m in names}
+        explainers = {m: registry.make(m, params[m]) for m in names}
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; give one")
         run, prepared = load_run_and_data(run_dir, data, device, progress=progress and None)
@@ -313,9 +316,9 @@ def register(app: typer.Typer) -> None:
             items, segments, model_for = ev.items, ev.segments, ev.model_for
             extra = {"view": "stft", "stft": ev.settings.to_dict(),
                      "band_edges_hz": ev.band_edges_hz, "attack_domain": "stft_magnitude"}
-            explainers = {m: make_explainer(m, **({"fill": "zero", **params[m]}
-                                                  if m == "lime" else params[m]))
-                          for m in names}
+            # each method's defaults for a waveform's views (LIME: silence for a switched-off
+            # segment) come from its registration
+            explainers = {m: registry.make(m, params[m], view="stft") for m in names}
         else:
             first = ds[0]["x"]
             segments = grid_segments(tuple(first.shape[-2:]), n_freq=n_freq, n_time=n_time)

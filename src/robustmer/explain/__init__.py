@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustmer.errors import ConfigError
+from robustmer.explain import registry
 from robustmer.explain.audio import (
     VIEWS,
     InputView,
@@ -39,37 +39,21 @@ from robustmer.explain.segments import (
 ALIASES: dict[str, str] = {noise: f"saliency+{noise}" for noise in NOISES}
 """``smoothgrad`` = ``saliency+smoothgrad`` etc. (the usual meaning of the bare names)."""
 
-METHODS: tuple[str, ...] = (
-    *BASES, *(f"{b}+{n}" for b in BASES for n in NOISES), *ALIASES, "lime")
-"""Every accepted method name."""
+METHODS: tuple[str, ...] = tuple(registry.names())
+"""The built-in method names (``robustmer.explain.registry.names()`` also lists those
+registered later)."""
 
 
 def make_explainer(method: str, **params: Any) -> Explainer:
-    """The explainer for ``method`` (one of :data:`METHODS`, case-insensitive) with ``params``.
+    """The explainer for ``method`` (a registered name, case-insensitive: see
+    :mod:`robustmer.explain.registry`) with ``params``.
 
     Gradient methods take ``aggregation``, ``batch_size``, ``n_steps`` (ig), and with noise
     ``nt_samples``, ``sigma``, ``seed``; LIME takes ``n_samples``, ``fill``, ``kernel_width``,
     ``alpha``, ``p_on``, ``batch_size``, ``seed``, ``grid``. A parameter the method does not use
     is an error (so a typo is not silently ignored).
     """
-    name = str(method).strip().lower()
-    if name not in METHODS:
-        raise ConfigError(f"unknown explanation method {method!r}; choose from {list(METHODS)}")
-    canonical = ALIASES.get(name, name)
-    if canonical == "lime":
-        allowed = {"n_samples", "fill", "kernel_width", "alpha", "p_on", "batch_size", "seed",
-                   "grid"}
-    else:
-        base, _, noise = canonical.partition("+")
-        allowed = {"aggregation", "batch_size"}
-        allowed |= {"n_steps"} if base == "ig" else set()
-        allowed |= {"nt_samples", "sigma", "seed"} if noise else set()
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ConfigError(f"method {name!r} does not take {unknown}; it takes {sorted(allowed)}")
-    if canonical == "lime":
-        return LimeExplainer(name=name, **params)
-    return GradientExplainer(base, noise or None, name=name, **params)
+    return registry.make(method, params)
 
 
 def explain(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, method: str,
@@ -83,5 +67,5 @@ __all__ = [
     "AGGREGATIONS", "ALIASES", "BASES", "FILLS", "METHODS", "NOISES", "VIEWS", "Explainer",
     "Explanation", "GradientExplainer", "InputView", "LimeExplainer", "STFTSettings", "STFTView",
     "aggregate", "concept_table", "explain", "grid_segments", "input_segments",
-    "log_band_segments", "make_explainer", "parse_grid", "stft_input",
+    "log_band_segments", "make_explainer", "parse_grid", "registry", "stft_input",
 ]

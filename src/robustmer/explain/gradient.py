@@ -23,6 +23,7 @@ from torch import nn
 
 from robustmer.errors import ConfigError
 from robustmer.explain.base import Explanation, check_input, check_target, eval_mode
+from robustmer.explain.registry import register
 from robustmer.explain.segments import AGGREGATIONS, aggregate
 
 BASES: tuple[str, ...] = ("saliency", "gbp", "ig")
@@ -108,8 +109,9 @@ class GradientExplainer:
             warnings.filterwarnings("ignore", message=".*backward hooks on ReLU.*")
             warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
             if self.noise is None:
-                return method.attribute(x.detach().clone().requires_grad_(True),
-                                        target=target, **self._kwargs()).detach()
+                attr: torch.Tensor = method.attribute(x.detach().clone().requires_grad_(True),
+                                                      target=target, **self._kwargs())
+                return attr.detach()
             tunnel = NoiseTunnel(method)
             # IG already batches its steps; one noisy copy per IG call keeps memory bounded
             per_call = 1 if self.base == "ig" else min(self.batch_size, self.nt_samples)
@@ -142,3 +144,35 @@ class GradientExplainer:
         scores = None if segments is None else aggregate(attr, segments.cpu(), self.aggregation)
         return Explanation(method=self.name, target=t.cpu(), attribution=attr,
                            segment_scores=scores, extra={"config": self.config()})
+
+
+def settings_of(base: str, noise: str | None) -> tuple[str, ...]:
+    """The settings a gradient method uses: every one takes ``aggregation`` and ``batch_size``,
+    Integrated Gradients ``n_steps``, a noise wrapper ``nt_samples``, ``sigma`` and ``seed``."""
+    return ("aggregation", "batch_size", *(("n_steps",) if base == "ig" else ()),
+            *(("nt_samples", "sigma", "seed") if noise else ()))
+
+
+NOISE_DOCS: dict[str | None, str] = {
+    None: "", "smoothgrad": " + SmoothGrad (mean over noisy copies)",
+    "smoothgrad_sq": " + SmoothGrad² (mean of squares over noisy copies)",
+    "vargrad": " + VarGrad (variance over noisy copies)"}
+BASE_DOCS: dict[str, str] = {
+    "saliency": "signed gradient (captum Saliency)", "gbp": "Guided Backprop (captum)",
+    "ig": "Integrated Gradients from a zero baseline (captum)"}
+
+
+def _register_builtins() -> None:
+    """``saliency``, ``gbp``, ``ig``, each ``+smoothgrad`` / ``+smoothgrad_sq`` / ``+vargrad``,
+    and the bare noise names (``smoothgrad`` = ``saliency+smoothgrad``, their usual meaning)."""
+    methods = [(b, None) for b in BASES] + [(b, n) for b in BASES for n in NOISES]
+    for base, noise in methods:
+        register(base if noise is None else f"{base}+{noise}", GradientExplainer,
+                 fixed={"base": base, "noise": noise}, settings=settings_of(base, noise),
+                 doc=BASE_DOCS[base] + NOISE_DOCS[noise])
+    for noise in NOISES:
+        register(noise, GradientExplainer, fixed={"base": "saliency", "noise": noise},
+                 settings=settings_of("saliency", noise), doc=f"= saliency+{noise}")
+
+
+_register_builtins()

@@ -27,6 +27,7 @@ from torch import nn
 
 from robustmer.errors import ConfigError
 from robustmer.explain.base import Explanation, check_input, check_target, eval_mode
+from robustmer.explain.registry import register
 from robustmer.explain.segments import check_segments, grid_segments, paint
 
 FILLS: tuple[str, ...] = ("mean", "min", "zero")
@@ -161,3 +162,8 @@ class LimeExplainer:
                            extra={"r2": torch.tensor(r2, dtype=torch.float32),
                                   "intercept": torch.tensor(intercepts, dtype=torch.float32),
                                   "config": self.config()})
+
+
+register("lime", LimeExplainer, view_defaults={"fill": "zero"},
+         doc="SoundLIME on time-frequency segments (captum Lime, Ridge surrogate); in a waveform "
+             "model's views a switched-off segment is silence (fill zero)")

@@ -22,7 +22,7 @@ from torch import nn
 
 from robustmer.errors import ConfigError
 from robustmer.explain import concepts as concept_mod
-from robustmer.explain import make_explainer
+from robustmer.explain import registry
 from robustmer.explain.audio import (
     VIEWS,
     InputView,
@@ -188,7 +188,7 @@ def explain_clip(model: nn.Module, data: Any, clip_id: str, method: str, out_dir
                  device: str = "cpu", run_dir: str | None = None,
                  model_input: Mapping[str, Any] | None = None,
                  view: str | None = None) -> dict[str, Any]:
-    """Explain ``clip_id`` with ``method`` (``params`` passed to :func:`make_explainer`) for
+    """Explain ``clip_id`` with ``method`` (``params`` passed to ``registry.make``) for
     ``target`` (see :func:`resolve_targets`: ``task``, output ``names``, ``concepts``) on a
     ``grid`` = (frequency bands, time blocks) segmentation; write the folder and return the
     summary that ``explanation.json`` holds.
@@ -196,14 +196,12 @@ def explain_clip(model: nn.Module, data: Any, clip_id: str, method: str, out_dir
     ``model_input``: the model's input contract (``ModelType.input_spec()``; None:
     robustmer's spectrogram). A waveform model is explained in ``view`` (:func:`resolve_view`):
     ``stft`` (its STFT magnitude, log-spaced bands) or ``input`` (its samples, time blocks);
-    there LIME switches segments off to zero (silence) unless ``params`` sets ``fill``.
+    there the method's ``view_defaults`` apply (LIME switches segments off to zero, silence,
+    unless ``params`` sets ``fill``).
     """
     out = Path(out_dir)
     view = resolve_view(model_input, view)
-    params = dict(params or {})
-    if view != "spectrogram" and str(method).strip().lower() == "lime":
-        params.setdefault("fill", "zero")
-    explainer = make_explainer(method, **params)
+    explainer = registry.make(method, params, view=view)
     part, x = find_clip(data, str(clip_id), model_input)
     x = x.to(device)
     sample_rate = None if model_input is None else model_input.get("sample_rate")
