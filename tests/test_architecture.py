@@ -248,9 +248,7 @@ def test_no_module_imports_another_modules_private_names() -> None:
     assert not bad, f"private names imported across modules: {bad}"
 
 
-LARGE_MODULES_LEFT = {
-    "cli/xeval.py",
-}
+LARGE_MODULES_LEFT: set[str] = set()
 """Modules (or folders) not yet held to the size limits below: the report, explainer and
 statistics parts of issue 23 (a later step). Remove entries as they are split."""
 MAX_MODULE_LINES = 450
