@@ -26,7 +26,7 @@ from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, read_results
 from robustmer.io import versions, write_text
 from robustmer.report.html import REPORT_FILE
 from robustmer.report.page import CSS, FIGURES_DIR, data_uri, dump
-from robustmer.report.tables import esc, fmt, head_row, table, td
+from robustmer.report.tables import esc, fmt, head_row, n_range, table, td
 from robustmer.report.xeval_figures import (
     flip_curves_png,
     flip_direction_png,
@@ -74,7 +74,11 @@ def _flip_table_html(summary: pd.DataFrame, timings: pd.DataFrame,
                              f"{fmt(r['ci_high'].iloc[0], 2)}]"))
         cells.append(td(fmt(sec.get(method, float("nan")), 4)))
         rows.append(cells)
-    return table(head_row(head), rows)
+    n = n_range(summary.groupby("method", sort=False)["n"].max().tolist())
+    return table(head_row(head), rows, caption=(
+        f"Share of the successful adversarial examples whose decision the explainer's top k "
+        f"segments of δ carry, with 95 % Wilson intervals; N = {n} clips per method (the "
+        f"'clips' column)."))
 
 
 def _recovery_table_html(recovery: pd.DataFrame) -> str:
@@ -91,7 +95,11 @@ def _recovery_table_html(recovery: pd.DataFrame) -> str:
                      td(str(d["attacked"])), td(str(d["n"])), td(fmt(d["mean_hits"], 2)),
                      *(td("" if d[c] is None or pd.isna(d[c]) else str(int(d[c])))
                        for c in hcols)])
-    return table(head_row(head), rows)
+    return table(head_row(head), rows, caption=(
+        f"Per k, N = the partial adversaries (δ kept in its k largest segments that still "
+        f"flip the decision: {n_range(rs['n'].tolist())}) of "
+        f"{n_range(rs['attacked'].tolist())} clips attacked; the histogram columns count "
+        f"them by how many of the k modified segments the method ranks in its top k."))
 
 
 def _direction_table_html(dsum: pd.DataFrame, show_k: Sequence[int]) -> str:
@@ -113,7 +121,10 @@ def _direction_table_html(dsum: pd.DataFrame, show_k: Sequence[int]) -> str:
             v = series.get((direction, method), float("nan"))
             cells.append(td("never" if not np.isfinite(v) else str(int(v))))
         rows.append(cells)
-    return table(head_row(head), rows)
+    n = n_range(dsum.groupby(["direction", "method"], sort=False)["n"].max().tolist())
+    return table(head_row(head), rows, caption=(
+        f"Label-flip rate per direction of the clean decision, 95 % Wilson intervals; N = {n} "
+        f"clips per direction and method (the 'clips' column)."))
 
 
 
@@ -189,10 +200,15 @@ def _smallest_html(summary: pd.DataFrame) -> str:
     """Per method the smallest k whose flip rate reaches 50 % and 90 %."""
     k50, k90 = (smallest_k(summary, v) for v in (0.5, 0.9)) if len(summary) else (
         pd.Series(dtype=float), pd.Series(dtype=float))
+    if not len(summary):
+        return ""
+    n = n_range(summary.groupby("method", sort=False)["n"].max().tolist())
     return table(head_row(["method", "smallest k ≥ 50 %", "smallest k ≥ 90 %"]), [
         [td(esc(m), numeric=False)] + [td("never" if not np.isfinite(v.get(m, np.nan))
                                           else str(int(v[m]))) for v in (k50, k90)]
-        for m in dict.fromkeys(summary["method"])]) if len(summary) else ""
+        for m in dict.fromkeys(summary["method"])],
+        caption=f"The smallest k whose flip rate reaches 50 % and 90 %; N = {n} clips per "
+                f"method.")
 
 
 def _top_html(src: Path, config: Any, n_ok: int, n_att: int) -> str:

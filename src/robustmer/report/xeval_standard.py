@@ -14,7 +14,7 @@ import pandas as pd
 
 from robustmer.report import figures
 from robustmer.report.page import data_uri
-from robustmer.report.tables import esc, fmt, head_row, table, td
+from robustmer.report.tables import esc, fmt, head_row, n_range, table, td
 from robustmer.report.xeval_figures import BASELINE_STYLE, explainer_colors
 from robustmer.report.xeval_stats import localisation_summary
 
@@ -71,7 +71,9 @@ def _localisation_table_html(summary: pd.DataFrame) -> str:
                          f"[{fmt(r['pointing_segment_low'], 2)}, "
                          f"{fmt(r['pointing_segment_high'], 2)}]"),
                      td(fmt(r["pointing_segment_chance"], 2))])
-    return table(head_row(head), rows)
+    return table(head_row(head), rows, caption=(
+        f"Clean clips with a planted region; N = {n_range(summary['n'].tolist())} clips per "
+        f"method (the 'clips' column); 95 % intervals."))
 
 
 def sanity_png(cascade: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> bytes:
@@ -166,7 +168,10 @@ def _sanity_table_html(summary: pd.DataFrame) -> str:
                      td(_verdict(r.get("cascade_passed")), numeric=False),
                      td(fmt(r.get("data_median", float("nan")), 3)),
                      td(_verdict(r.get("data_passed")), numeric=False)])
-    return table(head_row(head), rows)
+    n = n_range([int(r.get("cascade_n", 0) or 0) for r in summary.to_dict("records")])
+    return table(head_row(head), rows, caption=(
+        f"Spearman r of |map| with the trained model's map; a method fails when the median is "
+        f"above 0.5; N = {n} clips per method (the 'clips' column)."))
 
 
 def deletion_png(curves: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> bytes:
@@ -209,7 +214,10 @@ def _deletion_table_html(auc: pd.DataFrame) -> str:
             iv = t_interval(g[g["mode"] == mode]["auc"].to_numpy(dtype=float))
             cells.append(td("–" if iv.n == 0 else iv.format(3)))
         rows.append(cells)
-    return table(head_row(head), rows)
+    n = n_range(auc.groupby("method", sort=False)["clip_id"].nunique().tolist())
+    return table(head_row(head), rows, caption=(
+        f"Area under the deletion and insertion curves, 95 % t-intervals over clips; N = {n} "
+        f"clips per method (the 'clips' column)."))
 
 
 def standard_html(src: Path, fig_dir: Path) -> str:
