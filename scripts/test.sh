@@ -17,7 +17,8 @@ DOCTESTS=(
   src/robustmer/data/voice/dataset.py
   src/robustmer/models/types.py src/robustmer/train/trainer.py
   src/robustmer/train/early_stopping.py src/robustmer/explain/evaluation/driver.py
-  src/robustmer/explain/l2i/pipeline.py
+  src/robustmer/explain/l2i/pipeline.py src/robustmer/explain/__init__.py
+  src/robustmer/evaluate/store.py
 )
 python -m pytest -q -p no:cacheprovider --doctest-modules "${DOCTESTS[@]}"
 python -m pytest "$@"

@@ -218,6 +218,25 @@ class ResultsStore:
 
     Reading validates the schema (``DatasetError`` naming the file and column or row); writing
     validates first and then replaces the file atomically, so a reader never sees half a table.
+
+    Examples:
+        >>> import tempfile
+        >>> import pandas as pd
+        >>> from robustmer.evaluate.store import ResultsStore, runs_columns
+        >>> store = ResultsStore(tempfile.mkdtemp() + "/results")
+        >>> row = {c: 0.5 for c in runs_columns(["arousal", "valence"])}
+        >>> row.update(run_id="A2E_seed1", model_type="A2E", seed=1, attack="bim",
+        ...            domain="spectrogram", eps=0.001, status="done", message="")
+        >>> store.path.mkdir()
+        >>> store.write_runs(pd.DataFrame([row]))
+        >>> runs = store.read_runs()
+        >>> r = runs.iloc[0]
+        >>> str(r["run_id"]), int(r["seed"]), float(r["eps"]), float(r["r_arousal"])
+        ('A2E_seed1', 1, 0.001, 0.5)
+        >>> store.write_runs(pd.DataFrame([{**row, "seed": "one"}]))
+        Traceback (most recent call last):
+        ...
+        robustmer.errors.DatasetError: ...seed...
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

@@ -59,7 +59,29 @@ def make_explainer(method: str, **params: Any) -> Explainer:
 def explain(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, method: str,
             segments: torch.Tensor | None = None, **params: Any) -> Explanation:
     """Explain output ``target`` (int or ``(B,)``) of ``model`` on the batch ``x`` ``(B, ..., T,
-    F)`` with ``method``; with a segment map ``(T, F)`` / ``(B, T, F)``, also score segments."""
+    F)`` with ``method``; with a segment map ``(T, F)`` / ``(B, T, F)``, also score segments.
+
+    Examples:
+        A model that reads only the top-left quarter of its input: saliency puts all its mass
+        there, and the segment map's first segment (of 2 x 2) is the one that matters.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from robustmer.explain import explain, grid_segments
+        >>> class TopLeft(nn.Module):
+        ...     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ...         return x[:, 0, :4, :4].sum(dim=(1, 2))[:, None] * torch.ones(1, 2)
+        >>> x = torch.randn(3, 1, 8, 8)
+        >>> seg = grid_segments((8, 8), n_freq=2, n_time=2)
+        >>> ex = explain(TopLeft(), x, target=1, method="saliency", segments=seg)
+        >>> tuple(ex.attribution.shape), tuple(ex.segment_scores.shape)
+        ((3, 1, 8, 8), (3, 4))
+        >>> a = ex.attribution[:, 0]
+        >>> bool((a[:, :4, :4] == 1).all()), float(a[:, 4:].abs().sum() + a[:, :, 4:].abs().sum())
+        (True, 0.0)
+        >>> ex.top_k(1)[:, 0].tolist() == [int(seg[0, 0])] * 3
+        True
+    """
     return make_explainer(method, **params)(model, x, target, segments)
 
 
