@@ -58,7 +58,17 @@ class _Windows(Dataset[dict[str, Any]]):
     and the seed of each clip's window (``fixed``: from (seed, clip id); ``random``: from
     (seed, epoch, clip id))."""
 
-    def _set_clips(self, ids: Sequence[str], table: ClipTable, mode: str, seed: int) -> None:
+    def _set_clips(self, ids: Sequence[str], table: ClipTable, mode: str, seed: int, *,
+                   have: Mapping[str, Any], what: str) -> None:
+        """Check the mode and that every clip has its ``what`` (in ``have``) and its row in the
+        table, then take the clips, their targets and names."""
+        kind = type(self).__name__
+        if mode not in MODES:
+            raise ConfigError(f"{kind}: mode must be one of {list(MODES)}, got {mode!r}")
+        missing = [i for i in ids if i not in have]
+        if missing:
+            raise DatasetError(f"{kind}: no {what} for clip(s) {missing[:10]}")
+        table.check_ids(ids, kind)
         self.ids: list[str] = list(ids)
         self.mode = mode
         self.seed = int(seed)
@@ -95,13 +105,7 @@ class ExcerptDataset(_Windows):
     def __init__(self, ids: Sequence[str], specs: Mapping[str, np.ndarray], table: ClipTable,
                  standardizer: Standardizer, *, mode: str = "fixed", seed: int = 0,
                  frames: int = EXCERPT_FRAMES) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"ExcerptDataset: mode must be one of {list(MODES)}, got {mode!r}")
-        missing = [i for i in ids if i not in specs]
-        if missing:
-            raise DatasetError(f"ExcerptDataset: no spectrogram for clip(s) {missing[:10]}")
-        table.check_ids(ids, "ExcerptDataset")
-        self._set_clips(ids, table, mode, seed)
+        self._set_clips(ids, table, mode, seed, have=specs, what="spectrogram")
         self.frames = int(frames)
         self.standardizer = standardizer
         self._specs = {i: specs[i] for i in self.ids}
@@ -129,17 +133,10 @@ class WaveExcerptDataset(_Windows):
 
     def __init__(self, ids: Sequence[str], waves: Mapping[str, np.ndarray], table: ClipTable, *,
                  samples: int, mode: str = "fixed", seed: int = 0) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"WaveExcerptDataset: mode must be one of {list(MODES)}, "
-                              f"got {mode!r}")
         if int(samples) != samples or samples < 1:
             raise ConfigError(f"WaveExcerptDataset: samples must be a positive integer, got "
                               f"{samples!r}")
-        missing = [i for i in ids if i not in waves]
-        if missing:
-            raise DatasetError(f"WaveExcerptDataset: no audio for clip(s) {missing[:10]}")
-        table.check_ids(ids, "WaveExcerptDataset")
-        self._set_clips(ids, table, mode, seed)
+        self._set_clips(ids, table, mode, seed, have=waves, what="audio")
         self.samples = int(samples)
         self._waves = {i: waves[i] for i in self.ids}
 

@@ -107,6 +107,25 @@ def _2d(a: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def _maps(base: torch.Tensor | np.ndarray, attribution: torch.Tensor | np.ndarray,
+          segments: torch.Tensor | np.ndarray | None, scores: Any,
+          names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                           np.ndarray | None]:
+    """A figure's inputs as arrays, checked: the base map and the attribution (one ``(T, F)``
+    shape), the segment map (same shape, int) and the segment scores; ``names``: how the
+    errors call the base map and what the segment map must match."""
+    arr = _2d(base, names[0])
+    attr = _2d(attribution, "attribution")
+    if arr.shape != attr.shape:
+        raise ConfigError(f"{names[0]} {arr.shape} and attribution {attr.shape} differ")
+    seg = None if segments is None else _2d(segments, "segments").astype(np.int64)
+    if seg is not None and seg.shape != arr.shape:
+        raise ConfigError(f"segment map {seg.shape} does not match {names[1]} {arr.shape}")
+    sc = None if scores is None else np.asarray(
+        scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=float)
+    return arr, attr, seg, sc
+
+
 def _segment_edges(ax: object, segments: np.ndarray, t_edges: np.ndarray | None = None,
                    f_edges: np.ndarray | None = None) -> None:
     """Draw the boundaries between segments (between neighbouring pixels of different ids) as
@@ -159,15 +178,8 @@ def attribution_figure(spectrogram: torch.Tensor | np.ndarray,
     0 for a non-negative map, diverging around 0 for a signed one, scaled to the 99th
     percentile of |attribution|); with a segment map, its boundaries and each segment's id (and
     score, with its power of ten in the title) are drawn. ``figure_alt(fig)`` describes it."""
-    spec = _2d(spectrogram, "spectrogram")
-    attr = _2d(attribution, "attribution")
-    if spec.shape != attr.shape:
-        raise ConfigError(f"spectrogram {spec.shape} and attribution {attr.shape} differ")
-    seg = None if segments is None else _2d(segments, "segments").astype(np.int64)
-    if seg is not None and seg.shape != spec.shape:
-        raise ConfigError(f"segment map {seg.shape} does not match the excerpt {spec.shape}")
-    sc = None if scores is None else np.asarray(
-        scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=float)
+    spec, attr, seg, sc = _maps(spectrogram, attribution, segments, scores,
+                                ("spectrogram", "the excerpt"))
     fig = Figure(figsize=(10, 3.8))
     axes = fig.subplots(1, 2, sharey=True)
     extent = (-0.5, spec.shape[0] - 0.5, -0.5, spec.shape[1] - 0.5)
@@ -239,15 +251,8 @@ def stft_attribution_figure(magnitude: torch.Tensor | np.ndarray,
     magnitude (time in seconds on x, frequency in Hz on a log axis), the log-magnitude
     spectrogram, and the attribution (diverging colours centred on 0) over a faint copy of it,
     with the segment grid and each segment's id (and score)."""
-    mag = _2d(magnitude, "magnitude")
-    attr = _2d(attribution, "attribution")
-    if mag.shape != attr.shape:
-        raise ConfigError(f"magnitude {mag.shape} and attribution {attr.shape} differ")
-    seg = None if segments is None else _2d(segments, "segments").astype(np.int64)
-    if seg is not None and seg.shape != mag.shape:
-        raise ConfigError(f"segment map {seg.shape} does not match the STFT {mag.shape}")
-    sc = None if scores is None else np.asarray(
-        scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=float)
+    mag, attr, seg, sc = _maps(magnitude, attribution, segments, scores,
+                               ("magnitude", "the STFT"))
     te, tc, fe, fc, _ = _stft_axes(mag.shape, sample_rate, hop, n_fft)
     db = _log_magnitude(mag)
     fig = Figure(figsize=(10, 3.6))
