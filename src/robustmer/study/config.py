@@ -28,6 +28,7 @@ from robustmer.study.attack_block import (
 from robustmer.study.checkspec import CheckSpec, parse_checks
 from robustmer.study.executor import RayOptions
 from robustmer.study.model_entries import FACTORY_KEYS, model_type_name, parse_model
+from robustmer.study.xeval_settings import StudyExplainerEval, parse_study_block
 from robustmer.train.config import LR_SCHEDULES
 from robustmer.userfiles import resolve_callable
 
@@ -125,6 +126,7 @@ class StudyConfig:
     write_examples: str = "media"
     ray: RayOptions = field(default_factory=RayOptions)
     checks: CheckSpec | None = None
+    explainer_eval: StudyExplainerEval | None = None
     types: tuple[mtypes.ModelType, ...] = ()
     comparisons: tuple[tuple[str, str], ...] = ()
     task: str = "regression"
@@ -144,6 +146,10 @@ class StudyConfig:
         d["attack"] = self.attack.to_dict()
         d["ray"] = dataclasses.asdict(self.ray)
         d["checks"] = None if self.checks is None else dataclasses.asdict(self.checks)
+        if self.explainer_eval is None:  # absent, so a study without one records what it did
+            del d["explainer_eval"]
+        else:
+            d["explainer_eval"] = self.explainer_eval.to_dict()
         d["models"] = [t.to_dict() if isinstance(t, FactoryType) else t.name
                        for t in (self.types or [mtypes.get_type(m) for m in self.models])]
         d["seeds"] = list(self.seeds)
@@ -207,13 +213,15 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
         if odd:
             raise ConfigError(f"{source}: checks: the checks attack spectrogram regressors; "
                               f"model type(s) {odd} are not (remove them or the checks block)")
+    xeval = parse_study_block(raw.get("explainer_eval"), source, models, seeds, task)
     if train.batch_seeds and any(isinstance(t, FactoryType) for t in types):
         raise ConfigError(f"{source}: train.batch_seeds stacks robustmer's own networks; the "
                           f"user models train one by one (set it to false)")
     return StudyConfig(name=raw["name"], output=raw["output"], models=tuple(models),
                        seeds=tuple(seeds), data=data, train=train, attack=attack,
                        media_clips=media, write_examples=examples, ray=ray,
-                       checks=checks, types=tuple(types), comparisons=comparisons, task=task)
+                       checks=checks, explainer_eval=xeval, types=tuple(types),
+                       comparisons=comparisons, task=task)
 
 
 def _check_keys(raw: Any, source: str) -> None:
@@ -221,7 +229,7 @@ def _check_keys(raw: Any, source: str) -> None:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study config must be a mapping")
     allowed = {"name", "output", "models", "seeds", "data", "train", "attack", "media_clips",
-               "write_examples", "ray", "checks", "comparisons"}
+               "write_examples", "ray", "checks", "comparisons", "explainer_eval"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")

@@ -35,3 +35,9 @@ def train_dir_of(out: Path, model_type: str, seed: int) -> Path:
 def attack_dir_of(run_dir: Path, setting: AttackSetting) -> Path:
     """``runs/<run_id>/attack/<setting-id>/``: one resumable folder per attack setting."""
     return run_dir / "attack" / setting.id
+
+
+def explainer_eval_dir_of(run_dir: Path) -> Path:
+    """``runs/<run_id>/explainer-eval/``: the run's explainer evaluation (the study's
+    ``explainer_eval:`` block; ``DONE`` when finished)."""
+    return run_dir / "explainer-eval"

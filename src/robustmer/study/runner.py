@@ -52,6 +52,7 @@ from robustmer.study.executor import (
     SequentialExecutor,
     make_executor,
 )
+from robustmer.study.explainers import run_study_explainer_evals
 from robustmer.study.layout import (
     DONE,
     STUDY_KIND,
@@ -310,6 +311,7 @@ def run_study(config: StudyConfig, *, progress: bool = True, log: Log = print,
         runs = _write_tables(store, config, data, plan, outcomes, names, out, log)
         if config.checks is not None and config.checks.enabled:
             run_checks(config, data, out, runs, progress=progress, log=log)
+        run_study_explainer_evals(config, data, out, runs, progress=progress, log=log)
         seconds = time.perf_counter() - t0
         previous = store.read_meta() if store.meta_path.exists() else {}
         total = float(previous.get("seconds_total", previous.get("seconds", 0.0))) + seconds
