@@ -112,7 +112,9 @@ def _raw(out: Path, cache: Path, **over: Any) -> dict[str, Any]:
 
 
 BLOCK = {"methods": ["saliency"], "standard": False, "max_clips": 2, "iters": 3,
-         "grid": "2x3", "k": "1-2", "recovery_k": [1]}
+         "grid": "2x3", "k": "1-2", "recovery_k": [1], "min_rise": 0.001}
+"""Tiny: 3 iterations of a barely trained model; a 0.1 % rise counts as success, so the
+clips are evaluated and the study page has rates to show."""
 
 
 def test_study_block_is_parsed_strictly(tmp_path: Path) -> None:
@@ -146,7 +148,8 @@ def test_study_runs_the_block_per_run_and_skips_it_when_done(
     written = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
     assert written["methods"][-1] == "saliency" and written["ks"] == [1, 2]
     assert written["run_dir"] == str(out / "runs" / "A2E_seed3" / "train")
-    assert len(pd.read_csv(folder / "adversarial.csv")) == 2  # max_clips
+    adversarial = pd.read_csv(folder / "adversarial.csv")
+    assert len(adversarial) == 2 and adversarial["success"].astype(bool).all()  # max_clips
     assert (folder / "DONE").is_file()
     assert any(line.startswith("explainer-eval A2E_seed3: ") for line in logged)
     assert "explainer_eval" in yaml.safe_load((out / "config.yaml").read_text("utf-8"))
@@ -172,3 +175,17 @@ def test_study_runs_the_block_per_run_and_skips_it_when_done(
     changed = parse_config(_raw(out, cache, explainer_eval={**BLOCK, "seed": 1}))
     with pytest.raises(ConfigError, match="other explainer_eval settings"):
         runner.run_study(changed, progress=False, log=logged.append)
+
+    # the study's report has a section on it, linking the run's own page, with N
+    from robustmer.report import build_report
+
+    page = build_report(out)
+    html = page.read_text(encoding="utf-8")
+    assert '<section id="explainer-eval">' in html
+    assert 'href="runs/A2E_seed3/explainer-eval/report.html"' in html
+    assert (folder / "report.html").is_file()
+    section = html.split('<section id="explainer-eval">', 1)[1].split("</section>", 1)[0]
+    ok = int(pd.read_csv(folder / "adversarial.csv")["success"].astype(bool).sum())
+    assert f"<td class=\"num\">{ok} / 2</td>" in section and "N = " in section
+    for method in ("magnitude", "random", "saliency"):
+        assert f"<th>{method}</th>" in section

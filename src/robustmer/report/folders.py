@@ -14,10 +14,9 @@ from pathlib import Path
 from robustmer.errors import ConfigError
 from robustmer.io import read_json, write_text
 from robustmer.report.l2i import find_l2i, l2i_section_html
-from robustmer.report.page import data_uri, dump, page
+from robustmer.report.page import REPORT_FILE, data_uri, dump, page
 from robustmer.report.tables import esc, fmt, table, td
 
-REPORT_FILE = "report.html"
 EXPLANATION_FILE = "explanation.json"
 KINDS: tuple[str, ...] = ("store", "attack", "explainer-eval", "explanation", "l2i", "run")
 

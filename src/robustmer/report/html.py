@@ -24,10 +24,9 @@ from robustmer.io import versions, write_text
 from robustmer.report import family_tables, figures, tables
 from robustmer.report.analysis import MediaItem, SettingPart, SourceResults, analyse_store
 from robustmer.report.l2i import find_l2i, l2i_section_html
-from robustmer.report.page import CSS, data_uri, dump
+from robustmer.report.page import CSS, REPORT_FILE, data_uri, dump
+from robustmer.report.study_xeval import explainer_eval_section
 from robustmer.report.tables import esc
-
-REPORT_FILE = "report.html"
 
 _PICK_JS = """
 document.querySelectorAll('select[data-pick]').forEach(function (s) {
@@ -390,6 +389,8 @@ def build_report(
     if any(x is None for x in l2i_dirs):
         raise ConfigError(f"--l2i: no L2I results (l2i/fidelity.csv or l2i/explain/) in {l2i}")
     extra = [l2i_section_html(x, out_dir) for x in l2i_dirs if x is not None]
+    if not main_is_l2i_only:  # the study's explainer_eval: block, when it ran
+        extra += [s for s in [explainer_eval_section(results_dir, out_dir)] if s]
     stores = ([] if main_is_l2i_only else [results_dir]) + list(compare)
     sources = [analyse_store(p, out_dir, emotions=emotions, comparisons=comparisons,
                              alpha=alpha, media_clips=media_clips, taken=taken, n_boot=n_boot)

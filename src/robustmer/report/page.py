@@ -13,6 +13,9 @@ import yaml
 from robustmer.io import versions
 from robustmer.report.tables import esc
 
+REPORT_FILE = "report.html"
+"""The page every ``robustmer report`` writes into the folder it reports on."""
+
 FIGURES_DIR = "report-figures"
 """The folder beside a page that its figures are also saved to as PNG files."""
 

@@ -24,8 +24,7 @@ import yaml
 from robustmer.errors import ConfigError
 from robustmer.explain.evaluation import ADVERSARIAL, FLIPS, MAPS, read_results
 from robustmer.io import versions, write_text
-from robustmer.report.html import REPORT_FILE
-from robustmer.report.page import CSS, FIGURES_DIR, data_uri, dump
+from robustmer.report.page import CSS, FIGURES_DIR, REPORT_FILE, data_uri, dump
 from robustmer.report.tables import esc, fmt, head_row, n_range, table, td
 from robustmer.report.xeval_figures import (
     flip_curves_png,
