@@ -313,6 +313,7 @@ def test_report_of_a_single_attack_folder(tiny: dict[str, Path], tmp_path: Path)
     assert page == out / "report.html" and page.is_file()
     html = page.read_text(encoding="utf-8")
     assert "Table 1" in html and "run1" in html and "A2E" in html
+    assert "attack folder (att)" in html and "(report-store)" not in html  # named by the folder
     store = ResultsStore(out / "report-store")
     clips = store.read_clips()
     table = pd.read_csv(out / "attack.csv", dtype={"clip_id": str})

@@ -114,7 +114,9 @@ def _rel_url(target: Path, base_dir: Path) -> str:
 
 def _source_name(store: ResultsStore, meta: dict[str, Any], config: dict[str, Any]) -> str:
     origin = meta.get("source") or config.get("source") or "robustmer"
-    return f"{origin} ({store.path.resolve().name})"
+    # an attack folder's page is named by the folder, not by the store derived inside it
+    folder = config.get("attack_folder")
+    return f"{origin} ({Path(folder).name if folder else store.path.resolve().name})"
 
 
 def _collect_media(store: ResultsStore, per_run: pd.DataFrame, out_dir: Path,

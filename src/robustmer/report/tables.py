@@ -332,8 +332,8 @@ def accounting_lines(snr: pd.DataFrame, zero: pd.DataFrame, attack: str = "",
                    f"started from a seeded random point inside the budget instead ({per}); "
                    "they count in every statistic.")
     if not out:
-        out.append(f"All {total} clips are in every statistic (none with δ = 0 or without an "
-                   "SNR).")
+        out.append(f"All {total} attacked clips (test clips × runs) are in every statistic "
+                   "(none with δ = 0 or without an SNR).")
     return out
 
 
