@@ -194,7 +194,7 @@ def deletion_png(curves: pd.DataFrame, path: str | os.PathLike[str] | None = Non
         ax.set_xlabel("fraction of segments " + ("removed" if mode == "deletion" else
                                                   "put back"))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("score of the explained output (probability)")
+    axes[0][0].set_ylabel("score of the explained output\n(a classifier: its probability)")
     axes[0][-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return figures.finish(fig, path)
