@@ -79,11 +79,14 @@ def test_own_waveform_model_on_own_data(tmp_path: Path, at_root: Path) -> None:
     summary = json.loads((tmp_path / "explain" / "explanation.json").read_text())
     assert summary["view"] == "stft" and [t["target"] for t in summary["targets"]] == [
         "arousal", "valence"]
+    # the default attack (docs/own-model.md: 6 of 6 test clips; budgets made for standardised
+    # spectrograms, e.g. --eps 0.05 --eta 0.01, gave none on the STFT magnitudes)
     text = invoke("explainer-eval", run, "--methods", "saliency", "--out", tmp_path / "xeval",
-                  "--max-clips", 3, "--attack-iters", 20, "--eps", 0.05, "--eta", 0.01,
-                  "--no-progress")
-    assert "clips of test gave a successful adversarial example (regression)" in text
-    assert (tmp_path / "xeval" / "flips.csv").is_file()
+                  "--max-clips", 3, "--no-progress")
+    assert "3 of 3 clips of test gave a successful adversarial example (regression)" in text
+    flips = pd.read_csv(tmp_path / "xeval" / "flips.csv")
+    assert set(flips["method"]) == {"saliency", "magnitude", "random"}
+    assert flips["clip_id"].nunique() == 3
     text = invoke("l2i", "fit", run, "--layers", "block1,block2,block3", "--components", 8,
                   "--nmf-iterations", 20, "--epochs", 2, "--pooling", "att")
     fit = json.loads((run / "l2i" / "fit.json").read_text())
@@ -113,6 +116,8 @@ def test_pretrained_classifier_on_own_labels(tmp_path: Path, at_root: Path) -> N
     flips = pd.read_csv(tmp_path / "xeval" / "flips.csv")
     adversarial = pd.read_csv(tmp_path / "xeval" / "adversarial.csv")
     assert len(adversarial) == 6 and set(flips["method"]) <= {"saliency", "magnitude", "random"}
+    assert adversarial["success"].sum() >= 3  # measured: 5 of 6 (docs/own-model.md)
+    assert flips["clip_id"].nunique() == adversarial["success"].sum()
     invoke("l2i", "fit", run, "--layers", "filterbank,act1,act2", "--components", 8,
            "--nmf-iterations", 20, "--epochs", 2, "--pooling", "att")
     assert json.loads((run / "l2i" / "fit.json").read_text())["task"] == "classification"
