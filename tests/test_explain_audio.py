@@ -354,6 +354,38 @@ def test_cli_explainer_eval_on_a_waveform_model(wave_run: Path) -> None:
     with np.load(out / "examples" / f"{adv['clip_id'][0]}.npz") as z:
         assert z["x"].shape == (1, 126, 513) and z["context_phase"].shape == (126, 513)
         assert float((z["x"] + z["delta"]).min()) >= 0.0  # still a magnitude
+    _check_standard_tests_in_the_stft_view(wave_run, out, list(adv["clip_id"]))
+
+
+def _check_standard_tests_in_the_stft_view(run: Path, out: Path, clips: list[str]) -> None:
+    """The standard tests ran in the STFT view, each clip with its own phase: the deletion
+    curve's first point (nothing deleted) is the model's output on that clip's audio; the
+    cascade re-initialised the waveform model's own layers and flags the input reference."""
+    from robustmer.train import load_run
+
+    model = load_run(run).model.eval()
+    settings = STFTSettings.for_rate(16000)
+    outputs = {}
+    for cid in clips:
+        with np.load(out / "examples" / f"{cid}.npz") as z:
+            x, phase = torch.as_tensor(z["x"]), torch.as_tensor(z["context_phase"])
+        with torch.no_grad():
+            outputs[cid] = model(STFTView(model, phase, settings, 32000).waves(x[None]))[0]
+    out_all = torch.stack([outputs[c] for c in clips]).double()
+    target = (out_all - out_all.mean(dim=0)).abs().argmax(dim=1)  # standard.default_targets
+    curves = pd.read_csv(out / "deletion_curves.csv", dtype={"clip_id": str})
+    first = curves[(curves["mode"] == "deletion") & (curves["step"] == 0)
+                   & (curves["method"] == "saliency")].set_index("clip_id")["score"]
+    assert sorted(first.index) == sorted(clips)
+    for i, cid in enumerate(clips):
+        assert abs(first[cid] - float(out_all[i, target[i]])) < 1e-4, cid
+    auc = pd.read_csv(out / "deletion_auc.csv", dtype={"clip_id": str})
+    assert set(auc["method"]) == {"saliency", "random"} and np.isfinite(auc["auc"]).all()
+    cascade = pd.read_csv(out / "sanity_cascade.csv", dtype={"clip": str})
+    assert set(cascade["method"]) == {"saliency", "input"} and cascade["clip"].nunique() == 4
+    assert all(layer.startswith("model.") for layer in cascade["layer"])  # the wrapped model's
+    top = cascade[cascade["step"] == cascade["step"].max()]
+    assert top[top["method"] == "input"]["spearman_abs"].median() == pytest.approx(1.0)
 
 
 class WaveClips:

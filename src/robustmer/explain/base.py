@@ -90,7 +90,8 @@ def check_input(x: torch.Tensor) -> torch.Tensor:
 
 def check_target(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor) -> torch.Tensor:
     """``target`` as a ``(B,)`` int64 tensor on ``x``'s device, checked against the model's
-    output width (one no-grad forward pass on the first clip)."""
+    output width (one no-grad forward pass on the first clip; a ``Subsettable`` model holding
+    per-clip state is narrowed to that clip)."""
     n = x.shape[0]
     if isinstance(target, torch.Tensor):
         if target.dtype.is_floating_point or target.dtype == torch.bool:
@@ -105,8 +106,12 @@ def check_target(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor) 
         t = torch.full((n,), int(target), dtype=torch.int64)
     else:
         raise ConfigError(f"target must be an int or a (B,) integer tensor, got {target!r}")
-    with torch.no_grad(), eval_mode(model):
-        out = model(x[:1])
+    from robustmer.attacks.base import Subsettable
+
+    # a model with per-clip state (a waveform model's STFT view) is narrowed to the first clip
+    first = model.subset(torch.tensor([0])) if isinstance(model, Subsettable) else model
+    with torch.no_grad(), eval_mode(first):
+        out = first(x[:1])
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         raise ConfigError(f"the model must return a (B, n_outputs) tensor, got "
                           f"{getattr(out, 'shape', type(out).__name__)}")

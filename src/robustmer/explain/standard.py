@@ -38,11 +38,18 @@ import pandas as pd
 import torch
 from torch import nn
 
+from robustmer.attacks.base import Subsettable
 from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
 from robustmer.explain.base import Explainer, Explanation
 from robustmer.explain.deletion import AUC_COLUMNS, CURVE_COLUMNS, RANDOM, deletion_table
-from robustmer.explain.evaluation.metrics import TASKS, predict, rank_segments
+from robustmer.explain.evaluation.metrics import (
+    TASKS,
+    clip_batches,
+    predict,
+    rank_segments,
+    rows_model,
+)
 from robustmer.explain.localisation import COLUMNS as LOC_COLUMNS
 from robustmer.explain.localisation import localisation_table
 from robustmer.explain.sanity import (
@@ -167,8 +174,8 @@ def _explain_all(explainer: Explainer, model: nn.Module, x: torch.Tensor, target
                  seg: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Segment scores ``(B, S)`` and attributions of every clip, ``batch_size`` at a time."""
     scores, attrs = [], []
-    for i in range(0, x.shape[0], batch_size):
-        e = explainer(model, x[i:i + batch_size], target[i:i + batch_size], seg)
+    for rows, m in clip_batches(model, x.shape[0], batch_size):
+        e = explainer(m, x[rows], target[rows], seg)
         if e.segment_scores is None:
             raise ConfigError(f"explainer {getattr(explainer, 'name', '?')!r} returned no "
                               f"segment scores although a segment map was given")
@@ -179,7 +186,8 @@ def _explain_all(explainer: Explainer, model: nn.Module, x: torch.Tensor, target
 
 def _attribution(explainer: Explainer, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                  seg: torch.Tensor) -> torch.Tensor:
-    return explainer(model, x, target, seg).attribution.detach().float().cpu()
+    return torch.cat([explainer(m, x[rows], target[rows], seg).attribution.detach().float().cpu()
+                      for rows, m in clip_batches(model, x.shape[0], x.shape[0])])
 
 
 def _write(out: Path, frames: Mapping[str, list[dict[str, Any]]]) -> None:
@@ -397,13 +405,16 @@ def _sanity_tests(model: nn.Module, name: str, explainer: Explainer, run: _Run,
     """The cascading randomisation (and, with a shuffled-label model, the data randomisation)
     of one explainer on the first ``n_sanity`` clips; keeps the first clip's maps."""
     dev = run.x.device
-    n = run.n_sanity
+    n, total = run.n_sanity, run.x.shape[0]
     xs, ts = run.x[:n], run.target[:n].to(dev)
+    model = rows_model(model, torch.arange(n), total)
     original = _attribution(explainer, model, xs, ts, run.seg_d)
     maps: dict[str, np.ndarray] = {"step0": original[0].numpy()}
     layers: list[str] = []
+    # the layers' order is traced on one clip (on the n clips a per-clip view holds)
+    trace = xs if isinstance(model, Subsettable) else xs[:1]
     for step, layer, randomised in cascading_randomisation(
-            model, seed=run.seed, n_layers=run.sanity_layers, x=xs[:1]):
+            model, seed=run.seed, n_layers=run.sanity_layers, x=trace):
         after = _attribution(explainer, randomised.to(dev).eval(), xs, ts, run.seg_d)
         sim = map_similarity(original, after)
         frames["cascade"].extend(
@@ -417,7 +428,8 @@ def _sanity_tests(model: nn.Module, name: str, explainer: Explainer, run: _Run,
     _add_sanity_maps(run.out, run.ids[0], name, maps, xs[0].cpu().numpy(),
                      run.seg.cpu().numpy())
     if run.shuffled_model is not None:
-        other = _attribution(explainer, run.shuffled_model.to(dev).eval(), xs, ts, run.seg_d)
+        shuffled = rows_model(run.shuffled_model, torch.arange(n), total).to(dev).eval()
+        other = _attribution(explainer, shuffled, xs, ts, run.seg_d)
         sim = map_similarity(original, other)
         frames["data_randomisation"].extend(
             {"method": name, "clip": run.ids[i],

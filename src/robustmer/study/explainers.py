@@ -51,17 +51,14 @@ class ExplainerEvalOutcome:
     def lines(self) -> list[str]:
         """The summary the command prints: successful attacks, the flip rates at k = 3 (or the
         smallest k), the standard tests' failures and localisation, where the results went."""
-        res, s = self.result, self.settings
+        res = self.result
         out = [f"{res.n_successful} of {res.n_attacked} clips of {self.split} gave a successful "
                f"adversarial example ({self.task}); those were evaluated"]
         if res.n_successful:
             kk = 3 if (res.flips["k"] == 3).any() else int(res.flips["k"].min())
             rates = ", ".join(f"{m} {r:.2f}" for m, r in res.flip_rate(kk).items())
             out.append(f"label-flip rate at k={kk}: {rates}")
-        if s.standard and self.waveform:
-            out.append("standard tests (localisation, sanity, deletion): not run for a waveform "
-                       "model's STFT view yet")
-        elif self.standard is not None:
+        if self.standard is not None:
             from robustmer.explain.standard import sanity_summary
 
             sres = self.standard
@@ -69,7 +66,8 @@ class ExplainerEvalOutcome:
             if len(summ):
                 failed = [str(r["method"]) for r in summ.to_dict("records")
                           if r.get("cascade_passed") is False or r.get("data_passed") is False]
-                out.append(f"sanity checks on {s.sanity_clips} clips: failed by "
+                n = sres.cascade["clip"].nunique() if len(sres.cascade) else 0
+                out.append(f"sanity checks on {n} clips: failed by "
                            f"{', '.join(failed) or 'none'}")
             if len(sres.localisation):
                 ms = sres.localisation.groupby("method", sort=False)["mass_share"].mean()
@@ -287,17 +285,39 @@ def run_explainer_eval(run: Any, prepared: Any, settings: ExplainerEvalSettings,
         model_for=inp.model_for,
         min_rise=None if t_range is None else s.min_rise * t_range)
     sres = None
-    if s.standard and not waveform:
+    if s.standard:
         sres = _standard(run, prepared, s, inp, out, run_dir=run_dir, device=device,
-                         resume=resume, progress=progress, voice=voice)
+                         resume=resume, progress=progress, voice=voice,
+                         sample_rate=int((model_input or {})["sample_rate"]) if waveform
+                         else None)
     return ExplainerEvalOutcome(res, sres, task, s.split, waveform, s)
+
+
+def _stft_view(items: list[dict[str, Any]], sample_rate: int
+               ) -> tuple[list[dict[str, Any]], Callable[[Any], Any]]:
+    """A waveform model's clean items in its STFT view (``x``: the magnitudes) and the view of
+    a model on them (``STFTView`` holding the items' phases, row i for item i)."""
+    import torch
+
+    from robustmer.explain.audio import STFTView, stft_input
+
+    out: list[dict[str, Any]] = []
+    phases: list[Any] = []
+    kw: dict[str, Any] = {}
+    for it in items:
+        mag, kw = stft_input(torch.as_tensor(it["x"], dtype=torch.float32)[None], sample_rate)
+        out.append({**it, "x": mag[0]})
+        phases.append(kw["phase"][0])
+    phase = torch.stack(phases)
+    return out, lambda model: STFTView(model, phase, kw["settings"], kw["length"])
 
 
 def _standard(run: Any, prepared: Any, s: ExplainerEvalSettings, inp: _Inputs, out: Path, *,
               run_dir: Path, device: str, resume: bool, progress: bool,
-              voice: bool) -> StandardResult:
+              voice: bool, sample_rate: int | None = None) -> StandardResult:
     """The standard tests on clean clips: localisation (voice data), sanity checks,
-    deletion / insertion curves."""
+    deletion / insertion curves; a waveform model (``sample_rate`` given) in its STFT view,
+    the shuffled-label model's too."""
     from robustmer.explain.standard import standard_tests
     from robustmer.train import load_run
 
@@ -305,8 +325,13 @@ def _standard(run: Any, prepared: Any, s: ExplainerEvalSettings, inp: _Inputs, o
                                 s.seed, device, prepared if voice else None)
     shuffled = (load_run(s.shuffled_run, device=device).model
                 if s.shuffled_run is not None else None)
+    model = run.model
+    if sample_rate is not None:
+        std_items, view = _stft_view(std_items, sample_rate)
+        model = view(model)
+        shuffled = None if shuffled is None else view(shuffled)
     return standard_tests(
-        run.model, std_items, inp.segments, inp.explainers, out, task=run.task,
+        model, std_items, inp.segments, inp.explainers, out, task=run.task,
         shuffled_model=shuffled, sanity_clips=s.sanity_clips, sanity_layers=s.sanity_layers,
         fill=s.deletion_fill, seed=s.seed, batch_size=s.batch_size, device=device,
         min_overlap=s.min_overlap, resume=resume, progress=progress,

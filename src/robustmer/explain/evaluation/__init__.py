@@ -70,6 +70,7 @@ from robustmer.explain.evaluation.files import (
 from robustmer.explain.evaluation.metrics import (
     TASKS,
     Judge,
+    clip_batches,
     flip_curve,
     keep_segments,
     n_segments,
@@ -85,8 +86,8 @@ __all__ = [
     "ADVERSARIAL", "ADV_COLUMNS", "BASELINES", "CONTEXT", "DEFAULT_ATTACKS", "DEFAULT_MIN_RISE",
     "EXAMPLES", "FLIPS", "FLIP_COLUMNS", "MAPS", "RECOVERY", "RECOVERY_COLUMNS", "TARGET_RULES",
     "TASKS", "TASK_ALIASES", "TIMINGS", "TIMING_COLUMNS", "EvalResult", "Judge", "ModelFactory",
-    "add_map", "attack_batch", "attack_targets", "batch_model", "contexts", "default_attack",
-    "evaluate_explainers", "flip_curve", "keep_segments", "n_segments", "ordered", "predict",
-    "prepare_out", "random_ranking", "rank_segments", "read_results", "read_table",
-    "recovery_hits", "regression_success", "rows_model", "segment_energy",
+    "add_map", "attack_batch", "attack_targets", "batch_model", "clip_batches", "contexts",
+    "default_attack", "evaluate_explainers", "flip_curve", "keep_segments", "n_segments",
+    "ordered", "predict", "prepare_out", "random_ranking", "rank_segments", "read_results",
+    "read_table", "recovery_hits", "regression_success", "rows_model", "segment_energy",
 ]

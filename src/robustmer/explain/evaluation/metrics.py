@@ -5,7 +5,7 @@ standard tests reuse them)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +100,20 @@ def rows_model(model: nn.Module, rows: torch.Tensor, n_rows: int) -> nn.Module:
     if isinstance(model, Subsettable) and len(rows) != n_rows:
         return model.subset(rows)
     return model
+
+
+def clip_batches(model: nn.Module, n: int,
+                 batch_size: int) -> Iterator[tuple[slice, nn.Module]]:
+    """``(rows, module)`` over ``n`` clips, ``batch_size`` at a time; a model with per-clip
+    state (``Subsettable``, a waveform model's STFT view) one clip at a time, narrowed to it:
+    explainers evaluate one clip's perturbed copies in batches of their own, which only a
+    one-clip view can follow."""
+    if isinstance(model, Subsettable):
+        for i in range(n):
+            yield slice(i, i + 1), model.subset(torch.tensor([i]))
+        return
+    for i in range(0, n, batch_size):
+        yield slice(i, i + batch_size), model
 
 
 @dataclass
