@@ -199,6 +199,15 @@ def test_explainer_maps_magnitude_sequential_and_signed_diverging(
     d = images["perturbation δ"]
     assert d.get_clim()[0] == -d.get_clim()[1] < 0
     assert png.alt.startswith("Clip 007")
+    x_im = images["clean input x"]
+    assert x_im.colorbar.ax.get_ylabel() == "standardised value"
+    assert x_im.axes.get_ylabel() == "band"
+    map_png(path, ["magnitude"], stft=True)  # a waveform model's STFT view says so
+    fig = drawn[-1]
+    fig.canvas.draw()
+    x_im = next(ax.images[0] for ax in fig.axes if ax.get_title() == "clean input x")
+    assert x_im.colorbar.ax.get_ylabel() == "STFT magnitude"
+    assert x_im.axes.get_ylabel() == "STFT bin"
 
 
 def test_attribution_figure_scales_and_labels_tiny_segment_scores() -> None:

@@ -101,8 +101,9 @@ def _edges(ax: Any, seg: np.ndarray) -> None:
 
 
 def map_png(path_npz: Path, methods: Sequence[str], out: str | os.PathLike[str] | None = None,
-            top: int = 3) -> bytes:
-    """One clip: the clean input, δ, and each method's attribution (its top segments listed).
+            top: int = 3, stft: bool = False) -> bytes:
+    """One clip: the clean input, δ, and each method's attribution (its top segments listed);
+    ``stft``: the input is a waveform model's STFT magnitude (axes and colour bar say so).
     δ is signed: diverging colours over its full range. Each attribution is coloured by
     ``explain.plots.colour_scale``: the magnitude baseline's δ² (non-negative) sequential from
     0, a signed map diverging around 0, both scaled to the 99th percentile of |map| (said in
@@ -116,7 +117,8 @@ def map_png(path_npz: Path, methods: Sequence[str], out: str | os.PathLike[str] 
     dlim = float(np.nanmax(np.abs(d))) or 1.0
     panels: list[tuple[str, np.ndarray, ColourScale]] = [
         ("clean input x", x, ColourScale("viridis", float(np.nanmin(x)), float(np.nanmax(x)),
-                                         "standardised value", False)),
+                                         "STFT magnitude" if stft else "standardised value",
+                                         False)),
         ("perturbation δ", d, ColourScale("RdBu_r", -dlim, dlim, "δ, 0 = white", True))]
     for m in methods:
         rank = arrays.get(f"rank_{m}")
@@ -137,7 +139,7 @@ def map_png(path_npz: Path, methods: Sequence[str], out: str | os.PathLike[str] 
         _edges(ax, seg)
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("frame", fontsize=7)
-        ax.set_ylabel("band", fontsize=7)
+        ax.set_ylabel("STFT bin" if stft else "band", fontsize=7)
         ax.tick_params(labelsize=7)
         cb = colourbar(fig, im, ax, scale)
         cb.ax.tick_params(labelsize=7)  # type: ignore[attr-defined]

@@ -153,11 +153,13 @@ def _read_config(src: Path) -> tuple[Any, dict[str, Any]]:
     return config, meta
 
 
-def _maps_html(src: Path, methods: Sequence[str], fig_dir: Path) -> list[str]:
-    """One figure per kept clip (``maps/*.npz``): its maps beside δ."""
+def _maps_html(src: Path, methods: Sequence[str], fig_dir: Path,
+               stft: bool = False) -> list[str]:
+    """One figure per kept clip (``maps/*.npz``): its maps beside δ (``stft``: a waveform
+    model's STFT view)."""
     maps_html = []
     for p in sorted((src / MAPS).glob("*.npz")) if (src / MAPS).is_dir() else []:
-        png = map_png(p, methods, fig_dir / f"explainer-map-{p.stem}.png")
+        png = map_png(p, methods, fig_dir / f"explainer-map-{p.stem}.png", stft=stft)
         maps_html.append(f'<figure><img alt="maps of clip {esc(p.stem)}" '
                          f'src="{data_uri(png)}"></figure>')
     return maps_html
@@ -252,7 +254,8 @@ def render_explain_html(folder: str | os.PathLike[str],
         columns=["method", "k", "n", "flipped", "rate", "ci_low", "ci_high"])
     curves = flip_curves_png(summary, fig_dir / "explainer-flip-curves.png")
     recov = recovery_png(t["recovery"], fig_dir / "explainer-recovery.png")
-    maps_html = _maps_html(src, list(dict.fromkeys(t["flips"]["method"].astype(str))), fig_dir)
+    maps_html = _maps_html(src, list(dict.fromkeys(t["flips"]["method"].astype(str))), fig_dir,
+                           stft=(config or {}).get("view") == "stft")
     show_k = _show_k(summary)
     direction_html = _direction_html(src, config, t, show_k, fig_dir)
     smallest_html = _smallest_html(summary)
