@@ -13,6 +13,8 @@ An explanation that does not change when the model is destroyed cannot explain t
 - **Verdict** (:func:`randomisation_verdict`): an explainer fails when, with every layer
   randomised, the median over clips of the Spearman correlation of ``|attribution|`` stays above
   ``threshold`` (default 0.5): its maps barely depend on the weights.
+- **The reference that must fail** (:class:`InputExplainer`): its map is the input itself, so
+  it ignores the model; the checks are run on it beside every explainer.
 
 Layers (:func:`parametrised_layers`): the modules that hold parameters of their own (Conv,
 Linear, BatchNorm, ...), in forward order (traced with forward pre-hooks on one input; without
@@ -45,7 +47,33 @@ from scipy import stats
 from torch import nn
 
 from robustmer.errors import ConfigError
-from robustmer.explain.base import eval_mode
+from robustmer.explain.base import Explanation, eval_mode
+from robustmer.explain.segments import aggregate
+
+INPUT = "input"
+"""The reference explainer that ignores the model: its map is the input (the sanity checks
+must flag it)."""
+
+
+class InputExplainer:
+    """The model-ignoring reference: ``attribution = x`` (segment scores: the segments' mean
+    ``|x|``). Adebayo et al.'s edge detector plays this role: a map that looks plausible and
+    says nothing about the model."""
+
+    name = INPUT
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, target: int | torch.Tensor,
+                 segments: torch.Tensor | None = None) -> Explanation:
+        """The input as its own explanation."""
+        attr = x.detach().float().cpu()
+        scores = None if segments is None else aggregate(attr, segments.cpu(), "mean_abs")
+        t = torch.as_tensor(target).reshape(-1).expand(x.shape[0]).clone()
+        return Explanation(method=self.name, target=t, attribution=attr, segment_scores=scores)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able settings."""
+        return {"method": self.name, "attribution": "the input itself"}
+
 
 BATCHNORM_RULES: tuple[str, ...] = ("with_previous", "separate", "keep")
 """How normalisation layers are treated by :func:`parametrised_layers` (see the module doc)."""

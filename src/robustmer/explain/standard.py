@@ -41,7 +41,7 @@ from torch import nn
 from robustmer.attacks.base import Subsettable
 from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
-from robustmer.explain.base import Explainer, Explanation
+from robustmer.explain.base import Explainer
 from robustmer.explain.deletion import AUC_COLUMNS, CURVE_COLUMNS, RANDOM, deletion_table
 from robustmer.explain.evaluation.metrics import (
     TASKS,
@@ -54,11 +54,13 @@ from robustmer.explain.localisation import COLUMNS as LOC_COLUMNS
 from robustmer.explain.localisation import localisation_table
 from robustmer.explain.sanity import (
     CASCADE_COLUMNS,
+    INPUT,
+    InputExplainer,
     cascading_randomisation,
     map_similarity,
 )
 from robustmer.explain.sanity import sanity_summary as sanity_summary  # its former home
-from robustmer.explain.segments import aggregate, check_segments
+from robustmer.explain.segments import check_segments
 from robustmer.io import (
     read_json,
     read_npz,
@@ -76,9 +78,6 @@ LOCALISATION, DELETION_CURVES, DELETION_AUC = ("localisation.csv", "deletion_cur
 SANITY_CASCADE, SANITY_DATA, STANDARD_TIMINGS = ("sanity_cascade.csv", "sanity_data.csv",
                                                  "standard_timings.csv")
 SANITY_MAPS, STANDARD_CONFIG = "sanity_maps", "standard.yaml"
-INPUT = "input"
-"""The reference explainer that ignores the model: its map is the input (the sanity checks
-must flag it)."""
 RANDOM_MAP = "random"
 """Localisation of a seeded random map (uniform noise): the empirical chance level."""
 
@@ -86,26 +85,6 @@ LOC_TABLE_COLUMNS: tuple[str, ...] = ("method", *LOC_COLUMNS)
 CASCADE_TABLE_COLUMNS: tuple[str, ...] = ("method", *CASCADE_COLUMNS)
 DATA_TABLE_COLUMNS: tuple[str, ...] = ("method", "clip", "spearman_abs", "spearman_signed")
 TIMING_TABLE_COLUMNS: tuple[str, ...] = ("method", "clips", "seconds_per_clip")
-
-
-class InputExplainer:
-    """The model-ignoring reference: ``attribution = x`` (segment scores: the segments' mean
-    ``|x|``). Adebayo et al.'s edge detector plays this role: a map that looks plausible and
-    says nothing about the model."""
-
-    name = INPUT
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, target: int | torch.Tensor,
-                 segments: torch.Tensor | None = None) -> Explanation:
-        """The input as its own explanation."""
-        attr = x.detach().float().cpu()
-        scores = None if segments is None else aggregate(attr, segments.cpu(), "mean_abs")
-        t = torch.as_tensor(target).reshape(-1).expand(x.shape[0]).clone()
-        return Explanation(method=self.name, target=t, attribution=attr, segment_scores=scores)
-
-    def config(self) -> dict[str, Any]:
-        """JSON-able settings."""
-        return {"method": self.name, "attribution": "the input itself"}
 
 
 @dataclass
