@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from robustmer.cli.explain import method_help
 from robustmer.errors import ConfigError
+from robustmer.study.xeval_settings import CLASSIFIER_ATTACKS, ExplainerEvalSettings
+
+ClassifierAttack = StrEnum(  # type: ignore[misc]
+    "ClassifierAttack", [(a.replace("-", "_"), a) for a in CLASSIFIER_ATTACKS])
+"""Attack used on classifiers (regressors always get the untargeted regression BIM)."""
 
 
-class ClassifierAttack(StrEnum):
-    """Attack used on classifiers (regressors always get the untargeted regression BIM)."""
-
-    targeted_pgd = "targeted-pgd"
-    cw = "cw"
+def _default(key: str) -> Any:
+    """The option's default: the settings' own (one place for both the command and a study)."""
+    return ExplainerEvalSettings.__dataclass_fields__[key].default
 
 
 def register(app: typer.Typer) -> None:
@@ -36,13 +40,14 @@ def register(app: typer.Typer) -> None:
                                               "added)")),
         k: list[str] = typer.Option([], "--k", help="k of the label-flip curve, e.g. 1,3,5 or "
                                     "1-20 (default: every k up to the number of segments)"),
-        recovery_k: str = typer.Option("1,3,5", "--recovery-k", help="k of the recovery test"),
-        split: str = typer.Option("test", "--split", help="train, val or test"),
+        recovery_k: str = typer.Option(",".join(map(str, _default("recovery_k"))), "--recovery-k",
+            help="k of the recovery test"),
+        split: str = typer.Option(_default("split"), "--split", help="train, val or test"),
         max_clips: int | None = typer.Option(None, "--max-clips", help="use the first N clips"),
         attack_iters: int | None = typer.Option(None, "--attack-iters", help="attack "
                                                 "iterations (default: classifiers 1000, "
                                                 "regressors 100)"),
-        attack: ClassifierAttack = typer.Option(ClassifierAttack.targeted_pgd, "--attack",
+        attack: ClassifierAttack = typer.Option(ClassifierAttack(_default("attack")), "--attack",
                                                 help="classifier attack: targeted PGD (the "
                                                 "default) or the C&W-style attack"),
         eps: float | None = typer.Option(None, "--eps", help="attack ε (default 10 in the L2 "
@@ -52,50 +57,61 @@ def register(app: typer.Typer) -> None:
         norm: str | None = typer.Option(None, "--norm", help="norm of the steps and of ε: l2 "
                                         "(the default: δ goes where the gradient is) or linf "
                                         "(sign steps spread δ over every pixel)"),
-        confidence: float = typer.Option(0.99, "--confidence", help="classifiers: stop when "
-                                         "the target class has this softmax probability (0: "
-                                         "as soon as it is predicted)"),
+        confidence: float = typer.Option(_default("confidence"), "--confidence",
+            help="classifiers: stop when "
+                 "the target class has this softmax probability (0: "
+                 "as soon as it is predicted)"),
         stop: str | None = typer.Option(None, "--stop", help="regressors: the BIM stopping rule "
                                  "(default none: a fixed number of iterations; corr or mse: "
                                  "the study's stepped rules)"),
-        min_rise: float = typer.Option(0.1, "--min-rise", help="regressors: a successful "
-                                       "attack raises the clip's RMSE against its targets by at "
-                                       "least this share of the training targets' range"),
-        standard: bool = typer.Option(True, "--standard/--no-standard", help="also run the "
-                                      "standard tests on clean inputs: localisation (voice "
-                                      "data), sanity checks, deletion/insertion curves"),
-        standard_clips: int = typer.Option(100, "--standard-clips", help="clean clips of the "
-                                           "standard tests (balanced over predicted classes)"),
-        sanity_clips: int = typer.Option(8, "--sanity-clips", help="clips of the sanity "
-                                         "checks (cascading randomisation; 0: none)"),
+        min_rise: float = typer.Option(_default("min_rise"), "--min-rise",
+            help="regressors: a successful "
+                 "attack raises the clip's RMSE against its targets by at "
+                 "least this share of the training targets' range"),
+        standard: bool = typer.Option(_default("standard"), "--standard/--no-standard",
+            help="also run the "
+                 "standard tests on clean inputs: localisation (voice "
+                 "data), sanity checks, deletion/insertion curves"),
+        standard_clips: int = typer.Option(_default("standard_clips"), "--standard-clips",
+            help="clean clips of the "
+                 "standard tests (balanced over predicted classes)"),
+        sanity_clips: int = typer.Option(_default("sanity_clips"), "--sanity-clips",
+            help="clips of the sanity "
+                 "checks (cascading randomisation; 0: none)"),
         sanity_layers: int | None = typer.Option(None, "--sanity-layers", help="layers the "
                                                  "cascade re-initialises (default: all)"),
         shuffled_run: Path | None = typer.Option(None, "--shuffled-run", help="a run of the "
                                                  "same model trained with --shuffle-labels: "
                                                  "the data-randomisation check"),
-        deletion_fill: str = typer.Option("mean", "--deletion-fill", help="what replaces a "
-                                          "deleted segment: mean, min or zero"),
-        min_overlap: float = typer.Option(0.05, "--min-overlap", help="localisation: a segment "
-                                          "is in the planted region when at least this share "
-                                          "of its bins is (the voice mask covers about 4 % "
-                                          "of an excerpt's bins)"),
-        excerpt_hop: int = typer.Option(50, "--excerpt-hop", help="voice data: frames between "
-                                        "the attacked excerpts' starts (50: no two overlap)"),
+        deletion_fill: str = typer.Option(_default("deletion_fill"), "--deletion-fill",
+            help="what replaces a "
+                 "deleted segment: mean, min or zero"),
+        min_overlap: float = typer.Option(_default("min_overlap"), "--min-overlap",
+            help="localisation: a segment "
+                 "is in the planted region when at least this share "
+                 "of its bins is (the voice mask covers about 4 % "
+                 "of an excerpt's bins)"),
+        excerpt_hop: int = typer.Option(_default("excerpt_hop"), "--excerpt-hop",
+            help="voice data: frames between "
+                 "the attacked excerpts' starts (50: no two overlap)"),
         per_class: int | None = typer.Option(None, "--per-class", help="classifiers: attack at "
                                              "most N clips per clean predicted class (drawn "
                                              "at random with --seed), so both directions of "
                                              "a decision are evaluated"),
-        grid: str = typer.Option("4x5", "--grid", help="segments: frequency bands x time blocks "
-                                 "(a waveform model: log-spaced bands of its STFT)"),
+        grid: str = typer.Option(_default("grid"), "--grid",
+            help="segments: frequency bands x time blocks "
+                 "(a waveform model: log-spaced bands of its STFT)"),
         param: list[str] = typer.Option([], "--param", help="explainer setting, e.g. "
                                         "lime.n_samples=1024 (repeatable)"),
-        fraction: float = typer.Option(0.5, "--fraction", help="regressors: share of the MSE "
-                                       "rise a partial perturbation must reproduce"),
-        target_rule: str = typer.Option("runner_up", "--target-rule",
+        fraction: float = typer.Option(_default("fraction"), "--fraction",
+            help="regressors: share of the MSE "
+                 "rise a partial perturbation must reproduce"),
+        target_rule: str = typer.Option(_default("target_rule"), "--target-rule",
                                         help="classifier attack target: runner_up or random"),
-        maps: int = typer.Option(3, "--maps", help="clips whose maps are kept for the report"),
-        seed: int = typer.Option(0, "--seed", help="random baseline and targets"),
-        batch_size: int = typer.Option(8, "--batch-size"),
+        maps: int = typer.Option(_default("maps"), "--maps",
+            help="clips whose maps are kept for the report"),
+        seed: int = typer.Option(_default("seed"), "--seed", help="random baseline and targets"),
+        batch_size: int = typer.Option(_default("batch_size"), "--batch-size"),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
         data: Path | None = typer.Option(None, "--data", help="dataset root (default: the run's)"),
         resume: bool = typer.Option(False, "--resume", help="continue the evaluation in --out"),
@@ -107,8 +123,6 @@ def register(app: typer.Typer) -> None:
         from robustmer.cli.common import load_run_and_data
         from robustmer.folders import claim_folder
         from robustmer.study.explainers import run_explainer_eval
-        from robustmer.study.xeval_settings import ExplainerEvalSettings
-
         settings = ExplainerEvalSettings.from_dict({
             "methods": methods, "params": param, "k": k, "recovery_k": recovery_k,
             "split": split, "max_clips": max_clips, "attack": str(attack.value), "eps": eps,

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from robustmer.attacks.base import Subsettable
 from robustmer.errors import ConfigError
 
 
@@ -106,8 +107,6 @@ def check_target(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor) 
         t = torch.full((n,), int(target), dtype=torch.int64)
     else:
         raise ConfigError(f"target must be an int or a (B,) integer tensor, got {target!r}")
-    from robustmer.attacks.base import Subsettable
-
     # a model with per-clip state (a waveform model's STFT view) is narrowed to the first clip
     first = model.subset(torch.tensor([0])) if isinstance(model, Subsettable) else model
     with torch.no_grad(), eval_mode(first):

@@ -46,6 +46,7 @@ from robustmer.explain.deletion import AUC_COLUMNS, CURVE_COLUMNS, RANDOM, delet
 from robustmer.explain.evaluation.metrics import (
     TASKS,
     clip_batches,
+    explain_segments,
     predict,
     rank_segments,
     rows_model,
@@ -147,20 +148,6 @@ def _check_config(out: Path, config: dict[str, Any], resume: bool) -> None:
             [*(stored.get("methods") or []), *config["methods"]])),
             "explainers": {**(stored.get("explainers") or {}), **config["explainers"]}}
     write_yaml(path, config)
-
-
-def _explain_all(explainer: Explainer, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                 seg: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segment scores ``(B, S)`` and attributions of every clip, ``batch_size`` at a time."""
-    scores, attrs = [], []
-    for rows, m in clip_batches(model, x.shape[0], batch_size):
-        e = explainer(m, x[rows], target[rows], seg)
-        if e.segment_scores is None:
-            raise ConfigError(f"explainer {getattr(explainer, 'name', '?')!r} returned no "
-                              f"segment scores although a segment map was given")
-        scores.append(e.segment_scores.detach().double().cpu())
-        attrs.append(e.attribution.detach().float().cpu())
-    return torch.cat(scores), torch.cat(attrs)
 
 
 def _attribution(explainer: Explainer, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
@@ -361,8 +348,9 @@ def _clean_tests(model: nn.Module, name: str, explainer: Explainer, run: _Run,
     """Localisation and deletion of one explainer; returns its seconds per explained clip."""
     dev = run.x.device
     t = time.perf_counter()
-    scores, attr = _explain_all(explainer, model, run.x, run.target.to(dev), run.seg_d,
-                                run.batch_size)
+    scores, attr = explain_segments(explainer, model, run.x, run.target.to(dev), run.seg_d,
+                                    name, run.batch_size)
+    scores = scores.double()
     per_clip = (time.perf_counter() - t) / len(run.ids)
     if run.region is not None:
         loc = localisation_table(attr[run.loc_rows], run.region, run.loc_ids,

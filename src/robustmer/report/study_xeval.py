@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustmer.explain.evaluation import read_results
+from robustmer.explain.evaluation import headline_k, read_results
 from robustmer.report.tables import esc, fmt, head_row, n_range, table, td
 from robustmer.report.xeval_page import build_explain_report, is_explainer_eval
 from robustmer.report.xeval_stats import flip_summary
@@ -24,12 +24,6 @@ def find_explainer_evals(store_dir: str | os.PathLike[str]) -> list[Path]:
     runs = Path(store_dir) / "runs"
     return sorted(p for p in runs.glob(f"*/{FOLDER}") if is_explainer_eval(p)) \
         if runs.is_dir() else []
-
-
-def _k_shown(summary: pd.DataFrame) -> int:
-    """k = 3 (the study's headline) where evaluated, else the smallest k."""
-    ks = set(summary["k"].astype(int))
-    return 3 if 3 in ks else min(ks)
 
 
 def explainer_eval_section(store_dir: str | os.PathLike[str],
@@ -47,7 +41,7 @@ def explainer_eval_section(store_dir: str | os.PathLike[str],
         adv = t["adversarial"]
         ok = int(adv["success"].astype(bool).sum()) if len(adv) else 0
         summary = flip_summary(t["flips"]) if len(t["flips"]) else pd.DataFrame()
-        at_k = summary[summary["k"] == _k_shown(summary)] if len(summary) else summary
+        at_k = summary[summary["k"] == headline_k(summary["k"])] if len(summary) else summary
         rows_data.append((folder, page, ok, len(adv), at_k))
     methods = list(dict.fromkeys(m for *_, at_k in rows_data if len(at_k)
                                  for m in at_k["method"].astype(str)))

@@ -8,8 +8,8 @@ settings given), builds the explainers and the segment grid and calls
 ``robustmer.explain.standard.standard_tests`` on clean clips. A waveform model is evaluated in
 its STFT view (``robustmer.explain.audio``): the items are the clips' STFT magnitudes, the model
 an ``STFTView`` holding each batch's phases, the segments log-spaced bands, and the attack
-perturbs the magnitudes (kept >= 0). Voice data are evaluated on excerpts every
-``excerpt_hop`` frames.
+perturbs the magnitudes (kept >= 0); the standard tests run in the same view on the clean
+clips. Voice data are evaluated on excerpts every ``excerpt_hop`` frames.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ class ExplainerEvalOutcome:
     standard: StandardResult | None
     task: str
     split: str
-    waveform: bool
-    settings: ExplainerEvalSettings
 
     def lines(self) -> list[str]:
         """The summary the command prints: successful attacks, the flip rates at k = 3 (or the
@@ -55,7 +53,9 @@ class ExplainerEvalOutcome:
         out = [f"{res.n_successful} of {res.n_attacked} clips of {self.split} gave a successful "
                f"adversarial example ({self.task}); those were evaluated"]
         if res.n_successful:
-            kk = 3 if (res.flips["k"] == 3).any() else int(res.flips["k"].min())
+            from robustmer.explain.evaluation import headline_k
+
+            kk = headline_k(res.flips["k"])
             rates = ", ".join(f"{m} {r:.2f}" for m, r in res.flip_rate(kk).items())
             out.append(f"label-flip rate at k={kk}: {rates}")
         if self.standard is not None:
@@ -290,7 +290,7 @@ def run_explainer_eval(run: Any, prepared: Any, settings: ExplainerEvalSettings,
                          resume=resume, progress=progress, voice=voice,
                          sample_rate=int((model_input or {})["sample_rate"]) if waveform
                          else None)
-    return ExplainerEvalOutcome(res, sres, task, s.split, waveform, s)
+    return ExplainerEvalOutcome(res, sres, task, s.split)
 
 
 def _stft_view(items: list[dict[str, Any]], sample_rate: int

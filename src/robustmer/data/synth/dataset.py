@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,19 +130,28 @@ _TEXT_OUTPUTS = ("mean_ratings_set1.csv", "midlevel/metadata.csv", "midlevel/ann
 _TMP_NAME = re.compile(r"^\.[^/]+\.tmp$")
 
 
-def _check_args(clips: int, seed: int, duration: float, audio_format: str) -> None:
-    if isinstance(clips, bool) or not isinstance(clips, int | np.integer) or clips < MIN_CLIPS:
-        raise ConfigError(f"clips: expected an integer >= {MIN_CLIPS}, got {clips!r}")
+def check_clips_seed_format(clips: int, seed: int, audio_format: str,
+                            min_clips: int = MIN_CLIPS,
+                            formats: Collection[str] = tuple(AUDIO_FORMATS)) -> None:
+    """The arguments every generated dataset shares (the embedded one and the voice task):
+    a clip count with 3-digit ids, a non-negative seed, an audio format of ``formats``
+    (default: every one of ``AUDIO_FORMATS``); a ``ConfigError`` names the parameter."""
+    if isinstance(clips, bool) or not isinstance(clips, int | np.integer) or clips < min_clips:
+        raise ConfigError(f"clips: expected an integer >= {min_clips}, got {clips!r}")
     if clips > 999:
         raise ConfigError(f"clips: expected at most 999 (3-digit ids like '001'), got {clips}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+    if audio_format not in formats:
+        raise ConfigError(f"audio_format: expected one of {sorted(formats)}, "
+                          f"got {audio_format!r}")
+
+
+def _check_args(clips: int, seed: int, duration: float, audio_format: str) -> None:
+    check_clips_seed_format(clips, seed, audio_format)
     if not isinstance(duration, int | float) or not duration >= MIN_DURATION:
         raise ConfigError(f"duration: expected seconds >= {MIN_DURATION} so the 10 s excerpt "
                           f"fits, got {duration!r}")
-    if audio_format not in AUDIO_FORMATS:
-        raise ConfigError(f"audio_format: expected one of {sorted(AUDIO_FORMATS)}, "
-                          f"got {audio_format!r}")
 
 
 def _folder_size(root: Path) -> int:

@@ -15,6 +15,7 @@ import pandas as pd
 import soundfile as sf
 
 from robustmer.data.synth import AUDIO_FORMATS, SAMPLE_RATE, draw_concepts
+from robustmer.data.synth.dataset import check_clips_seed_format
 from robustmer.data.voice.clip import render_voice_clip
 from robustmer.data.voice.folder import (
     AUDIO_DIR,
@@ -80,15 +81,10 @@ class VoiceInfo:
 def _check_voice_args(clips: int, seed: int, duration: float, audio_format: str,
                       p_voice: float, p_decoy: float, snr_db: Sequence[float],
                       mask_db: float) -> None:
-    if isinstance(clips, bool) or not isinstance(clips, int | np.integer) or not 1 <= clips <= 999:
-        raise ConfigError(f"clips: expected an integer from 1 to 999 (3-digit ids), got {clips!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+    check_clips_seed_format(clips, seed, audio_format, min_clips=1, formats=("flac", "wav"))
     if isinstance(duration, bool) or not isinstance(duration, int | float) \
             or not duration >= MIN_DURATION:
         raise ConfigError(f"duration: expected seconds >= {MIN_DURATION}, got {duration!r}")
-    if audio_format not in ("flac", "wav"):
-        raise ConfigError(f"audio_format: expected 'flac' or 'wav', got {audio_format!r}")
     for name, prob in (("p_voice", p_voice), ("p_decoy", p_decoy)):
         if isinstance(prob, bool) or not isinstance(prob, int | float) or not 0.0 <= prob <= 1.0:
             raise ConfigError(f"{name}: expected a probability in [0, 1], got {prob!r}")

@@ -48,7 +48,13 @@ from robustmer.explain.evaluation.attack import (
     default_attack,
     regression_success,
 )
-from robustmer.explain.evaluation.driver import BASELINES, EvalResult, evaluate_explainers
+from robustmer.explain.evaluation.driver import (
+    BASELINES,
+    HEADLINE_K,
+    EvalResult,
+    evaluate_explainers,
+    headline_k,
+)
 from robustmer.explain.evaluation.files import (
     ADV_COLUMNS,
     ADVERSARIAL,
@@ -71,6 +77,7 @@ from robustmer.explain.evaluation.metrics import (
     TASKS,
     Judge,
     clip_batches,
+    explain_segments,
     flip_curve,
     keep_segments,
     n_segments,
@@ -84,10 +91,11 @@ from robustmer.explain.evaluation.metrics import (
 
 __all__ = [
     "ADVERSARIAL", "ADV_COLUMNS", "BASELINES", "CONTEXT", "DEFAULT_ATTACKS", "DEFAULT_MIN_RISE",
-    "EXAMPLES", "FLIPS", "FLIP_COLUMNS", "MAPS", "RECOVERY", "RECOVERY_COLUMNS", "TARGET_RULES",
-    "TASKS", "TASK_ALIASES", "TIMINGS", "TIMING_COLUMNS", "EvalResult", "Judge", "ModelFactory",
-    "add_map", "attack_batch", "attack_targets", "batch_model", "clip_batches", "contexts",
-    "default_attack", "evaluate_explainers", "flip_curve", "keep_segments", "n_segments",
-    "ordered", "predict", "prepare_out", "random_ranking", "rank_segments", "read_results",
-    "read_table", "recovery_hits", "regression_success", "rows_model", "segment_energy",
+    "EXAMPLES", "FLIPS", "FLIP_COLUMNS", "HEADLINE_K", "MAPS", "RECOVERY", "RECOVERY_COLUMNS",
+    "TARGET_RULES", "TASKS", "TASK_ALIASES", "TIMINGS", "TIMING_COLUMNS", "EvalResult", "Judge",
+    "ModelFactory", "add_map", "attack_batch", "attack_targets", "batch_model", "clip_batches",
+    "contexts", "default_attack", "evaluate_explainers", "explain_segments", "flip_curve",
+    "headline_k", "keep_segments", "n_segments", "ordered", "predict", "prepare_out",
+    "random_ranking", "rank_segments", "read_results", "read_table", "recovery_hits",
+    "regression_success", "rows_model", "segment_energy",
 ]

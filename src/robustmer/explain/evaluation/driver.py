@@ -16,7 +16,6 @@ from torch import nn
 from tqdm import tqdm
 
 from robustmer.attacks import AttackLike, per_sample_mse
-from robustmer.attacks.base import Subsettable
 from robustmer.attacks.runner import batches
 from robustmer.attacks.spec import TASK_ALIASES
 from robustmer.errors import ConfigError
@@ -47,6 +46,7 @@ from robustmer.explain.evaluation.files import (
 from robustmer.explain.evaluation.metrics import (
     TASKS,
     Judge,
+    explain_segments,
     flip_curve,
     keep_segments,
     n_segments,
@@ -62,6 +62,14 @@ from robustmer.io import read_json, read_npz, run_meta, safe_name, write_csv, wr
 
 BASELINES: tuple[str, ...] = ("magnitude", "random")
 """Reference rankings computed from ``δ`` itself (``magnitude``) or by chance (``random``)."""
+HEADLINE_K = 3
+"""The k a summary reports (the study's "top 3 of 20 segments")."""
+
+
+def headline_k(ks: Iterable[int]) -> int:
+    """:data:`HEADLINE_K` where it was evaluated, else the smallest k evaluated."""
+    ks = {int(k) for k in ks}
+    return HEADLINE_K if HEADLINE_K in ks else min(ks)
 
 
 @dataclass
@@ -88,27 +96,6 @@ class EvalResult:
         """Label-flip rate at ``k`` per method (over the successful clips)."""
         sel = self.flips[self.flips["k"] == k]
         return sel.groupby("method", sort=False)["flipped"].mean()
-
-
-def _explain_scores(explainer: Explainer, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                    segments: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(model, Subsettable) and x.shape[0] > 1:
-        # per-clip state: explainers evaluate one clip's perturbed copies in batches of their
-        # own, which only a one-clip model can follow; so explain one clip at a time
-        parts = [_explain_scores(explainer, model.subset(torch.tensor([i])), x[i:i + 1],
-                                 target[i:i + 1], segments, name) for i in range(x.shape[0])]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    expl = explainer(model, x, target, segments)
-    scores = getattr(expl, "segment_scores", None)
-    if scores is None:
-        raise ConfigError(f"explainer {name!r} returned no segment scores although a segment map "
-                          f"was given")
-    scores = scores.detach().cpu()
-    S = n_segments(segments)
-    if tuple(scores.shape) != (x.shape[0], S):
-        raise ConfigError(f"explainer {name!r} returned segment scores of shape "
-                          f"{tuple(scores.shape)}, expected {(x.shape[0], S)}")
-    return scores, expl.attribution.detach().float().cpu()
 
 
 _TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -384,8 +371,8 @@ def _evaluate_batch(model: nn.Module, clip_ids: list[str], method: str,
             ranking = random_ranking(ids, S, run.seed, stage)
         else:
             assert explainer is not None
-            scores, attr = _explain_scores(explainer, rows_model(model, rows.to(dev), B), xin,
-                                           target[rows].to(dev), seg_d, method)
+            scores, attr = explain_segments(explainer, rows_model(model, rows.to(dev), B), xin,
+                                            target[rows].to(dev), seg_d, method)
             ranking = rank_segments(scores)
         per_clip = (time.perf_counter() - t) / max(1, len(ids))
         t_rows.extend({"clip_id": c, "method": method, "stage": stage, "seconds": per_clip}

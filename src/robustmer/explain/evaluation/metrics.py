@@ -14,6 +14,8 @@ from torch import nn
 
 from robustmer.attacks import per_sample_mse
 from robustmer.attacks.base import Subsettable
+from robustmer.errors import ConfigError
+from robustmer.explain.base import Explainer
 from robustmer.io import stable_hash
 
 TASKS: tuple[str, ...] = ("classification", "regression")
@@ -114,6 +116,29 @@ def clip_batches(model: nn.Module, n: int,
         return
     for i in range(0, n, batch_size):
         yield slice(i, i + batch_size), model
+
+
+def explain_segments(explainer: Explainer, model: nn.Module, x: torch.Tensor,
+                     target: torch.Tensor, segments: torch.Tensor, name: str,
+                     batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segment scores ``(B, S)`` and attributions (float32) of every clip on the CPU, in
+    :func:`clip_batches` of ``batch_size`` (default: all at once); an explainer that gives no
+    segment scores, or scores of another shape, is a ``ConfigError`` naming it."""
+    scores, attrs = [], []
+    for rows, m in clip_batches(model, x.shape[0], batch_size or x.shape[0]):
+        expl = explainer(m, x[rows], target[rows], segments)
+        part = getattr(expl, "segment_scores", None)
+        if part is None:
+            raise ConfigError(f"explainer {name!r} returned no segment scores although a "
+                              f"segment map was given")
+        scores.append(part.detach().cpu())
+        attrs.append(expl.attribution.detach().float().cpu())
+    out = torch.cat(scores)
+    S = n_segments(segments)
+    if tuple(out.shape) != (x.shape[0], S):
+        raise ConfigError(f"explainer {name!r} returned segment scores of shape "
+                          f"{tuple(out.shape)}, expected {(x.shape[0], S)}")
+    return out, torch.cat(attrs)
 
 
 @dataclass
